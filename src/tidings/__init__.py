@@ -1,0 +1,3 @@
+"""Tidings: self-hosted social CRM and marketing automation, WhatsApp first."""
+
+__version__ = "0.1.0"

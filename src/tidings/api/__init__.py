@@ -1,0 +1,1 @@
+"""The HTTP edge: the FastAPI application, authentication and error rendering."""

@@ -1,0 +1,56 @@
+"""The FastAPI application: routers of every domain under ``/api/v1`` and ``/health``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import text
+
+import tidings
+from tidings.api.errors import install_error_handlers
+from tidings.bootstrap import Tidings
+from tidings.contacts.routes import router as contacts_router
+from tidings.db.migrate import current_revision, head_revision
+from tidings.scheduler.service import live_workers
+from tidings.workspaces.routes import router as workspaces_router
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(installation: Tidings) -> FastAPI:
+    """Build the web application around an assembled installation."""
+    app = FastAPI(
+        title="Tidings",
+        version=tidings.__version__,
+        description="Social CRM and marketing automation, WhatsApp first. "
+        "Authenticate with `Authorization: Bearer <API key>`.",
+    )
+    app.state.tidings = installation
+    install_error_handlers(app)
+    app.include_router(workspaces_router, prefix=API_PREFIX)
+    app.include_router(contacts_router, prefix=API_PREFIX)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/health", tags=["operations"])
+    def health(request: Request) -> dict[str, Any]:
+        """Liveness and readiness: database reachable, schema current, workers alive."""
+        inst: Tidings = request.app.state.tidings
+        with inst.db.reading() as session:
+            session.execute(text("SELECT 1"))
+            workers = live_workers(session, now=inst.clock.now(), within=timedelta(minutes=2))
+        revision, head = current_revision(inst.db.engine), head_revision()
+        return {
+            "status": "ok" if revision == head else "migrations_pending",
+            "version": tidings.__version__,
+            "database": inst.db.engine.dialect.name,
+            "schema_revision": revision,
+            "workers_alive": len(workers),
+        }
+
+    return app

@@ -1,0 +1,97 @@
+"""Request dependencies: who is calling, in which workspace, inside which transaction.
+
+A write request (anything but GET/HEAD/OPTIONS) gets a write transaction that commits after the
+route returns and *before* the response is sent, so a failed commit is never reported as
+success. Reads get a read-only session.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from tidings.bootstrap import Tidings
+from tidings.kernel.errors import invalid, unauthenticated
+from tidings.workspaces.domain import Principal, Role
+from tidings.workspaces.orm import Workspace
+from tidings.workspaces.service import authenticate_api_key
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class RequestContext:
+    """Everything a route passes on to a service."""
+
+    session: Session
+    workspace: Workspace
+    principal: Principal
+    now: datetime
+    tidings: Tidings
+
+    def require(self, role: Role, *, action: str) -> None:
+        self.principal.require(role, action=action)
+
+    @property
+    def source(self) -> str:
+        """How changes made by this request are labelled in timelines."""
+        return f"api:{self.principal.label}"
+
+
+def get_tidings(request: Request) -> Tidings:
+    tidings: Tidings = request.app.state.tidings
+    return tidings
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated("send 'Authorization: Bearer <API key>'")
+    return token.strip()
+
+
+def request_context(
+    request: Request, tidings: Annotated[Tidings, Depends(get_tidings)]
+) -> Iterator[RequestContext]:
+    token = _bearer_token(request)
+    is_write = request.method not in READ_METHODS
+    opener = tidings.db.transaction if is_write else tidings.db.reading
+    with opener() as session:
+        now = tidings.clock.now()
+        principal, workspace = authenticate_api_key(
+            session, plaintext=token, now=now, may_write=is_write
+        )
+        yield RequestContext(session, workspace, principal, now, tidings)
+
+
+Context = Annotated[RequestContext, Depends(request_context, scope="function")]
+
+
+def encode_cursor(last_id: int) -> str:
+    raw = json.dumps({"before": last_id}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """Raises ``TidingsError`` (422 on ``cursor``) for a cursor this API did not hand out."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded))["before"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise invalid(
+            "invalid_cursor", "use the next_cursor of a previous page", field="cursor"
+        ) from None
+    if not isinstance(value, int):
+        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
+    return value

@@ -1,0 +1,61 @@
+"""Wiring: settings, clock, database and the worker's work, assembled on demand.
+
+Nothing is created at import time; ``build`` is called by the CLI, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tidings.db.engine import make_engine
+from tidings.db.migrate import upgrade
+from tidings.db.session import Database
+from tidings.kernel.clock import Clock, SystemClock
+from tidings.scheduler.worker import (
+    BackgroundJobSource,
+    JobHandler,
+    PeriodicTask,
+    Worker,
+    WorkSource,
+)
+from tidings.settings import Settings, load_settings
+
+
+@dataclass
+class Tidings:
+    """One running installation: what every entry point needs."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    job_handlers: dict[str, JobHandler] = field(default_factory=dict)
+    work_sources: list[WorkSource] = field(default_factory=list)
+    periodic: list[PeriodicTask] = field(default_factory=list)
+
+    def migrate(self) -> None:
+        upgrade(self.db.engine)
+
+    def make_worker(self, *, sources: Sequence[WorkSource] | None = None) -> Worker:
+        chosen = list(sources) if sources is not None else self.all_sources()
+        return Worker(
+            db=self.db,
+            clock=self.clock,
+            sources=chosen,
+            periodic=list(self.periodic),
+            batch_size=self.settings.worker_batch_size,
+            poll_seconds=self.settings.worker_poll_seconds,
+        )
+
+    def all_sources(self) -> list[WorkSource]:
+        return [*self.work_sources, BackgroundJobSource(dict(self.job_handlers))]
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Tidings:
+    """Assemble an installation from settings (the environment's by default)."""
+    chosen = settings or load_settings()
+    engine = make_engine(chosen.database_url, pool_size=chosen.database_pool_size)
+    return Tidings(settings=chosen, clock=clock or SystemClock(), db=Database(engine))

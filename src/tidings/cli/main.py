@@ -1,0 +1,126 @@
+"""The ``tidings`` command: serve, worker, init and the sub-commands of each domain."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from tidings.api.app import create_app
+from tidings.bootstrap import Tidings
+from tidings.cli.common import console, installation, require_schema
+from tidings.cli.contacts import contacts_app
+from tidings.cli.workspaces import apikey_app, init, workspace_app
+from tidings.demo.service import DEMO_OWNER_EMAIL, DEMO_PASSWORD, find_demo_workspace, seed_demo
+from tidings.workspaces.domain import Role
+from tidings.workspaces.service import create_api_key
+
+app = typer.Typer(
+    help="Tidings: social CRM and marketing automation, WhatsApp first.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(init)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(contacts_app, name="contacts")
+
+
+def _demo_key(inst: Tidings) -> str:
+    """Seed the demo workspace once; keep its API key in the data folder to show it again."""
+    key_file = inst.settings.data_dir / "demo-api-key.txt"
+    with inst.db.transaction() as session:
+        now = inst.clock.now()
+        workspace = find_demo_workspace(session)
+        if workspace is None:
+            _, key = seed_demo(session, now=now)
+        elif key_file.is_file():
+            return key_file.read_text().strip()
+        else:
+            _, key = create_api_key(
+                session,
+                workspace=workspace,
+                name="demo",
+                role=Role.ADMIN,
+                granted_by=Role.OWNER,
+                created_by_user_id=None,
+                now=now,
+            )
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option("--demo", help="Seed and open a demo workspace.")] = False,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    worker: Annotated[bool, typer.Option(help="Run the embedded worker in this process.")] = True,
+) -> None:
+    """Run the API and web app (and, by default, one embedded worker) on one machine."""
+    overrides: dict[str, object] = {"demo": True} if demo else {}
+    with installation(**overrides) as inst:
+        settings = inst.settings
+        settings.check_production_ready()
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        inst.migrate()
+        chosen_host, chosen_port = host or settings.host, port or settings.port
+        if settings.demo:
+            key = _demo_key(inst)
+            console.print(f"Demo workspace ready. API key: [bold green]{key}[/]")
+            console.print(f"Web login: {DEMO_OWNER_EMAIL} / {DEMO_PASSWORD}")
+        console.print(f"Tidings on http://{chosen_host}:{chosen_port}  (API docs: /docs)")
+        embedded = inst.make_worker() if worker else None
+        thread = (
+            threading.Thread(target=embedded.run_forever, name="worker", daemon=True)
+            if embedded
+            else None
+        )
+        if thread is not None:
+            thread.start()
+        try:
+            uvicorn.run(
+                create_app(inst),
+                host=chosen_host,
+                port=chosen_port,
+                log_level=settings.log_level.lower(),
+            )
+        finally:
+            if embedded is not None and thread is not None:
+                embedded.stop()
+                thread.join(timeout=30)
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run the scale-out worker loop until SIGTERM/SIGINT (then finish the batch in flight)."""
+    with installation() as inst:
+        logging.basicConfig(
+            level=inst.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        require_schema(inst)
+        loop = inst.make_worker()
+        loop.install_signal_handlers()
+        console.print(f"Worker {loop.worker_id} running; Ctrl-C stops it after the current batch.")
+        loop.run_forever()
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from tidings import __version__
+
+    console.print(__version__)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,161 @@
+"""``tidings init``, ``tidings workspace …`` and ``tidings apikey …``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tidings.cli.common import console, installation, pick_workspace, require_schema
+from tidings.workspaces import repository, service
+from tidings.workspaces.domain import Role
+
+workspace_app = typer.Typer(help="Create and list workspaces (tenants).", no_args_is_help=True)
+apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+WorkspaceOption = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace slug.")]
+
+
+def init(
+    name: Annotated[str, typer.Option(help="Name of the first workspace.")] = "My Shop",
+    slug: Annotated[str, typer.Option(help="Its slug.")] = "main",
+    region: Annotated[str, typer.Option(help="Default region for local phone numbers.")] = "TW",
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "Asia/Taipei",
+    locale: Annotated[str, typer.Option(help="Default locale.")] = "zh-Hant-TW",
+    owner_email: Annotated[str, typer.Option(help="E-mail of the owner.")] = "owner@example.com",
+    owner_password: Annotated[
+        str | None, typer.Option(help="Owner's password (10+ chars).")
+    ] = None,
+) -> None:
+    """Create or upgrade the database; on an empty one, add a workspace, its owner and a key."""
+    with installation() as inst:
+        inst.migrate()
+        with inst.db.transaction() as session:
+            if repository.list_workspaces(session):
+                console.print("Database is up to date.")
+                return
+            now = inst.clock.now()
+            workspace = service.create_workspace(
+                session,
+                slug=slug,
+                settings=service.WorkspaceSettings(name, region, timezone, locale),
+                now=now,
+            )
+            owner = service.create_user(
+                session,
+                workspace=workspace,
+                email=owner_email,
+                name="Owner",
+                role=Role.OWNER,
+                password=owner_password,
+                granted_by=Role.OWNER,
+                now=now,
+            )
+            _, key = service.create_api_key(
+                session,
+                workspace=workspace,
+                name="created by init",
+                role=Role.OWNER,
+                granted_by=Role.OWNER,
+                created_by_user_id=owner.id,
+                now=now,
+            )
+        console.print(f"Created workspace [bold]{slug}[/] with owner {owner_email}.")
+        console.print(f"API key (shown once, keep it safe): [bold green]{key}[/]")
+
+
+@workspace_app.command("create")
+def create_workspace(
+    slug: str,
+    name: Annotated[str, typer.Option(help="Display name.")],
+    region: Annotated[str, typer.Option()] = "TW",
+    timezone: Annotated[str, typer.Option()] = "Asia/Taipei",
+    locale: Annotated[str, typer.Option()] = "zh-Hant-TW",
+) -> None:
+    """Add another workspace, with an owner API key."""
+    with installation() as inst:
+        require_schema(inst)
+        with inst.db.transaction() as session:
+            now = inst.clock.now()
+            workspace = service.create_workspace(
+                session,
+                slug=slug,
+                settings=service.WorkspaceSettings(name, region, timezone, locale),
+                now=now,
+            )
+            _, key = service.create_api_key(
+                session,
+                workspace=workspace,
+                name="created with workspace",
+                role=Role.OWNER,
+                granted_by=Role.OWNER,
+                created_by_user_id=None,
+                now=now,
+            )
+        console.print(
+            f"Created workspace [bold]{slug}[/]. API key (shown once): [bold green]{key}[/]"
+        )
+
+
+@workspace_app.command("list")
+def list_workspaces() -> None:
+    """Show every workspace."""
+    with installation() as inst, inst.db.reading() as session:
+        table = Table("slug", "name", "region", "time zone", "locale")
+        for w in repository.list_workspaces(session):
+            table.add_row(w.slug, w.name, w.default_region, w.timezone, w.locale)
+        console.print(table)
+
+
+@apikey_app.command("create")
+def create_api_key(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    role: Annotated[Role, typer.Option(help="What the key may do.")] = Role.ADMIN,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Make a key; it is printed once and only its digest is stored."""
+    with installation() as inst:
+        require_schema(inst)
+        with inst.db.transaction() as session:
+            chosen = pick_workspace(session, workspace)
+            _, key = service.create_api_key(
+                session,
+                workspace=chosen,
+                name=name,
+                role=role,
+                granted_by=Role.OWNER,
+                created_by_user_id=None,
+                now=inst.clock.now(),
+            )
+        console.print(key, highlight=False, soft_wrap=True)
+
+
+@apikey_app.command("list")
+def list_api_keys(workspace: WorkspaceOption = None) -> None:
+    """Show the keys of a workspace (prefixes only)."""
+    with installation() as inst, inst.db.reading() as session:
+        table = Table("id", "name", "role", "prefix", "created", "revoked")
+        for k in repository.list_api_keys(session, pick_workspace(session, workspace)):
+            table.add_row(
+                str(k.id),
+                k.name,
+                k.role,
+                k.prefix + "…",
+                f"{k.created_at:%Y-%m-%d %H:%M}",
+                f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+            )
+        console.print(table)
+
+
+@apikey_app.command("revoke")
+def revoke_api_key(key_id: int, workspace: WorkspaceOption = None) -> None:
+    """Revoke a key at once."""
+    with installation() as inst, inst.db.transaction() as session:
+        service.revoke_api_key(
+            session,
+            workspace=pick_workspace(session, workspace),
+            key_id=key_id,
+            now=inst.clock.now(),
+        )
+        console.print(f"Revoked key {key_id}.")

@@ -1,0 +1,365 @@
+"""Pure rules about contacts: how phones, e-mails and custom fields are normalised and checked.
+
+Every ``check_*``/``normalize_*`` function either returns the canonical value or raises a
+``TidingsError`` naming the field, so the API, the CLI and the CSV import report the same words.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from tidings.kernel.errors import invalid
+from tidings.kernel.localization import check_locale, check_region, check_timezone
+
+
+class LifecycleStage(enum.StrEnum):
+    """Where a contact stands; the names follow HubSpot's so CRM mapping is one-to-one."""
+
+    SUBSCRIBER = "subscriber"
+    LEAD = "lead"
+    MARKETING_QUALIFIED = "marketing_qualified"
+    SALES_QUALIFIED = "sales_qualified"
+    OPPORTUNITY = "opportunity"
+    CUSTOMER = "customer"
+    EVANGELIST = "evangelist"
+    OTHER = "other"
+
+
+class Channel(enum.StrEnum):
+    WHATSAPP = "whatsapp"
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class ConsentPurpose(enum.StrEnum):
+    """Marketing and transactional consent are separate (as HubSpot separates them)."""
+
+    MARKETING = "marketing"
+    TRANSACTIONAL = "transactional"
+
+
+class ConsentStatus(enum.StrEnum):
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+
+
+class CustomFieldType(enum.StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    DATE = "date"
+    BOOLEAN = "boolean"
+    CHOICE = "choice"
+
+
+FIELD_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TRUE_WORDS = frozenset({"true", "yes", "y", "1", "on"})
+FALSE_WORDS = frozenset({"false", "no", "n", "0", "off"})
+MAX_TEXT_FIELD = 2000
+MAX_TAG_LENGTH = 100
+
+
+def normalize_phone(raw: str, default_region: str, *, field: str = "phone") -> str:
+    """Return the E.164 form of ``raw`` (C2), parsing local numbers in ``default_region``.
+
+    ``0912 345 678`` in a Taiwan workspace becomes ``+886912345678``.
+
+    Raises:
+        TidingsError: 422 ``invalid_phone`` naming ``field``; nothing is stored.
+    """
+    text = raw.strip()
+    if not text:
+        raise invalid("invalid_phone", "the phone number is empty", field=field)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as error:
+        raise invalid(
+            "invalid_phone", f"{raw!r} is not a phone number: {error._msg}", field=field
+        ) from None
+    if not phonenumbers.is_valid_number(number):
+        region = phonenumbers.region_code_for_number(number) or default_region
+        raise invalid(
+            "invalid_phone",
+            f"{raw!r} is not a valid number for {region} (checked as +{number.country_code})",
+            field=field,
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country_of_phone(e164: str) -> str | None:
+    """The ISO region a valid E.164 number belongs to, if one."""
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    return None if region in (None, "ZZ", "001") else str(region)
+
+
+# The common case (plain ASCII local part, letters-digits-hyphens domain with an alphabetic
+# TLD) is checked by this pattern in ~1 µs instead of ~40 µs; anything else goes to
+# email_validator. A property test keeps the two in agreement on what the pattern accepts.
+_PLAIN_EMAIL = re.compile(
+    r"^(?=.{6,254}$)(?=[^@]{1,64}@)"
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?!(?:local|localhost|test|invalid|onion|arpa|example|internal|home|lan|corp|intranet|private)$)"
+    r"[A-Za-z]{2,24}$"
+)
+
+
+def normalize_email(raw: str, *, field: str = "email") -> str:
+    """Return the lower-cased, syntax-checked address.
+
+    Raises:
+        TidingsError: 422 ``invalid_email`` naming ``field``.
+    """
+    text = raw.strip()
+    if _PLAIN_EMAIL.match(text):
+        return text.lower()
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise invalid("invalid_email", f"{raw!r}: {error}", field=field) from None
+
+
+def normalize_tag(raw: str, *, field: str = "tags") -> str:
+    """Trim and collapse inner whitespace; tags compare case-insensitively by :func:`tag_key`.
+
+    Raises:
+        TidingsError: 422 for an empty or over-long tag.
+    """
+    name = " ".join(raw.split())
+    if not name:
+        raise invalid("invalid_tag", "a tag cannot be empty", field=field)
+    if len(name) > MAX_TAG_LENGTH:
+        raise invalid("invalid_tag", f"tags are at most {MAX_TAG_LENGTH} characters", field=field)
+    return name
+
+
+def tag_key(name: str) -> str:
+    """The case-insensitive identity of a tag ("VIP" and "vip" are one tag)."""
+    return " ".join(name.split()).casefold()
+
+
+def check_field_key(key: str) -> str:
+    """Raises ``TidingsError`` (422 on ``key``) unless ``key`` is a snake_case identifier."""
+    if not FIELD_KEY_PATTERN.match(key):
+        raise invalid(
+            "invalid_field_key",
+            "use lowercase letters, digits and underscores, starting with a letter",
+            field="key",
+        )
+    return key
+
+
+def check_choices(field_type: CustomFieldType, choices: list[str] | None) -> list[str] | None:
+    """A choice field needs distinct options; other types take none.
+
+    Raises:
+        TidingsError: 422 on ``choices``.
+    """
+    if field_type != CustomFieldType.CHOICE:
+        if choices:
+            raise invalid("invalid_choices", "only choice fields have choices", field="choices")
+        return None
+    cleaned = [c.strip() for c in choices or [] if c.strip()]
+    if not cleaned or len(set(cleaned)) != len(cleaned):
+        raise invalid(
+            "invalid_choices", "a choice field needs distinct, non-empty choices", field="choices"
+        )
+    return cleaned
+
+
+def coerce_custom_value(
+    field_type: CustomFieldType, value: Any, *, choices: list[str] | None, field: str
+) -> str | float | bool | None:
+    """Turn an API or CSV value into the stored form of a custom field.
+
+    Numbers are stored as floats, dates as ISO ``YYYY-MM-DD`` text (so they sort and compare
+    in SQL on every database), booleans as booleans. ``None`` or an empty string clears.
+
+    Raises:
+        TidingsError: 422 naming ``field`` when the value does not fit the type.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    match field_type:
+        case CustomFieldType.TEXT:
+            return _coerce_text(value, field)
+        case CustomFieldType.NUMBER:
+            return _coerce_number(value, field)
+        case CustomFieldType.DATE:
+            return _coerce_date(value, field)
+        case CustomFieldType.BOOLEAN:
+            return _coerce_boolean(value, field)
+        case CustomFieldType.CHOICE:
+            return _coerce_choice(value, choices or [], field)
+
+
+def _coerce_text(value: Any, field: str) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise invalid("invalid_value", "expected text", field=field)
+    text = str(value).strip()
+    if len(text) > MAX_TEXT_FIELD:
+        raise invalid("invalid_value", f"at most {MAX_TEXT_FIELD} characters", field=field)
+    return text
+
+
+def _coerce_number(value: Any, field: str) -> float:
+    if isinstance(value, bool):
+        raise invalid("invalid_value", "expected a number, got a boolean", field=field)
+    try:
+        number = Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation:
+        raise invalid("invalid_value", f"{value!r} is not a number", field=field) from None
+    if not number.is_finite():
+        raise invalid("invalid_value", "the number must be finite", field=field)
+    return float(number)
+
+
+def _coerce_date(value: Any, field: str) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        return date.fromisoformat(str(value).strip()).isoformat()
+    except ValueError:
+        raise invalid(
+            "invalid_value", f"{value!r} is not a date (YYYY-MM-DD)", field=field
+        ) from None
+
+
+def _coerce_boolean(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise invalid("invalid_value", f"{value!r} is not true or false", field=field)
+
+
+def _coerce_choice(value: Any, choices: list[str], field: str) -> str:
+    text = str(value).strip()
+    if text not in choices:
+        raise invalid("invalid_value", f"{text!r} is not one of: {', '.join(choices)}", field=field)
+    return text
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A custom field's definition, as the pure rules need it."""
+
+    key: str
+    field_type: CustomFieldType
+    choices: tuple[str, ...] | None = None
+
+
+TEXT_LIMITS = {"name": 200, "first_name": 100, "last_name": 100, "lead_source": 64}
+SCORE_RANGE = (-1_000_000, 1_000_000)
+
+
+def prepare_contact_fields(
+    data: Mapping[str, Any], *, specs: Mapping[str, FieldSpec], region: str
+) -> dict[str, Any]:
+    """Validate and normalise the contact fields present in ``data``.
+
+    Returns the stored form of each given field; ``custom_fields`` holds only the custom keys
+    given (a ``None`` value means "clear this field").
+
+    Raises:
+        TidingsError: 422 naming the first offending field (``custom_fields.<key>`` for custom).
+    """
+    prepared: dict[str, Any] = {}
+    for name, limit in TEXT_LIMITS.items():
+        if name in data:
+            prepared[name] = _optional_text(data[name], limit, name)
+    if "phone" in data:
+        prepared["phone"] = (
+            None if _blank(data["phone"]) else normalize_phone(data["phone"], region)
+        )
+    if "email" in data:
+        prepared["email"] = None if _blank(data["email"]) else normalize_email(data["email"])
+    if "locale" in data:
+        prepared["locale"] = None if _blank(data["locale"]) else check_locale(data["locale"])
+    if "timezone" in data:
+        prepared["timezone"] = (
+            None if _blank(data["timezone"]) else check_timezone(data["timezone"])
+        )
+    if "country" in data:
+        prepared["country"] = (
+            None if _blank(data["country"]) else check_region(data["country"], field="country")
+        )
+    if "lifecycle_stage" in data:
+        prepared["lifecycle_stage"] = _lifecycle(data["lifecycle_stage"])
+    if "score" in data:
+        prepared["score"] = _score(data["score"])
+    if "do_not_contact" in data:
+        prepared["do_not_contact"] = _coerce_boolean(data["do_not_contact"], "do_not_contact")
+    if "custom_fields" in data:
+        prepared["custom_fields"] = prepare_custom_fields(data["custom_fields"] or {}, specs)
+    return prepared
+
+
+def prepare_custom_fields(
+    values: Mapping[str, Any], specs: Mapping[str, FieldSpec]
+) -> dict[str, Any]:
+    """Raises ``TidingsError`` (422) for an undefined key or a value that misfits its type."""
+    prepared: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = specs.get(key)
+        where = f"custom_fields.{key}"
+        if spec is None:
+            raise invalid("unknown_field", f"no custom field {key!r}; define it first", field=where)
+        choices = list(spec.choices) if spec.choices else None
+        prepared[key] = coerce_custom_value(spec.field_type, value, choices=choices, field=where)
+    return prepared
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _optional_text(value: Any, limit: int, field: str) -> str | None:
+    if _blank(value):
+        return None
+    if not isinstance(value, str):
+        raise invalid("invalid_value", "expected text", field=field)
+    text = " ".join(value.split())
+    if len(text) > limit:
+        raise invalid("invalid_value", f"at most {limit} characters", field=field)
+    return text
+
+
+def _lifecycle(value: Any) -> str:
+    try:
+        return LifecycleStage(str(value).strip().lower()).value
+    except ValueError:
+        options = ", ".join(s.value for s in LifecycleStage)
+        raise invalid(
+            "invalid_value",
+            f"{value!r} is not a lifecycle stage ({options})",
+            field="lifecycle_stage",
+        ) from None
+
+
+def _score(value: Any) -> int:
+    if isinstance(value, bool):
+        raise invalid("invalid_value", "expected a whole number", field="score")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise invalid("invalid_value", f"{value!r} is not a whole number", field="score") from None
+    low, high = SCORE_RANGE
+    if not low <= number <= high:
+        raise invalid("invalid_value", f"the score must lie in [{low}, {high}]", field="score")
+    return number

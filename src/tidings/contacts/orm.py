@@ -1,0 +1,138 @@
+"""Tables of contacts and everything hanging off them (C1), including the event timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tidings.db.base import Base, IdType, WorkspaceOwned
+
+
+class Contact(WorkspaceOwned, Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        # NULLs are distinct on both databases, so contacts without a phone/e-mail coexist.
+        UniqueConstraint("workspace_id", "phone"),
+        UniqueConstraint("workspace_id", "email"),
+    )
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(320))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    lifecycle_stage: Mapped[str] = mapped_column(String(32))
+    score: Mapped[int] = mapped_column(default=0)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lead_source: Mapped[str | None] = mapped_column(String(64))
+    do_not_contact: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Tag(WorkspaceOwned, Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    name: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class ContactTag(Base):
+    __tablename__ = "contact_tags"
+    __table_args__ = (Index("ix_contact_tags_tag_contact", "tag_id", "contact_id"),)
+
+    contact_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime]
+
+
+class ContactList(WorkspaceOwned, Base):
+    __tablename__ = "contact_lists"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime]
+
+
+class ListMembership(Base):
+    __tablename__ = "list_memberships"
+    __table_args__ = (Index("ix_list_memberships_contact", "contact_id"),)
+
+    list_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("contact_lists.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    joined_at: Mapped[datetime]
+
+
+class CustomFieldDefinition(WorkspaceOwned, Base):
+    __tablename__ = "custom_field_definitions"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    key: Mapped[str] = mapped_column(String(63))
+    label: Mapped[str] = mapped_column(String(200))
+    field_type: Mapped[str] = mapped_column(String(16))
+    choices: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class Consent(WorkspaceOwned, Base):
+    """The current consent of one contact for one channel and purpose; history is in events."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("contact_id", "channel", "purpose"),)
+
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+
+
+class ExternalId(WorkspaceOwned, Base):
+    """The id a connected system (HubSpot, Shopify …) gives this contact."""
+
+    __tablename__ = "contact_external_ids"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "system", "external_id"),
+        UniqueConstraint("contact_id", "system"),
+    )
+
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(200))
+
+
+class ContactEvent(WorkspaceOwned, Base):
+    """One entry of the append-only timeline, with event time and ingestion time (S8)."""
+
+    __tablename__ = "contact_events"
+    __table_args__ = (
+        Index("ix_contact_events_contact_type_time", "contact_id", "event_type", "occurred_at"),
+        Index("ix_contact_events_workspace_type_time", "workspace_id", "event_type", "occurred_at"),
+        UniqueConstraint("workspace_id", "idempotency_key"),
+    )
+
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(64))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,199 @@
+"""Request and response bodies of contacts, tags, lists, custom fields and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tidings.contacts.domain import (
+    Channel,
+    ConsentPurpose,
+    ConsentStatus,
+    CustomFieldType,
+    LifecycleStage,
+)
+from tidings.kernel.timestamps import Timestamp
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    purpose: ConsentPurpose
+    status: ConsentStatus
+    source: str | None = Field(None, max_length=64, description="form, api, import, inbound …")
+
+
+class ConsentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    channel: Channel
+    purpose: ConsentPurpose
+    status: ConsentStatus
+    source: str
+    recorded_at: Timestamp
+
+
+class ContactFields(BaseModel):
+    """Fields a client may set; phones and e-mails are normalised by the service (C2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = Field(None, examples=["0912 345 678", "+85291234567"])
+    email: str | None = None
+    locale: str | None = Field(None, examples=["zh-Hant-TW", "th-TH", "en"])
+    timezone: str | None = Field(None, examples=["Asia/Taipei"])
+    country: str | None = Field(None, examples=["TW"])
+    lifecycle_stage: LifecycleStage | None = None
+    score: int | None = None
+    custom_fields: dict[str, Any] | None = None
+    lead_source: str | None = None
+    do_not_contact: bool | None = None
+
+
+class ContactCreate(ContactFields):
+    tags: list[str] = []
+    list_ids: list[int] = []
+    external_ids: dict[str, str] = {}
+    consents: list[ConsentIn] = []
+
+
+class ContactUpdate(ContactCreate):
+    """Only the fields sent change; tags, lists, ids and consents given are added."""
+
+
+class ContactUpsert(ContactCreate):
+    match_on: list[str] = Field(
+        default=["external_id", "phone", "email"],
+        description="Keys tried in order to find the contact to update.",
+    )
+
+
+class ContactRead(BaseModel):
+    id: int
+    name: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    email: str | None
+    locale: str | None
+    timezone: str | None
+    country: str | None
+    lifecycle_stage: LifecycleStage
+    score: int
+    custom_fields: dict[str, Any]
+    lead_source: str | None
+    do_not_contact: bool
+    tags: list[str]
+    list_ids: list[int]
+    consents: list[ConsentRead]
+    external_ids: dict[str, str]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class UpsertResult(BaseModel):
+    created: bool
+    contact: ContactRead
+
+
+class ContactPage(BaseModel):
+    items: list[ContactRead]
+    next_cursor: str | None
+
+
+class TagsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(min_length=1)
+
+
+class TagRead(BaseModel):
+    id: int
+    name: str
+    contacts: int
+    created_at: Timestamp
+
+
+class ListIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+
+
+class ListRead(BaseModel):
+    id: int
+    name: str
+    description: str
+    contacts: int
+    created_at: Timestamp
+
+
+class MembershipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    list_id: int
+
+
+class CustomFieldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    label: str = ""
+    type: CustomFieldType
+    choices: list[str] | None = None
+
+
+class CustomFieldRead(BaseModel):
+    key: str
+    label: str
+    type: CustomFieldType
+    choices: list[str] | None
+    created_at: Timestamp
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(examples=["order.placed", "product.viewed", "link.clicked"])
+    occurred_at: Timestamp | None = Field(None, description="When it happened; defaults to now.")
+    properties: dict[str, Any] = {}
+    idempotency_key: str | None = Field(None, max_length=200)
+
+
+class EventRead(BaseModel):
+    id: int
+    contact_id: int
+    type: str
+    occurred_at: Timestamp
+    received_at: Timestamp
+    source: str
+    properties: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    next_cursor: str | None
+
+
+class ImportProblem(BaseModel):
+    line: int
+    column: str
+    value: str
+    code: str
+    message: str
+
+
+class ImportResult(BaseModel):
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    warnings: list[str]
+    problems: list[ImportProblem]

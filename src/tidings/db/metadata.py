@@ -1,0 +1,11 @@
+"""All tables, gathered for migrations: importing this module registers every ``orm`` module."""
+
+from __future__ import annotations
+
+from tidings.contacts import orm as contacts_orm
+from tidings.db.base import Base
+from tidings.scheduler import orm as scheduler_orm
+from tidings.workspaces import orm as workspaces_orm
+
+REGISTERED = (contacts_orm, scheduler_orm, workspaces_orm)
+target_metadata = Base.metadata

@@ -1,0 +1,156 @@
+"""The worker loop shared by ``tidings worker`` and the embedded worker of ``tidings serve``.
+
+Each batch runs in its own transaction: a crash loses at most the batch in flight, whose rows
+are claimed again by the next worker. SIGTERM/SIGINT let the current batch finish, then stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from tidings.db.session import Database
+from tidings.kernel.clock import Clock
+from tidings.scheduler import service
+from tidings.scheduler.domain import PeriodicJob
+from tidings.scheduler.orm import BackgroundJob
+
+log = logging.getLogger(__name__)
+HEARTBEAT = PeriodicJob("worker.heartbeat", timedelta(seconds=30))
+MAX_BATCHES_PER_PASS = 50
+
+
+class WorkSource(Protocol):
+    """Due work of one kind: claims up to ``limit`` rows and processes them."""
+
+    name: str
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        """Process one batch inside ``session``'s transaction; return how many rows it handled."""
+        ...
+
+
+@dataclass(frozen=True)
+class PeriodicTask:
+    job: PeriodicJob
+    run: Callable[[Session, datetime], None]
+
+
+@dataclass(frozen=True)
+class JobHandler:
+    kind: str
+    handle: Callable[[Session, BackgroundJob, datetime], None]
+
+
+@dataclass
+class BackgroundJobSource:
+    """Runs queued background jobs; each job in a savepoint so one failure spares the others."""
+
+    handlers: dict[str, JobHandler]
+    name: str = "background_jobs"
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        jobs = service.claim_jobs(session, kinds=list(self.handlers), now=now, limit=limit)
+        for job in jobs:
+            try:
+                with session.begin_nested():
+                    self.handlers[job.kind].handle(session, job, now)
+                service.finish_job(job, now=now)
+            except Exception as error:  # a job's failure is recorded, never lost
+                log.exception("background job %s (%s) failed", job.id, job.kind)
+                service.fail_job(job, error=f"{type(error).__name__}: {error}", now=now)
+        return len(jobs)
+
+
+@dataclass
+class Worker:
+    """Claims and runs due work until told to stop."""
+
+    db: Database
+    clock: Clock
+    sources: Sequence[WorkSource] = ()
+    periodic: Sequence[PeriodicTask] = ()
+    batch_size: int = 500
+    poll_seconds: float = 1.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    processed: int = 0
+
+    def __post_init__(self) -> None:
+        self.worker_id, _, _ = service.worker_identity()
+        self.started_at = self.clock.now()
+        self.periodic = [PeriodicTask(HEARTBEAT, self._beat), *self.periodic]
+
+    def _beat(self, session: Session, now: datetime) -> None:
+        service.beat(
+            session,
+            worker_id=self.worker_id,
+            started_at=self.started_at,
+            processed=self.processed,
+            now=now,
+        )
+
+    def run_once(self) -> int:
+        """Run due periodic slots, then drain each source batch by batch; return rows handled."""
+        handled = 0
+        for task in self.periodic:
+            self._run_periodic(task)
+        for source in self.sources:
+            for _ in range(MAX_BATCHES_PER_PASS):
+                if self.stop_event.is_set():
+                    return handled
+                with self.db.transaction() as session:
+                    count = source.run_batch(session, now=self.clock.now(), limit=self.batch_size)
+                handled += count
+                if count < self.batch_size:
+                    break
+        self.processed += handled
+        return handled
+
+    def _run_periodic(self, task: PeriodicTask) -> None:
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            run = service.claim_periodic_slot(
+                session, job=task.job, worker_id=self.worker_id, now=now
+            )
+            if run is None:
+                return
+            try:
+                with session.begin_nested():
+                    task.run(session, now)
+            except Exception as error:
+                log.exception("periodic job %s failed", task.job.name)
+                run.error = f"{type(error).__name__}: {error}"[:4000]
+            run.finished_at = self.clock.now()
+
+    def run_forever(self) -> None:
+        """Loop until :meth:`stop`; sleeps ``poll_seconds`` whenever a pass found nothing."""
+        log.info("worker %s started", self.worker_id)
+        while not self.stop_event.is_set():
+            try:
+                handled = self.run_once()
+            except Exception:  # keep the worker alive; the batch rolled back and will be retried
+                log.exception("worker pass failed")
+                handled = 0
+            if handled == 0:
+                self.stop_event.wait(self.poll_seconds)
+        log.info("worker %s stopped after %d rows", self.worker_id, self.processed)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        """Let SIGTERM and SIGINT finish the current batch and then stop the loop."""
+
+        def _graceful(signum: int, _frame: object) -> None:
+            log.info("signal %d: finishing the current batch, then stopping", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, _graceful)
+        signal.signal(signal.SIGINT, _graceful)

@@ -1,0 +1,70 @@
+"""The one settings tree, read from the environment (``TIDINGS_*``) and ``.env``.
+
+Defaults are the embedded deployment: a SQLite file in ``./tidings-data``. Nothing is read at
+import time; :func:`load_settings` is called by ``bootstrap``. Per-workspace policy figures are
+not here: they live in the database (see ``workspaces.domain.WorkspacePolicy``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tidings.kernel.errors import TidingsError
+
+PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 - the value refused at start
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("tidings-data"), description="Where SQLite and files live.")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; empty means SQLite in data_dir."
+    )
+    secret_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
+    demo: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = Field(default="", description="Base URL others use to reach this server.")
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    worker_batch_size: int = Field(default=500, ge=1, le=100_000)
+    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    database_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_database_url(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'tidings.db').as_posix()}"
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def check_production_ready(self) -> None:
+        """Refuse to run on the placeholder secret outside demo mode.
+
+        Raises:
+            TidingsError: if ``TIDINGS_SECRET_KEY`` is unset or the placeholder.
+        """
+        secret = self.secret_key.get_secret_value()
+        if not self.demo and (secret == PLACEHOLDER_SECRET or len(secret) < 16):
+            raise TidingsError(
+                "placeholder_secret",
+                "set TIDINGS_SECRET_KEY to a random string of 16+ characters "
+                "(or run with --demo for a local trial)",
+                "TIDINGS_SECRET_KEY",
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]

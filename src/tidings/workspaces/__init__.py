@@ -1,0 +1,1 @@
+"""Workspaces (tenants), their settings and sending policy, users (agents) and API keys."""

@@ -1,0 +1,124 @@
+"""Roles, workspace settings and the sending-policy figures, as pure values.
+
+The policy defaults are the figures of the requirements (IDs in each field's description);
+each workspace may override any of them, and the override is validated here.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import time
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tidings.kernel.errors import forbidden, invalid
+
+
+class Role(enum.StrEnum):
+    """What a user or API key may do; each role includes the ones below it."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    AGENT = "agent"
+
+    @property
+    def rank(self) -> int:
+        return {Role.OWNER: 3, Role.ADMIN: 2, Role.AGENT: 1}[self]
+
+    def includes(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
+
+def check_role(actual: Role, required: Role, *, action: str) -> None:
+    """Raise unless ``actual`` may do what needs ``required``.
+
+    Raises:
+        TidingsError: 403 naming the action and the role it needs.
+    """
+    if not actual.includes(required):
+        raise forbidden(f"{action} needs the {required.value} role; you are {actual.value}")
+
+
+def check_can_grant(granter: Role, granted: Role) -> None:
+    """Nobody hands out more power than they hold.
+
+    Raises:
+        TidingsError: 403 when ``granted`` outranks ``granter``.
+    """
+    if not granter.includes(granted):
+        raise forbidden(f"a {granter.value} cannot grant the {granted.value} role")
+
+
+class WorkspacePolicy(BaseModel):
+    """Sending and automation policy; every figure is a default a workspace may change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service_window_hours: int = Field(24, ge=1, le=168, description="P1 free-form window")
+    non_opted_in_templates_per_day: int = Field(1, ge=0, description="P2")
+    same_content_per_month: int = Field(5, ge=1, description="P3")
+    promotional_per_week: int = Field(1, ge=0, description="P4")
+    promotional_slot_weekday: int = Field(2, ge=0, le=6, description="P4, Monday=0; Wednesday")
+    promotional_slot_time: time = Field(time(14, 0), description="P4 local send slot")
+    service_same_event_gap_hours: float = Field(6, ge=0, description="P4")
+    opt_out_keywords: tuple[str, ...] = Field(
+        ("STOP", "UNSUBSCRIBE", "ยกเลิก", "退訂", "取消訂閱"), description="P5"
+    )
+    daily_quota_per_number: int = Field(1000, ge=1, description="P6")
+    messaging_tier_limit: int | None = Field(
+        250, ge=1, description="P6 unique contacts outside the window per 24 h; None = unlimited"
+    )
+    throughput_per_number_per_second: float = Field(80, gt=0, description="P6")
+    same_user_min_interval_seconds: float = Field(6, ge=0, description="P6")
+    batch_mode_threshold: float = Field(0.8, gt=0, le=1, description="P6")
+    interactions_per_recipient: int = Field(3, ge=1, description="P6 load estimate")
+    human_reply_pause_hours: float = Field(12, ge=0, description="I3")
+    message_retries: int = Field(2, ge=0, le=10, description="X3")
+    sync_retries: int = Field(3, ge=0, le=10, description="X3")
+    sync_retry_interval_minutes: int = Field(5, ge=1, description="X3")
+    retention_days: int = Field(180, ge=180, description="C6: at least 180 days")
+    image_compress_over_bytes: int = Field(5 * 1024 * 1024, ge=1, description="I5")
+    duplicate_name_ratio: float = Field(80, ge=0, le=100, description="C3")
+    duplicate_evidence_days: int = Field(90, ge=1, description="C3")
+    slow_response_seconds: int = Field(360, ge=1, description="R1: flag agents above 6 min")
+
+    @field_validator("opt_out_keywords")
+    @classmethod
+    def _keywords_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(k.strip() for k in value if k.strip())
+        if not cleaned:
+            raise ValueError("at least one opt-out keyword is required (P5)")
+        return cleaned
+
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def check_slug(slug: str) -> str:
+    """Return ``slug`` if it is a valid workspace slug.
+
+    Raises:
+        TidingsError: 422 on ``slug``.
+    """
+    if not SLUG_PATTERN.match(slug):
+        raise invalid(
+            "invalid_slug", "use 1-64 lowercase letters, digits and inner hyphens", field="slug"
+        )
+    return slug
+
+
+class Principal(BaseModel):
+    """Who is calling: a user or an API key, always inside exactly one workspace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: int
+    role: Role
+    user_id: int | None = None
+    api_key_id: int | None = None
+    label: str
+
+    def require(self, role: Role, *, action: str) -> None:
+        """Raises ``TidingsError`` (403) unless this principal holds ``role``."""
+        check_role(self.role, role, action=action)

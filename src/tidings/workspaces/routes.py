@@ -1,0 +1,127 @@
+"""HTTP routes of the workspace, its agents and API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tidings.api.deps import Context
+from tidings.kernel.errors import not_found
+from tidings.workspaces import repository, service
+from tidings.workspaces.domain import Role
+from tidings.workspaces.orm import Workspace
+from tidings.workspaces.schemas import (
+    AgentCreate,
+    AgentRead,
+    AgentUpdate,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    WorkspaceRead,
+    WorkspaceUpdate,
+)
+
+router = APIRouter(tags=["workspace"])
+
+
+def _workspace_read(workspace: Workspace) -> WorkspaceRead:
+    return WorkspaceRead(
+        id=workspace.id,
+        slug=workspace.slug,
+        name=workspace.name,
+        default_region=workspace.default_region,
+        timezone=workspace.timezone,
+        locale=workspace.locale,
+        policy=service.policy_for(workspace).model_dump(mode="json"),
+        policy_overrides=workspace.policy_overrides,
+        created_at=workspace.created_at,
+        updated_at=workspace.updated_at,
+    )
+
+
+@router.get("/workspace")
+def read_workspace(ctx: Context) -> WorkspaceRead:
+    return _workspace_read(ctx.workspace)
+
+
+@router.patch("/workspace")
+def update_workspace(body: WorkspaceUpdate, ctx: Context) -> WorkspaceRead:
+    ctx.require(Role.ADMIN, action="changing workspace settings")
+    workspace = service.update_workspace(
+        ctx.session,
+        workspace=ctx.workspace,
+        changes=body.model_dump(exclude_unset=True),
+        now=ctx.now,
+    )
+    return _workspace_read(workspace)
+
+
+@router.get("/agents")
+def list_agents(ctx: Context) -> list[AgentRead]:
+    return [AgentRead.model_validate(u) for u in repository.list_users(ctx.session, ctx.workspace)]
+
+
+@router.get("/agents/{agent_id}")
+def read_agent(agent_id: int, ctx: Context) -> AgentRead:
+    return AgentRead.model_validate(service.get_user_or_404(ctx.session, ctx.workspace, agent_id))
+
+
+@router.post("/agents", status_code=201)
+def create_agent(body: AgentCreate, ctx: Context) -> AgentRead:
+    ctx.require(Role.ADMIN, action="adding agents")
+    user = service.create_user(
+        ctx.session,
+        workspace=ctx.workspace,
+        email=body.email,
+        name=body.name,
+        role=body.role,
+        password=body.password,
+        granted_by=ctx.principal.role,
+        now=ctx.now,
+    )
+    return AgentRead.model_validate(user)
+
+
+@router.patch("/agents/{agent_id}")
+def update_agent(agent_id: int, body: AgentUpdate, ctx: Context) -> AgentRead:
+    ctx.require(Role.ADMIN, action="changing agents")
+    user = service.update_user(
+        ctx.session,
+        workspace=ctx.workspace,
+        user_id=agent_id,
+        changes=body.model_dump(exclude_unset=True),
+        granted_by=ctx.principal.role,
+        now=ctx.now,
+    )
+    return AgentRead.model_validate(user)
+
+
+@router.get("/api-keys")
+def list_api_keys(ctx: Context) -> list[ApiKeyRead]:
+    ctx.require(Role.ADMIN, action="listing API keys")
+    return [
+        ApiKeyRead.model_validate(k) for k in repository.list_api_keys(ctx.session, ctx.workspace)
+    ]
+
+
+@router.post("/api-keys", status_code=201)
+def create_api_key(body: ApiKeyCreate, ctx: Context) -> ApiKeyCreated:
+    ctx.require(Role.ADMIN, action="creating API keys")
+    key, plaintext = service.create_api_key(
+        ctx.session,
+        workspace=ctx.workspace,
+        name=body.name,
+        role=body.role,
+        granted_by=ctx.principal.role,
+        created_by_user_id=ctx.principal.user_id,
+        now=ctx.now,
+    )
+    return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
+
+
+@router.delete("/api-keys/{key_id}")
+def revoke_api_key(key_id: int, ctx: Context) -> ApiKeyRead:
+    ctx.require(Role.ADMIN, action="revoking API keys")
+    if repository.get_api_key(ctx.session, ctx.workspace, key_id) is None:
+        raise not_found("API key")
+    key = service.revoke_api_key(ctx.session, workspace=ctx.workspace, key_id=key_id, now=ctx.now)
+    return ApiKeyRead.model_validate(key)

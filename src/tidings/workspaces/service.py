@@ -1,0 +1,302 @@
+"""Use cases of workspaces, users and API keys. Runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from tidings.kernel.errors import conflict, invalid, not_found, unauthenticated
+from tidings.kernel.localization import check_locale, check_region, check_timezone
+from tidings.workspaces import repository, security
+from tidings.workspaces.domain import (
+    Principal,
+    Role,
+    WorkspacePolicy,
+    check_can_grant,
+    check_slug,
+)
+from tidings.workspaces.orm import ApiKey, User, Workspace
+
+MIN_PASSWORD_LENGTH = 10
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class WorkspaceSettings:
+    """What a workspace owner may set."""
+
+    name: str
+    default_region: str = "TW"
+    timezone: str = "Asia/Taipei"
+    locale: str = "zh-Hant-TW"
+
+
+def create_workspace(
+    session: Session, *, slug: str, settings: WorkspaceSettings, now: datetime
+) -> Workspace:
+    """Create a tenant.
+
+    Raises:
+        TidingsError: invalid slug/region/time zone/locale (422), taken slug (409).
+    """
+    check_slug(slug)
+    if repository.get_workspace_by_slug(session, slug) is not None:
+        raise conflict("slug_taken", f"a workspace {slug!r} exists already", field="slug")
+    workspace = Workspace(slug=slug, policy_overrides={}, created_at=now, updated_at=now)
+    _apply_settings(workspace, settings)
+    session.add(workspace)
+    session.flush()
+    return workspace
+
+
+def update_workspace(
+    session: Session, *, workspace: Workspace, changes: dict[str, Any], now: datetime
+) -> Workspace:
+    """Change a workspace's name, region, time zone, locale or policy overrides.
+
+    Raises:
+        TidingsError: 422 naming the offending field.
+    """
+    current = WorkspaceSettings(
+        workspace.name, workspace.default_region, workspace.timezone, workspace.locale
+    )
+    merged = {k: changes.get(k, getattr(current, k)) for k in WorkspaceSettings.__annotations__}
+    _apply_settings(workspace, WorkspaceSettings(**merged))
+    if "policy" in changes and changes["policy"] is not None:
+        workspace.policy_overrides = _checked_policy_overrides(
+            {**workspace.policy_overrides, **changes["policy"]}
+        )
+    workspace.updated_at = now
+    session.flush()
+    return workspace
+
+
+def _apply_settings(workspace: Workspace, settings: WorkspaceSettings) -> None:
+    name = settings.name.strip()
+    if not name:
+        raise invalid("required", "a workspace needs a name", field="name")
+    workspace.name = name
+    workspace.default_region = check_region(settings.default_region)
+    workspace.timezone = check_timezone(settings.timezone)
+    workspace.locale = check_locale(settings.locale)
+
+
+def _checked_policy_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    try:
+        policy = WorkspacePolicy(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(p) for p in first["loc"])
+        raise invalid("invalid_policy", first["msg"], field=f"policy.{location}") from None
+    return policy.model_dump(mode="json", include=set(overrides))
+
+
+def policy_for(workspace: Workspace) -> WorkspacePolicy:
+    """The workspace's policy: the spec's defaults with its overrides applied."""
+    return WorkspacePolicy(**workspace.policy_overrides)
+
+
+def create_user(
+    session: Session,
+    *,
+    workspace: Workspace,
+    email: str,
+    name: str,
+    role: Role,
+    password: str | None,
+    granted_by: Role,
+    now: datetime,
+) -> User:
+    """Add an owner, admin or agent to the workspace.
+
+    Raises:
+        TidingsError: bad e-mail or short password (422), e-mail taken (409), role above the
+            granter's (403).
+    """
+    check_can_grant(granted_by, role)
+    address = normalize_login_email(email)
+    if repository.get_user_by_email(session, workspace, address) is not None:
+        raise conflict("email_taken", f"{address} is already a user here", field="email")
+    if not name.strip():
+        raise invalid("required", "a user needs a name", field="name")
+    user = User(
+        workspace_id=workspace.id,
+        email=address,
+        name=name.strip(),
+        role=role.value,
+        password_hash=_checked_password_hash(password) if password is not None else None,
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def update_user(
+    session: Session,
+    *,
+    workspace: Workspace,
+    user_id: int,
+    changes: dict[str, Any],
+    granted_by: Role,
+    now: datetime,
+) -> User:
+    """Change a user's name, role, password or active flag.
+
+    Raises:
+        TidingsError: unknown user (404), bad values (422), role above the granter's (403),
+            removing the last active owner (409).
+    """
+    user = get_user_or_404(session, workspace, user_id)
+    check_can_grant(granted_by, Role(user.role))
+    if changes.get("name") is not None:
+        if not changes["name"].strip():
+            raise invalid("required", "a user needs a name", field="name")
+        user.name = changes["name"].strip()
+    if changes.get("password") is not None:
+        user.password_hash = _checked_password_hash(changes["password"])
+    demotes = changes.get("role") is not None and Role(changes["role"]) != Role.OWNER
+    deactivates = changes.get("is_active") is False
+    if user.role == Role.OWNER and (demotes or deactivates):
+        _check_not_last_owner(session, workspace, user)
+    if changes.get("role") is not None:
+        check_can_grant(granted_by, Role(changes["role"]))
+        user.role = Role(changes["role"]).value
+    if changes.get("is_active") is not None:
+        user.is_active = bool(changes["is_active"])
+    user.updated_at = now
+    session.flush()
+    return user
+
+
+def _check_not_last_owner(session: Session, workspace: Workspace, user: User) -> None:
+    owners = [
+        u
+        for u in repository.list_users(session, workspace)
+        if u.role == Role.OWNER and u.is_active and u.id != user.id
+    ]
+    if not owners:
+        raise conflict("last_owner", "a workspace must keep at least one active owner")
+
+
+def get_user_or_404(session: Session, workspace: Workspace, user_id: int) -> User:
+    """Raises ``TidingsError`` (404) when the user is not in this workspace."""
+    user = repository.get_user(session, workspace, user_id)
+    if user is None:
+        raise not_found("user")
+    return user
+
+
+def normalize_login_email(email: str) -> str:
+    """Raises ``TidingsError`` (422 on ``email``) for an unusable address."""
+    try:
+        return validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise invalid("invalid_email", str(error), field="email") from None
+
+
+def _checked_password_hash(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise invalid(
+            "weak_password",
+            f"use at least {MIN_PASSWORD_LENGTH} characters",
+            field="password",
+        )
+    return security.hash_password(password)
+
+
+def authenticate_password(
+    session: Session, *, workspace: Workspace, email: str, password: str
+) -> Principal:
+    """Check a user's password.
+
+    Raises:
+        TidingsError: 401, without saying whether the e-mail or the password was wrong.
+    """
+    user = repository.get_user_by_email(session, workspace, email.strip().lower())
+    if (
+        user is None
+        or not user.is_active
+        or user.password_hash is None
+        or not security.verify_password(user.password_hash, password)
+    ):
+        raise unauthenticated("wrong e-mail or password")
+    return Principal(
+        workspace_id=workspace.id, role=Role(user.role), user_id=user.id, label=user.email
+    )
+
+
+def create_api_key(
+    session: Session,
+    *,
+    workspace: Workspace,
+    name: str,
+    role: Role,
+    granted_by: Role,
+    created_by_user_id: int | None,
+    now: datetime,
+) -> tuple[ApiKey, str]:
+    """Make a key; the plaintext is returned once and only its digest is stored.
+
+    Raises:
+        TidingsError: empty name (422), role above the granter's (403).
+    """
+    check_can_grant(granted_by, role)
+    if not name.strip():
+        raise invalid("required", "give the key a name that says who uses it", field="name")
+    plaintext = security.new_api_key()
+    key = ApiKey(
+        workspace_id=workspace.id,
+        name=name.strip(),
+        role=role.value,
+        digest=security.digest_api_key(plaintext),
+        prefix=security.display_prefix(plaintext),
+        created_by_user_id=created_by_user_id,
+        created_at=now,
+    )
+    session.add(key)
+    session.flush()
+    return key, plaintext
+
+
+def revoke_api_key(session: Session, *, workspace: Workspace, key_id: int, now: datetime) -> ApiKey:
+    """Raises ``TidingsError`` (404) for a key of another workspace or none."""
+    key = repository.get_api_key(session, workspace, key_id)
+    if key is None:
+        raise not_found("API key")
+    if key.revoked_at is None:
+        key.revoked_at = now
+    session.flush()
+    return key
+
+
+def authenticate_api_key(
+    session: Session, *, plaintext: str, now: datetime, may_write: bool
+) -> tuple[Principal, Workspace]:
+    """Find the workspace and role behind a presented key.
+
+    ``last_used_at`` is refreshed at most once a minute, and only in write transactions, so
+    that reads never take a write lock just to record use.
+
+    Raises:
+        TidingsError: 401 for an unknown or revoked key.
+    """
+    key = repository.find_api_key_by_digest(session, security.digest_api_key(plaintext))
+    if key is None or key.revoked_at is not None:
+        raise unauthenticated("unknown or revoked API key")
+    workspace = repository.get_workspace(session, key.workspace_id)
+    if workspace is None:
+        raise unauthenticated("unknown or revoked API key")
+    if may_write and (key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION):
+        key.last_used_at = now
+    principal = Principal(
+        workspace_id=workspace.id, role=Role(key.role), api_key_id=key.id, label=key.name
+    )
+    return principal, workspace
