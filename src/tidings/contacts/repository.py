@@ -102,7 +102,7 @@ def contact_ids_by_external_id(
             ExternalId.external_id.in_(wanted),
         )
     )
-    return dict(rows.tuples().all())
+    return {external_id: contact_id for external_id, contact_id in rows}
 
 
 def contacts_by_ids(
@@ -229,7 +229,7 @@ def list_tags_with_counts(session: Session, workspace: Workspace) -> list[tuple[
         .where(Tag.workspace_id == workspace.id)
         .order_by(Tag.name)
     )
-    return [(tag, int(n)) for tag, n in rows.tuples()]
+    return [(tag, int(n)) for tag, n in rows]
 
 
 def tag_names_of(session: Session, contact_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -243,7 +243,7 @@ def tag_names_of(session: Session, contact_ids: Iterable[int]) -> dict[int, list
         .where(ContactTag.contact_id.in_(wanted))
         .order_by(Tag.name)
     )
-    for contact_id, name in rows.tuples():
+    for contact_id, name in rows:
         names[contact_id].append(name)
     return names
 
@@ -259,7 +259,7 @@ def tagged_pairs(
             ContactTag.contact_id.in_(contacts), ContactTag.tag_id.in_(tags)
         )
     )
-    return set(rows.tuples().all())
+    return {(int(a), int(b)) for a, b in rows}
 
 
 def remove_contact_tag(session: Session, contact_id: int, tag_id: int) -> bool:
@@ -303,7 +303,7 @@ def list_lists_with_counts(session: Session, workspace: Workspace) -> list[tuple
         .where(ContactList.workspace_id == workspace.id)
         .order_by(ContactList.name)
     )
-    return [(lst, int(n)) for lst, n in rows.tuples()]
+    return [(lst, int(n)) for lst, n in rows]
 
 
 def list_ids_of(session: Session, contact_ids: Iterable[int]) -> dict[int, list[int]]:
@@ -316,7 +316,7 @@ def list_ids_of(session: Session, contact_ids: Iterable[int]) -> dict[int, list[
         .where(ListMembership.contact_id.in_(wanted))
         .order_by(ListMembership.list_id)
     )
-    for contact_id, list_id in rows.tuples():
+    for contact_id, list_id in rows:
         ids[contact_id].append(list_id)
     return ids
 
@@ -332,7 +332,7 @@ def member_pairs(
             ListMembership.contact_id.in_(contacts), ListMembership.list_id.in_(lists)
         )
     )
-    return set(rows.tuples().all())
+    return {(int(a), int(b)) for a, b in rows}
 
 
 def remove_membership(session: Session, contact_id: int, list_id: int) -> bool:
@@ -378,7 +378,7 @@ def external_ids_of(session: Session, contact_ids: Iterable[int]) -> dict[int, d
             ExternalId.contact_id.in_(wanted)
         )
     )
-    for contact_id, system, external_id in rows.tuples():
+    for contact_id, system, external_id in rows:
         found[contact_id][system] = external_id
     return found
 

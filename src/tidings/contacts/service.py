@@ -332,7 +332,9 @@ def ensure_tags(
     Raises:
         TidingsError: 422 for an empty or over-long tag.
     """
-    wanted = {tag_key(n): normalize_tag(n) for n in names}
+    wanted: dict[str, str] = {}
+    for name in names:
+        wanted.setdefault(tag_key(name), normalize_tag(name))  # the first spelling wins
     existing = repository.tags_by_key(session, workspace, wanted)
     missing = [
         {"workspace_id": workspace.id, "name": name, "key": key, "created_at": now}
