@@ -263,10 +263,12 @@ def tagged_pairs(
 
 
 def remove_contact_tag(session: Session, contact_id: int, tag_id: int) -> bool:
-    result = session.execute(
-        delete(ContactTag).where(ContactTag.contact_id == contact_id, ContactTag.tag_id == tag_id)
+    statement = (
+        delete(ContactTag)
+        .where(ContactTag.contact_id == contact_id, ContactTag.tag_id == tag_id)
+        .returning(ContactTag.tag_id)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return session.execute(statement).first() is not None
 
 
 def get_list(session: Session, workspace: Workspace, list_id: int) -> ContactList | None:
@@ -336,12 +338,12 @@ def member_pairs(
 
 
 def remove_membership(session: Session, contact_id: int, list_id: int) -> bool:
-    result = session.execute(
-        delete(ListMembership).where(
-            ListMembership.contact_id == contact_id, ListMembership.list_id == list_id
-        )
+    statement = (
+        delete(ListMembership)
+        .where(ListMembership.contact_id == contact_id, ListMembership.list_id == list_id)
+        .returning(ListMembership.list_id)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return session.execute(statement).first() is not None
 
 
 def field_definitions(session: Session, workspace: Workspace) -> dict[str, CustomFieldDefinition]:

@@ -36,12 +36,13 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session; nothing it does is committed."""
+        """A read-only session; nothing it does is committed.
+
+        Closing (rather than rolling back) ends the transaction without expiring the objects
+        read, so they stay usable, detached, after the block.
+        """
         with self._reader() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -26,8 +26,9 @@ def insert_ignoring_conflicts(session: Session, model: type[Any], values: dict[s
     """INSERT … ON CONFLICT DO NOTHING on either database; True when the row was inserted."""
     dialect = session.get_bind().dialect.name
     builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    result = session.execute(builder(model).values(**values).on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0))
+    # RETURNING tells reliably whether a row went in; rowcount is -1 through psycopg's ORM path.
+    statement = builder(model).values(**values).on_conflict_do_nothing().returning(literal(1))
+    return session.execute(statement).first() is not None
 
 
 def claim_periodic_slot(
