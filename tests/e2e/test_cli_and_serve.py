@@ -1,0 +1,128 @@
+"""The product driven as a person drives it: the ``tidings`` command and a running server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+TIDINGS = [sys.executable, "-m", "tidings"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TIDINGS_DATABASE_URL": database_url,
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+        "TIDINGS_SECRET_KEY": "a-test-secret-of-some-length",
+        "COLUMNS": "200",
+    }
+
+
+def tidings(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TIDINGS, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_init_key_import_export_from_the_command_line(env: dict[str, str], tmp_path: Path) -> None:
+    init = tidings(env, "init", "--slug", "hk", "--region", "HK", "--timezone", "Asia/Hong_Kong")
+    assert init.returncode == 0, init.stderr
+    assert "tid_" in init.stdout
+    again = tidings(env, "init")
+    assert again.returncode == 0 and "up to date" in again.stdout
+    key = tidings(env, "apikey", "create", "--name", "zapier", "--role", "agent")
+    assert key.returncode == 0 and key.stdout.strip().startswith("tid_")
+    source = tmp_path / "people.csv"
+    source.write_text("name,phone,tags\n陳大文,9123 4567,vip\nBad,123,\n", encoding="utf-8-sig")
+    imported = tidings(env, "contacts", "import", str(source))
+    assert imported.returncode == 1  # some rows rejected
+    assert "line 3" in imported.stderr and "phone" in imported.stderr
+    assert (tmp_path / "people.errors.csv").read_text(encoding="utf-8").count("\n") == 2
+    target = tmp_path / "out.csv"
+    exported = tidings(env, "contacts", "export", str(target))
+    assert exported.returncode == 0, exported.stderr
+    assert "+85291234567" in target.read_text(encoding="utf-8")
+    clean = tidings(env, "contacts", "import", str(target))
+    assert clean.returncode == 0, clean.stderr
+
+
+def test_cli_errors_are_messages_not_tracebacks(env: dict[str, str], tmp_path: Path) -> None:
+    tidings(env, "init")
+    missing = tidings(env, "contacts", "import", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    bad_map = tidings(env, "contacts", "import", str(tmp_path / "nope.csv"), "--map", "oops")
+    assert bad_map.returncode == 2 and "COLUMN=FIELD" in bad_map.stderr
+
+
+def test_serve_refuses_the_placeholder_secret_outside_demo(env: dict[str, str]) -> None:
+    unsafe = {k: v for k, v in env.items() if k != "TIDINGS_SECRET_KEY"}
+    result = tidings(unsafe, "serve", "--port", str(free_port()))
+    assert result.returncode == 2 and "TIDINGS_SECRET_KEY" in result.stderr
+
+
+@pytest.fixture
+def demo_server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [*TIDINGS, "serve", "--demo", "--port", str(port)], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("tidings serve --demo did not answer within 60 s")
+        key = (tmp_path / "data" / "demo-api-key.txt").read_text().strip()
+        yield base, key
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(demo_server: tuple[str, str]) -> None:
+    base, key = demo_server
+    headers = {"Authorization": f"Bearer {key}"}
+    contacts = httpx.get(f"{base}/api/v1/contacts", params={"limit": 100}, headers=headers).json()["items"]
+    assert len(contacts) >= 16
+    assert {"HK", "TW", "TH"} <= {c["country"] for c in contacts}
+    assert any("สมชาย" in (c["name"] or "") for c in contacts)
+    health = httpx.get(f"{base}/health").json()
+    deadline = time.monotonic() + 10
+    while health["workers_alive"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        health = httpx.get(f"{base}/health").json()
+    assert health["status"] == "ok" and health["workers_alive"] == 1
+    assert httpx.get(f"{base}/docs").status_code == 200
+
+
+def test_worker_stops_gracefully_on_sigterm(env: dict[str, str]) -> None:
+    tidings(env, "init")
+    process = subprocess.Popen([*TIDINGS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "stopped" in output
