@@ -121,7 +121,12 @@ def test_prepare_rejects_undefined_custom_fields_and_bad_stages() -> None:
         specs=specs,
         region="TW",
     )
-    assert prepared == {"phone": "+886912345678", "custom_fields": {"level": "gold"}, "score": 12}
+    assert prepared == {
+        "phone": "+886912345678",
+        "phone_country": "TW",
+        "custom_fields": {"level": "gold"},
+        "score": 12,
+    }
     with pytest.raises(TidingsError) as caught:
         prepare_contact_fields({"custom_fields": {"nope": 1}}, specs=specs, region="TW")
     assert caught.value.field == "custom_fields.nope"

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tidings.cli.common import (
@@ -92,7 +92,9 @@ def import_contacts(
         for line, problem in report.problems[:10]:
             column = f" {problem.column}" if problem.column else ""
             errors.print(escape(f"line {line}{column}: {problem.message}"), highlight=False)
-        errors.print(escape(f"All {len(report.problems)} problems: {report.error_file}"), highlight=False)
+        errors.print(
+            escape(f"All {len(report.problems)} problems: {report.error_file}"), highlight=False
+        )
         raise typer.Exit(1)
 
 

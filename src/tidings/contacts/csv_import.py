@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
 from tidings.contacts.csv_format import STANDARD_FIELDS, ContactRow, RowProblem
-from tidings.contacts.domain import LifecycleStage, country_of_phone, tag_key
+from tidings.contacts.domain import PHONE_COUNTRY, LifecycleStage, tag_key
 from tidings.contacts.orm import (
     Consent,
     Contact,
@@ -30,6 +30,7 @@ from tidings.contacts.orm import (
     ListMembership,
 )
 from tidings.contacts.service import ensure_tags
+from tidings.db.base import table_of
 from tidings.workspaces.orm import Workspace
 
 CONSENT_STATUS = {True: "opted_in", False: "opted_out"}
@@ -115,21 +116,37 @@ def _write_chunk(
                     )
                 )
     if updates:
-        session.execute(update(Contact), updates)
+        _update_by_id(session, updates)
     ids_by_line = {line: cid for line, cid in matched.items() if cid is not None}
     touched |= _apply_tags(session, workspace, rows, ids_by_line, source, now, events)
     touched |= _apply_lists(session, workspace, rows, ids_by_line, source, now, events)
     touched |= _apply_external_ids(session, workspace, rows, ids_by_line)
     touched |= _apply_consents(session, workspace, rows, ids_by_line, source, now, events)
     if events:
-        session.execute(insert(ContactEvent), events)
+        session.execute(insert(table_of(ContactEvent)), events)
     late = touched - {u["id"] for u in updates} - set(ids)
     if late:
-        session.execute(update(Contact), [{"id": i, "updated_at": now} for i in late])
+        _update_by_id(session, [{"id": i, "updated_at": now} for i in late])
     outcome.created += len(new_rows)
     changed_existing = touched - set(ids)
     outcome.updated += len(changed_existing)
     outcome.unchanged += len(rows) - len(new_rows) - len(changed_existing)
+
+
+def _update_by_id(session: Session, updates: list[dict[str, Any]]) -> None:
+    """Core executemany UPDATEs, grouped by the set of columns each one changes."""
+    table = table_of(Contact)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for item in updates:
+        columns = tuple(sorted(k for k in item if k != "id"))
+        groups.setdefault(columns, []).append({"row_id": item["id"], **item})
+    for columns, items in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        session.connection().execute(statement, items)
 
 
 def _match(
@@ -196,12 +213,14 @@ def _insert_contacts(
             created_at=now,
             updated_at=now,
         )
-        item.update({k: v for k, v in row.fields.items() if v is not None})
-        if item["phone"] and not item["country"]:
-            item["country"] = country_of_phone(item["phone"])
+        item.update({k: v for k, v in row.fields.items() if v is not None and k != PHONE_COUNTRY})
+        if not item["country"]:
+            item["country"] = row.fields.get(PHONE_COUNTRY)
         values.append(item)
+    # Core statements on the tables: the ORM's bulk path costs ~40% of an import.
+    table = table_of(Contact)
     result = session.execute(
-        insert(Contact).returning(Contact.id, sort_by_parameter_order=True), values
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), values
     )
     return [int(i) for i in result.scalars().all()]
 
@@ -209,6 +228,10 @@ def _insert_contacts(
 def _field_changes(contact: Contact, fields: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for name, value in fields.items():
+        if name == PHONE_COUNTRY:
+            if value and not contact.country:
+                changes["country"] = value
+            continue
         if name == "custom_fields":
             merged = {**contact.custom_fields, **{k: v for k, v in value.items() if v is not None}}
             if merged != contact.custom_fields:
@@ -256,7 +279,7 @@ def _apply_tags(
     missing = sorted(wanted - present)
     if missing:
         session.execute(
-            insert(ContactTag),
+            insert(table_of(ContactTag)),
             [{"contact_id": c, "tag_id": t, "created_at": now} for c, t in missing],
         )
         by_id = {t.id: t.name for t in tags.values()}
@@ -282,7 +305,7 @@ def _apply_lists(
     absent = names - set(lists)
     if absent:
         session.execute(
-            insert(ContactList),
+            insert(table_of(ContactList)),
             [
                 {"workspace_id": workspace.id, "name": n, "description": "", "created_at": now}
                 for n in sorted(absent)
@@ -294,7 +317,7 @@ def _apply_lists(
     missing = sorted(wanted - present)
     if missing:
         session.execute(
-            insert(ListMembership),
+            insert(table_of(ListMembership)),
             [{"contact_id": c, "list_id": lst, "joined_at": now} for c, lst in missing],
         )
         by_id = {lst.id: lst.name for lst in lists.values()}
@@ -334,7 +357,7 @@ def _apply_external_ids(
                 .values(external_id=value)
             )
     if inserts:
-        session.execute(insert(ExternalId), inserts)
+        session.execute(insert(table_of(ExternalId)), inserts)
     return changed
 
 
@@ -398,7 +421,7 @@ def _apply_consents(
             )
         )
     if inserts:
-        session.execute(insert(Consent), inserts)
+        session.execute(insert(table_of(Consent)), inserts)
     return changed
 
 

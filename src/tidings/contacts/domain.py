@@ -67,10 +67,11 @@ MAX_TEXT_FIELD = 2000
 MAX_TAG_LENGTH = 100
 
 
-def normalize_phone(raw: str, default_region: str, *, field: str = "phone") -> str:
-    """Return the E.164 form of ``raw`` (C2), parsing local numbers in ``default_region``.
+def parse_phone(raw: str, default_region: str, *, field: str = "phone") -> tuple[str, str | None]:
+    """Return the E.164 form of ``raw`` (C2) and the region the number belongs to.
 
-    ``0912 345 678`` in a Taiwan workspace becomes ``+886912345678``.
+    Local numbers are read in ``default_region``: ``0912 345 678`` in a Taiwan workspace
+    becomes ``+886912345678``.
 
     Raises:
         TidingsError: 422 ``invalid_phone`` naming ``field``; nothing is stored.
@@ -93,13 +94,14 @@ def normalize_phone(raw: str, default_region: str, *, field: str = "phone") -> s
             f"{raw!r} is not a valid number for {region} (checked as +{number.country_code})",
             field=field,
         )
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    number_region = phonenumbers.region_code_for_number(number)
+    country = None if number_region in (None, "ZZ", "001") else str(number_region)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), country
 
 
-def country_of_phone(e164: str) -> str | None:
-    """The ISO region a valid E.164 number belongs to, if one."""
-    region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    return None if region in (None, "ZZ", "001") else str(region)
+def normalize_phone(raw: str, default_region: str, *, field: str = "phone") -> str:
+    """The E.164 form of ``raw``; see :func:`parse_phone`. Raises ``TidingsError`` (422)."""
+    return parse_phone(raw, default_region, field=field)[0]
 
 
 # The common case (plain ASCII local part, letters-digits-hyphens domain with an alphabetic
@@ -108,7 +110,7 @@ def country_of_phone(e164: str) -> str | None:
 _PLAIN_EMAIL = re.compile(
     r"^(?=.{6,254}$)(?=[^@]{1,64}@)"
     r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"@(?![^@]*--)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"(?!(?:local|localhost|test|invalid|onion|arpa|example|internal|home|lan|corp|intranet|private)$)"
     r"[A-Za-z]{2,24}$"
 )
@@ -264,6 +266,8 @@ class FieldSpec:
     choices: tuple[str, ...] | None = None
 
 
+# Not a contact column: the phone's region, used as the country when none is known.
+PHONE_COUNTRY = "phone_country"
 TEXT_LIMITS = {"name": 200, "first_name": 100, "last_name": 100, "lead_source": 64}
 SCORE_RANGE = (-1_000_000, 1_000_000)
 
@@ -284,9 +288,10 @@ def prepare_contact_fields(
         if name in data:
             prepared[name] = _optional_text(data[name], limit, name)
     if "phone" in data:
-        prepared["phone"] = (
-            None if _blank(data["phone"]) else normalize_phone(data["phone"], region)
-        )
+        if _blank(data["phone"]):
+            prepared["phone"] = None
+        else:
+            prepared["phone"], prepared[PHONE_COUNTRY] = parse_phone(data["phone"], region)
     if "email" in data:
         prepared["email"] = None if _blank(data["email"]) else normalize_email(data["email"])
     if "locale" in data:

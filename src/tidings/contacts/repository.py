@@ -102,7 +102,8 @@ def contact_ids_by_external_id(
             ExternalId.external_id.in_(wanted),
         )
     )
-    return {external_id: contact_id for external_id, contact_id in rows}
+    # A Result has .keys(), so dict(rows) would treat it as a mapping of column names.
+    return {external_id: contact_id for external_id, contact_id in rows}  # noqa: C416
 
 
 def contacts_by_ids(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
 from tidings.contacts.domain import (
+    PHONE_COUNTRY,
     Channel,
     ConsentPurpose,
     ConsentStatus,
@@ -24,7 +25,6 @@ from tidings.contacts.domain import (
     LifecycleStage,
     check_choices,
     check_field_key,
-    country_of_phone,
     normalize_tag,
     prepare_contact_fields,
     tag_key,
@@ -229,6 +229,8 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> list[str]:
     """Apply prepared fields; return the names of those that really changed."""
     changed: list[str] = []
     for name, value in fields.items():
+        if name == PHONE_COUNTRY:
+            continue
         if name == "custom_fields":
             merged = {**contact.custom_fields}
             for key, item in value.items():
@@ -242,8 +244,8 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> list[str]:
         elif getattr(contact, name) != value:
             setattr(contact, name, value)
             changed.append(name)
-    if "phone" in fields and contact.phone and not contact.country:
-        contact.country = country_of_phone(contact.phone)
+    if fields.get(PHONE_COUNTRY) and not contact.country:
+        contact.country = fields[PHONE_COUNTRY]
     return changed
 
 

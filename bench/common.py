@@ -1,0 +1,64 @@
+"""Shared set-up of the benchmarks: a fresh database, a workspace, timing and reporting."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tidings.bootstrap import Tidings, build
+from tidings.settings import load_settings
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+from tidings.workspaces.orm import Workspace
+
+BENCH_DB = "tidings_bench"
+
+
+def fresh_installation(database_url: str | None) -> Tidings:
+    """A migrated, empty database: a temporary SQLite file, or a recreated PostgreSQL DB."""
+    if database_url:
+        base = make_url(database_url).set(drivername="postgresql+psycopg")
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+        admin.dispose()
+        url = base.set(database=BENCH_DB).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tidings-bench-')) / 'bench.db'}"
+    installation = build(load_settings(database_url=url, demo=True))
+    installation.migrate()
+    return installation
+
+
+def make_workspace(installation: Tidings, *, region: str = "TW") -> tuple[Workspace, str]:
+    with installation.db.transaction() as session:
+        now = installation.clock.now()
+        workspace = workspaces.create_workspace(
+            session, slug="bench",
+            settings=workspaces.WorkspaceSettings("Bench", region, "Asia/Taipei", "zh-Hant-TW"), now=now,
+        )
+        _, key = workspaces.create_api_key(
+            session, workspace=workspace, name="bench", role=Role.OWNER, granted_by=Role.OWNER,
+            created_by_user_id=None, now=now,
+        )
+    return workspace, key
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · {datetime.now(UTC):%Y-%m-%d}"  # noqa: DTZ005
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
