@@ -41,12 +41,19 @@ def make_workspace(installation: Tidings, *, region: str = "TW") -> tuple[Worksp
     with installation.db.transaction() as session:
         now = installation.clock.now()
         workspace = workspaces.create_workspace(
-            session, slug="bench",
-            settings=workspaces.WorkspaceSettings("Bench", region, "Asia/Taipei", "zh-Hant-TW"), now=now,
+            session,
+            slug="bench",
+            settings=workspaces.WorkspaceSettings("Bench", region, "Asia/Taipei", "zh-Hant-TW"),
+            now=now,
         )
         _, key = workspaces.create_api_key(
-            session, workspace=workspace, name="bench", role=Role.OWNER, granted_by=Role.OWNER,
-            created_by_user_id=None, now=now,
+            session,
+            workspace=workspace,
+            name="bench",
+            role=Role.OWNER,
+            granted_by=Role.OWNER,
+            created_by_user_id=None,
+            now=now,
         )
     return workspace, key
 
@@ -54,7 +61,8 @@ def make_workspace(installation: Tidings, *, region: str = "TW") -> tuple[Worksp
 def machine() -> str:
     import os
 
-    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · {datetime.now(UTC):%Y-%m-%d}"  # noqa: DTZ005
+    python = platform.python_version()
+    return f"{platform.node()} · {os.cpu_count()} cores · Python {python} · {datetime.now(UTC):%Y-%m-%d}"
 
 
 def percentile(values: list[float], q: float) -> float:

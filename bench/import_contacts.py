@@ -41,11 +41,16 @@ def write_csv(path: Path, rows: int, *, bad_share: float = 0.01, seed: int = 7) 
             phone = f"+66 8{n:08d}" if thai else f"09{n:08d}"
             if rng.random() < bad_share:
                 phone = f"12{n}"
-            writer.writerow([
-                name, phone, f"user{n}@shop{n % 97}.com.tw",
-                ";".join(rng.sample(TAGS, rng.randint(0, 2))), rng.choice(["gold", "silver", ""]),
-                "Newsletter" if n % 3 == 0 else "",
-            ])
+            writer.writerow(
+                [
+                    name,
+                    phone,
+                    f"user{n}@shop{n % 97}.com.tw",
+                    ";".join(rng.sample(TAGS, rng.randint(0, 2))),
+                    rng.choice(["gold", "silver", ""]),
+                    "Newsletter" if n % 3 == 0 else "",
+                ]
+            )
 
 
 def main() -> None:
@@ -62,8 +67,13 @@ def main() -> None:
     workspace, _ = make_workspace(inst)
     with inst.db.transaction() as session:
         contacts.create_field_definition(
-            session, workspace=workspace, key="level", label="Level",
-            field_type=CustomFieldType.CHOICE, choices=["gold", "silver"], now=inst.clock.now(),
+            session,
+            workspace=workspace,
+            key="level",
+            label="Level",
+            field_type=CustomFieldType.CHOICE,
+            choices=["gold", "silver"],
+            now=inst.clock.now(),
         )
 
     def per_batch(work):  # type: ignore[no-untyped-def]
@@ -71,10 +81,14 @@ def main() -> None:
             return work(session)
 
     started = time.perf_counter()
-    report = jobs.import_csv_file(source, workspace=workspace, run_batch=per_batch, clock=inst.clock, source="bench")
+    report = jobs.import_csv_file(
+        source, workspace=workspace, run_batch=per_batch, clock=inst.clock, source="bench"
+    )
     elapsed = time.perf_counter() - started
     started = time.perf_counter()
-    rerun = jobs.import_csv_file(source, workspace=workspace, run_batch=per_batch, clock=inst.clock, source="bench")
+    rerun = jobs.import_csv_file(
+        source, workspace=workspace, run_batch=per_batch, clock=inst.clock, source="bench"
+    )
     rerun_elapsed = time.perf_counter() - started
 
     baseline_rate = run_baseline(args, source, folder)
@@ -83,11 +97,33 @@ def main() -> None:
     table = Table(title=f"CSV import · {inst.db.engine.dialect.name} · {machine()}")
     for column in ("run", "rows", "created", "rejected", "seconds", "rows/s", "× baseline"):
         table.add_column(column, justify="right")
-    table.add_row("Tidings batch import", f"{report.rows:,}", f"{report.created:,}", f"{report.failed:,}",
-                  f"{elapsed:.2f}", f"{rate:,.0f}", f"{rate / baseline_rate:.1f}×")
-    table.add_row("same file again (no changes)", f"{rerun.rows:,}", f"{rerun.created:,}", f"{rerun.failed:,}",
-                  f"{rerun_elapsed:.2f}", f"{rerun.rows / rerun_elapsed:,.0f}", f"{rerun.rows / rerun_elapsed / baseline_rate:.1f}×")
-    table.add_row("baseline: row-by-row upsert", f"{args.baseline_rows:,}", "", "", "", f"{baseline_rate:,.0f}", "1.0×")
+    table.add_row(
+        "Tidings batch import",
+        f"{report.rows:,}",
+        f"{report.created:,}",
+        f"{report.failed:,}",
+        f"{elapsed:.2f}",
+        f"{rate:,.0f}",
+        f"{rate / baseline_rate:.1f}×",
+    )
+    table.add_row(
+        "same file again (no changes)",
+        f"{rerun.rows:,}",
+        f"{rerun.created:,}",
+        f"{rerun.failed:,}",
+        f"{rerun_elapsed:.2f}",
+        f"{rerun.rows / rerun_elapsed:,.0f}",
+        f"{rerun.rows / rerun_elapsed / baseline_rate:.1f}×",
+    )
+    table.add_row(
+        "baseline: row-by-row upsert",
+        f"{args.baseline_rows:,}",
+        "",
+        "",
+        "",
+        f"{baseline_rate:,.0f}",
+        "1.0×",
+    )
     console.print(table)
     inst.close()
 
@@ -98,8 +134,13 @@ def run_baseline(args: argparse.Namespace, source: Path, folder: Path) -> float:
     workspace, _ = make_workspace(inst)
     with inst.db.transaction() as session:
         contacts.create_field_definition(
-            session, workspace=workspace, key="level", label="Level",
-            field_type=CustomFieldType.CHOICE, choices=["gold", "silver"], now=inst.clock.now(),
+            session,
+            workspace=workspace,
+            key="level",
+            label="Level",
+            field_type=CustomFieldType.CHOICE,
+            choices=["gold", "silver"],
+            now=inst.clock.now(),
         )
         specs = contacts.field_specs(session, workspace)
     with source.open(encoding="utf-8-sig", newline="") as handle:
@@ -113,9 +154,12 @@ def run_baseline(args: argparse.Namespace, source: Path, folder: Path) -> float:
             continue
         with inst.db.transaction() as session:
             contacts.upsert_contact(
-                session, workspace=workspace,
-                data={**row.fields, "tags": row.tags}, match_on=["phone", "email"],
-                source="bench", now=inst.clock.now(),
+                session,
+                workspace=workspace,
+                data={**row.fields, "tags": row.tags},
+                match_on=["phone", "email"],
+                source="bench",
+                now=inst.clock.now(),
             )
     rate = len(lines) / (time.perf_counter() - started)
     inst.close()

@@ -22,7 +22,6 @@ from tidings.settings import load_settings
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import Role
 
-
 START = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # a Monday, 14:00 in Taipei
 POSTGRES_URL = os.environ.get("TIDINGS_TEST_DATABASE_URL", "")
 
@@ -125,14 +124,25 @@ def make_tenant(
             now=now,
         )
         owner = workspaces.create_user(
-            session, workspace=workspace, email=f"owner@{slug}.example", name="Owner",
-            role=Role.OWNER, password="a long password", granted_by=Role.OWNER, now=now,
+            session,
+            workspace=workspace,
+            email=f"owner@{slug}.example",
+            name="Owner",
+            role=Role.OWNER,
+            password="a long password",
+            granted_by=Role.OWNER,
+            now=now,
         )
         keys = {}
         for role in Role:
             _, keys[role] = workspaces.create_api_key(
-                session, workspace=workspace, name=f"{role.value} key", role=role,
-                granted_by=Role.OWNER, created_by_user_id=owner.id, now=now,
+                session,
+                workspace=workspace,
+                name=f"{role.value} key",
+                role=role,
+                granted_by=Role.OWNER,
+                created_by_user_id=owner.id,
+                now=now,
             )
         return Tenant(workspace.id, slug, owner.id, keys)
 

@@ -18,9 +18,13 @@ def test_every_api_call_needs_a_valid_key(client: TestClient, tenant: Tenant) ->
         assert response.json()["error"]["code"] == "unauthenticated"
 
 
-def test_a_key_of_one_workspace_never_reaches_another(client: TestClient, tidings: Tidings, tenant: Tenant) -> None:
+def test_a_key_of_one_workspace_never_reaches_another(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
     other = make_tenant(tidings, "bangkok-shop", region="TH", timezone="Asia/Bangkok")
-    theirs = client.post(f"{API}/contacts", json={"phone": "0812345678"}, headers=other.headers()).json()
+    theirs = client.post(
+        f"{API}/contacts", json={"phone": "0812345678"}, headers=other.headers()
+    ).json()
     assert theirs["phone"] == "+66812345678"
     for method, path in [
         ("GET", f"/contacts/{theirs['id']}"),
@@ -44,19 +48,31 @@ def test_agents_cannot_manage_keys_agents_or_settings(client: TestClient, tenant
     agent = tenant.headers(Role.AGENT)
     assert client.post(f"{API}/api-keys", json={"name": "x"}, headers=agent).status_code == 403
     assert client.get(f"{API}/api-keys", headers=agent).status_code == 403
-    assert client.post(f"{API}/agents", json={"email": "a@b.example", "name": "A"}, headers=agent).status_code == 403
-    assert client.patch(f"{API}/workspace", json={"name": "Mine now"}, headers=agent).status_code == 403
+    assert (
+        client.post(
+            f"{API}/agents", json={"email": "a@b.example", "name": "A"}, headers=agent
+        ).status_code
+        == 403
+    )
+    assert (
+        client.patch(f"{API}/workspace", json={"name": "Mine now"}, headers=agent).status_code
+        == 403
+    )
 
 
 def test_admins_cannot_mint_owner_keys(client: TestClient, tenant: Tenant) -> None:
-    response = client.post(f"{API}/api-keys", json={"name": "x", "role": "owner"}, headers=tenant.headers(Role.ADMIN))
+    response = client.post(
+        f"{API}/api-keys", json={"name": "x", "role": "owner"}, headers=tenant.headers(Role.ADMIN)
+    )
     assert response.status_code == 403
 
 
 def test_api_keys_are_shown_once_stored_hashed_and_revocable(
     client: TestClient, tidings: Tidings, tenant: Tenant
 ) -> None:
-    created = client.post(f"{API}/api-keys", json={"name": "zapier"}, headers=tenant.headers()).json()
+    created = client.post(
+        f"{API}/api-keys", json={"name": "zapier"}, headers=tenant.headers()
+    ).json()
     key = created["key"]
     assert key.startswith("tid_") and len(key) > 40
     listed = client.get(f"{API}/api-keys", headers=tenant.headers()).json()
@@ -66,21 +82,30 @@ def test_api_keys_are_shown_once_stored_hashed_and_revocable(
     with tidings.db.reading() as session:
         stored = [row[0] for row in session.execute(text("SELECT digest FROM api_keys"))]
     assert key not in stored and all(len(d) == 64 for d in stored)
-    assert client.get(f"{API}/contacts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    assert client.delete(f"{API}/api-keys/{created['id']}", headers=tenant.headers()).status_code == 200
-    assert client.get(f"{API}/contacts", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert (
+        client.get(f"{API}/contacts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    )
+    assert (
+        client.delete(f"{API}/api-keys/{created['id']}", headers=tenant.headers()).status_code
+        == 200
+    )
+    assert (
+        client.get(f"{API}/contacts", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    )
 
 
 def test_agents_are_created_with_hashed_passwords_and_the_last_owner_stays(
     client: TestClient, tidings: Tidings, tenant: Tenant
 ) -> None:
     short = client.post(
-        f"{API}/agents", json={"email": "mei@shop.example", "name": "Mei", "password": "short"},
+        f"{API}/agents",
+        json={"email": "mei@shop.example", "name": "Mei", "password": "short"},
         headers=tenant.headers(),
     )
     assert short.status_code == 422 and short.json()["error"]["field"] == "password"
     agent = client.post(
-        f"{API}/agents", json={"email": "Mei@Shop.example", "name": "Mei", "password": "a good long one"},
+        f"{API}/agents",
+        json={"email": "Mei@Shop.example", "name": "Mei", "password": "a good long one"},
         headers=tenant.headers(),
     ).json()
     assert agent["email"] == "mei@shop.example" and agent["role"] == "agent"
@@ -89,21 +114,30 @@ def test_agents_are_created_with_hashed_passwords_and_the_last_owner_stays(
     with tidings.db.reading() as session:
         hashes = [r[0] for r in session.execute(text("SELECT password_hash FROM users"))]
     assert all(h.startswith("$argon2") for h in hashes)
-    demote = client.patch(f"{API}/agents/{tenant.owner_id}", json={"role": "admin"}, headers=tenant.headers())
+    demote = client.patch(
+        f"{API}/agents/{tenant.owner_id}", json={"role": "admin"}, headers=tenant.headers()
+    )
     assert demote.status_code == 409 and demote.json()["error"]["code"] == "last_owner"
 
 
-def test_workspace_policy_can_be_overridden_with_validation(client: TestClient, tenant: Tenant) -> None:
+def test_workspace_policy_can_be_overridden_with_validation(
+    client: TestClient, tenant: Tenant
+) -> None:
     ok = client.patch(
-        f"{API}/workspace", json={"policy": {"daily_quota_per_number": 500}, "default_region": "hk"},
+        f"{API}/workspace",
+        json={"policy": {"daily_quota_per_number": 500}, "default_region": "hk"},
         headers=tenant.headers(),
     ).json()
     assert ok["policy"]["daily_quota_per_number"] == 500
     assert ok["policy"]["service_window_hours"] == 24
     assert ok["default_region"] == "HK"
-    bad = client.patch(f"{API}/workspace", json={"policy": {"retention_days": 7}}, headers=tenant.headers())
+    bad = client.patch(
+        f"{API}/workspace", json={"policy": {"retention_days": 7}}, headers=tenant.headers()
+    )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "policy.retention_days"
-    unknown = client.patch(f"{API}/workspace", json={"policy": {"made_up": 1}}, headers=tenant.headers())
+    unknown = client.patch(
+        f"{API}/workspace", json={"policy": {"made_up": 1}}, headers=tenant.headers()
+    )
     assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "policy.made_up"
     # A Hong Kong workspace now parses local numbers as Hong Kong ones (C2).
     local = client.post(f"{API}/contacts", json={"phone": "9123 4567"}, headers=tenant.headers())

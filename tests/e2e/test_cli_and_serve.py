@@ -34,9 +34,17 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def tidings(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def tidings(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*TIDINGS, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+        [*TIDINGS, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -81,8 +89,12 @@ def test_serve_refuses_the_placeholder_secret_outside_demo(env: dict[str, str]) 
 def demo_server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
     port = free_port()
     process = subprocess.Popen(
-        [*TIDINGS, "serve", "--demo", "--port", str(port)], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [*TIDINGS, "serve", "--demo", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -102,10 +114,14 @@ def demo_server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]
         process.wait(timeout=30)
 
 
-def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(demo_server: tuple[str, str]) -> None:
+def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(
+    demo_server: tuple[str, str],
+) -> None:
     base, key = demo_server
     headers = {"Authorization": f"Bearer {key}"}
-    contacts = httpx.get(f"{base}/api/v1/contacts", params={"limit": 100}, headers=headers).json()["items"]
+    contacts = httpx.get(f"{base}/api/v1/contacts", params={"limit": 100}, headers=headers).json()[
+        "items"
+    ]
     assert len(contacts) >= 16
     assert {"HK", "TW", "TH"} <= {c["country"] for c in contacts}
     assert any("สมชาย" in (c["name"] or "") for c in contacts)
@@ -120,7 +136,9 @@ def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(demo_serve
 
 def test_worker_stops_gracefully_on_sigterm(env: dict[str, str]) -> None:
     tidings(env, "init")
-    process = subprocess.Popen([*TIDINGS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [*TIDINGS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     time.sleep(3)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)

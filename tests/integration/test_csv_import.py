@@ -15,9 +15,9 @@ from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
 from tidings.contacts import jobs
 from tidings.contacts.csv_import import write_export
+from tidings.contacts.domain import CustomFieldType
 from tidings.contacts.orm import Contact, ContactEvent
 from tidings.contacts.service import create_field_definition
-from tidings.contacts.domain import CustomFieldType
 from tidings.kernel.errors import TidingsError
 from tidings.workspaces.orm import Workspace
 
@@ -47,10 +47,16 @@ def per_batch(tidings: Tidings) -> jobs.RunBatch:
     return run
 
 
-def run_import(tidings: Tidings, workspace: Workspace, path: Path, **kwargs: object) -> jobs.ImportReport:
+def run_import(
+    tidings: Tidings, workspace: Workspace, path: Path, **kwargs: object
+) -> jobs.ImportReport:
     return jobs.import_csv_file(
-        path, workspace=workspace, run_batch=per_batch(tidings), clock=tidings.clock,
-        source="import:test", **kwargs,  # type: ignore[arg-type]
+        path,
+        workspace=workspace,
+        run_batch=per_batch(tidings),
+        clock=tidings.clock,
+        source="import:test",
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -62,8 +68,13 @@ def hk_workspace(tidings: Tidings) -> Workspace:
     workspace = workspace_of(tidings, tenant)
     with tidings.db.transaction() as session:
         create_field_definition(
-            session, workspace=workspace, key="level", label="Level",
-            field_type=CustomFieldType.CHOICE, choices=["gold", "silver"], now=tidings.clock.now(),
+            session,
+            workspace=workspace,
+            key="level",
+            label="Level",
+            field_type=CustomFieldType.CHOICE,
+            choices=["gold", "silver"],
+            now=tidings.clock.now(),
         )
     return workspace
 
@@ -126,7 +137,9 @@ def test_a_changed_row_updates_only_that_contact(
     source = tmp_path / "customers.csv"
     source.write_text(GOOD_AND_BAD, encoding="utf-8")
     run_import(tidings, hk_workspace, source)
-    source.write_text(GOOD_AND_BAD.replace("陳大文,9123 4567", "陳大文 (Tai Man),9123 4567"), encoding="utf-8")
+    source.write_text(
+        GOOD_AND_BAD.replace("陳大文,9123 4567", "陳大文 (Tai Man),9123 4567"), encoding="utf-8"
+    )
     report = run_import(tidings, hk_workspace, source)
     assert (report.created, report.updated, report.unchanged) == (0, 1, 2)
 
@@ -152,7 +165,7 @@ def test_file_level_problems_are_errors_with_a_line(
         run_import(tidings, hk_workspace, no_identity)
     assert caught.value.code == "no_identity_column" and caught.value.field == "line 1"
     latin1 = tmp_path / "latin1.csv"
-    latin1.write_bytes("name,phone\nA,91234567\n".encode() + "Jos\xe9,61234567\n".encode("latin-1"))
+    latin1.write_bytes(b"name,phone\nA,91234567\n" + "Jos\xe9,61234567\n".encode("latin-1"))
     with pytest.raises(TidingsError) as caught:
         run_import(tidings, hk_workspace, latin1)
     assert caught.value.code == "not_utf8"
@@ -167,7 +180,10 @@ def test_explicit_column_mapping_and_unknown_columns(
     source = tmp_path / "crm.csv"
     source.write_text("Mobile No,Favourite colour,HubSpot ID\n91234567,red,501\n", encoding="utf-8")
     report = run_import(
-        tidings, hk_workspace, source, column_map={"Mobile No": "phone", "HubSpot ID": "external_ids.hubspot"}
+        tidings,
+        hk_workspace,
+        source,
+        column_map={"Mobile No": "phone", "HubSpot ID": "external_ids.hubspot"},
     )
     assert report.created == 1
     assert any("Favourite colour" in w for w in report.warnings)

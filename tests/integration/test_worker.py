@@ -17,7 +17,9 @@ from tidings.scheduler.orm import BackgroundJob, PeriodicRun, WorkerHeartbeat
 from tidings.scheduler.worker import JobHandler, PeriodicTask
 
 
-def test_a_periodic_slot_runs_once_however_many_workers_try(tidings: Tidings, clock: VirtualClock) -> None:
+def test_a_periodic_slot_runs_once_however_many_workers_try(
+    tidings: Tidings, clock: VirtualClock
+) -> None:
     runs: list[str] = []
     job = PeriodicJob("digest", timedelta(minutes=15))
     tidings.periodic.append(PeriodicTask(job, lambda _s, now: runs.append(now.isoformat())))
@@ -57,8 +59,12 @@ def test_background_jobs_retry_with_backoff_then_die_keeping_the_error(
 
     tidings.job_handlers["flaky"] = JobHandler("flaky", flaky)
     with tidings.db.transaction() as session:
-        service.enqueue_job(session, kind="flaky", payload={}, now=clock.now(), idempotency_key="k1")
-        service.enqueue_job(session, kind="flaky", payload={}, now=clock.now(), idempotency_key="k1")
+        service.enqueue_job(
+            session, kind="flaky", payload={}, now=clock.now(), idempotency_key="k1"
+        )
+        service.enqueue_job(
+            session, kind="flaky", payload={}, now=clock.now(), idempotency_key="k1"
+        )
     worker = tidings.make_worker()
     worker.run_once()
     worker.run_once()  # not due yet: backoff
@@ -98,7 +104,9 @@ def test_two_workers_claim_disjoint_batches_with_skip_locked(tidings: Tidings) -
 
     def claim(name: str, hold: bool) -> None:
         with tidings.db.transaction() as session:
-            claims[name] = [j.id for j in service.claim_jobs(session, kinds=["x"], now=now, limit=6)]
+            claims[name] = [
+                j.id for j in service.claim_jobs(session, kinds=["x"], now=now, limit=6)
+            ]
             if hold:
                 first_claimed.set()
                 release.wait(10)

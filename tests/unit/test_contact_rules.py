@@ -61,7 +61,9 @@ emailish = st.from_regex(
 @given(emailish)
 def test_fast_email_path_agrees_with_email_validator(address: str) -> None:
     try:
-        expected: str | None = validate_email(address, check_deliverability=False).normalized.lower()
+        expected: str | None = validate_email(
+            address, check_deliverability=False
+        ).normalized.lower()
     except EmailNotValidError:
         expected = None
     try:
@@ -108,7 +110,9 @@ def test_custom_values_are_stored_in_their_type(
         (CustomFieldType.CHOICE, "bronze"),
     ],
 )
-def test_custom_values_of_the_wrong_type_are_rejected(field_type: CustomFieldType, raw: object) -> None:
+def test_custom_values_of_the_wrong_type_are_rejected(
+    field_type: CustomFieldType, raw: object
+) -> None:
     with pytest.raises(TidingsError) as caught:
         coerce_custom_value(field_type, raw, choices=["gold", "silver"], field="custom_fields.x")
     assert caught.value.field == "custom_fields.x"

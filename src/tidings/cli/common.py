@@ -16,7 +16,7 @@ from tidings.bootstrap import Tidings, build
 from tidings.db.migrate import current_revision, head_revision
 from tidings.kernel.errors import TidingsError, invalid
 from tidings.settings import load_settings
-from tidings.workspaces import repository
+from tidings.workspaces import service
 from tidings.workspaces.orm import Workspace
 
 console = Console()
@@ -57,11 +57,11 @@ def pick_workspace(session: Session, slug: str | None) -> Workspace:
         TidingsError: unknown slug, or several workspaces and none chosen.
     """
     if slug:
-        found = repository.get_workspace_by_slug(session, slug)
+        found = service.find_workspace(session, slug)
         if found is None:
             raise invalid("unknown_workspace", f"no workspace {slug!r}", field="--workspace")
         return found
-    every = repository.list_workspaces(session)
+    every = service.list_workspaces(session)
     if len(every) == 1:
         return every[0]
     if not every:

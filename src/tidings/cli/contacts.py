@@ -20,7 +20,7 @@ from tidings.cli.common import (
 )
 from tidings.contacts import jobs
 from tidings.contacts.csv_import import write_export
-from tidings.contacts.repository import ContactFilter, count_contacts
+from tidings.contacts.service import count_all_contacts
 from tidings.kernel.errors import invalid
 
 contacts_app = typer.Typer(help="Import and export contacts as CSV.", no_args_is_help=True)
@@ -107,7 +107,7 @@ def export_contacts(
     with installation() as inst, inst.db.reading() as session:
         require_schema(inst)
         chosen = pick_workspace(session, workspace)
-        total = count_contacts(session, chosen, ContactFilter())
+        total = count_all_contacts(session, chosen)
         with _progress() as progress, file.open("w", encoding="utf-8", newline="") as out:
             task = progress.add_task(f"Exporting to {file.name}", total=total)
             for written in write_export(session, workspace=chosen, out=out):

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tidings.cli.common import console, installation, pick_workspace, require_schema
-from tidings.workspaces import repository, service
+from tidings.workspaces import service
 from tidings.workspaces.domain import Role
 
 workspace_app = typer.Typer(help="Create and list workspaces (tenants).", no_args_is_help=True)
@@ -32,7 +32,7 @@ def init(
     with installation() as inst:
         inst.migrate()
         with inst.db.transaction() as session:
-            if repository.list_workspaces(session):
+            if service.list_workspaces(session):
                 console.print("Database is up to date.")
                 return
             now = inst.clock.now()
@@ -103,7 +103,7 @@ def list_workspaces() -> None:
     """Show every workspace."""
     with installation() as inst, inst.db.reading() as session:
         table = Table("slug", "name", "region", "time zone", "locale")
-        for w in repository.list_workspaces(session):
+        for w in service.list_workspaces(session):
             table.add_row(w.slug, w.name, w.default_region, w.timezone, w.locale)
         console.print(table)
 
@@ -136,7 +136,7 @@ def list_api_keys(workspace: WorkspaceOption = None) -> None:
     """Show the keys of a workspace (prefixes only)."""
     with installation() as inst, inst.db.reading() as session:
         table = Table("id", "name", "role", "prefix", "created", "revoked")
-        for k in repository.list_api_keys(session, pick_workspace(session, workspace)):
+        for k in service.list_api_keys(session, pick_workspace(session, workspace)):
             table.add_row(
                 str(k.id),
                 k.name,

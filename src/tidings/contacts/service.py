@@ -703,3 +703,7 @@ def record_event(
     session.add(event)
     session.flush()
     return event, True
+
+
+def count_all_contacts(session: Session, workspace: Workspace) -> int:
+    return repository.count_contacts(session, workspace, repository.ContactFilter())

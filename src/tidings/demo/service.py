@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus, CustomFieldType
-from tidings.workspaces import repository as workspaces_repo
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import Role
 from tidings.workspaces.orm import Workspace
@@ -49,7 +48,7 @@ PRODUCTS = [
 
 
 def find_demo_workspace(session: Session) -> Workspace | None:
-    return workspaces_repo.get_workspace_by_slug(session, DEMO_SLUG)
+    return workspaces.find_workspace(session, DEMO_SLUG)
 
 
 def seed_demo(session: Session, *, now: datetime) -> tuple[Workspace, str]:

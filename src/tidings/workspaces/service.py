@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -300,3 +301,15 @@ def authenticate_api_key(
         workspace_id=workspace.id, role=Role(key.role), api_key_id=key.id, label=key.name
     )
     return principal, workspace
+
+
+def find_workspace(session: Session, slug: str) -> Workspace | None:
+    return repository.get_workspace_by_slug(session, slug)
+
+
+def list_workspaces(session: Session) -> Sequence[Workspace]:
+    return repository.list_workspaces(session)
+
+
+def list_api_keys(session: Session, workspace: Workspace) -> Sequence[ApiKey]:
+    return repository.list_api_keys(session, workspace)
