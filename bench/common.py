@@ -61,8 +61,13 @@ def make_workspace(installation: Tidings, *, region: str = "TW") -> tuple[Worksp
 def machine() -> str:
     import os
 
-    python = platform.python_version()
-    return f"{platform.node()} · {os.cpu_count()} cores · Python {python} · {datetime.now(UTC):%Y-%m-%d}"
+    parts = [
+        platform.node(),
+        f"{os.cpu_count()} cores",
+        f"Python {platform.python_version()}",
+        f"{datetime.now(UTC):%Y-%m-%d}",
+    ]
+    return " · ".join(parts)
 
 
 def percentile(values: list[float], q: float) -> float:

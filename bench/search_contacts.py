@@ -135,7 +135,7 @@ def main() -> None:
         server.wait(timeout=30)
     console = Console()
     table = Table(
-        title=f"Contact search, {args.contacts:,} contacts · {inst.db.engine.dialect.name} · {machine()}"
+        title=f"Search, {args.contacts:,} contacts · {inst.db.engine.dialect.name} · {machine()}"
     )
     for column in (
         "query",
