@@ -12,9 +12,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tidings.bootstrap import Tidings, build
+from tidings.contacts import service as contacts
+from tidings.contacts.domain import CustomFieldType
 from tidings.settings import load_settings
 from tidings.workspaces import service as workspaces
-from tidings.workspaces.domain import Role
 from tidings.workspaces.orm import Workspace
 
 BENCH_DB = "tidings_bench"
@@ -38,21 +39,25 @@ def fresh_installation(database_url: str | None) -> Tidings:
 
 
 def make_workspace(installation: Tidings, *, region: str = "TW") -> tuple[Workspace, str]:
+    """A workspace with an owner key and a ``level`` choice field (gold/silver)."""
     with installation.db.transaction() as session:
         now = installation.clock.now()
-        workspace = workspaces.create_workspace(
+        workspace, key = workspaces.open_workspace(
             session,
             slug="bench",
             settings=workspaces.WorkspaceSettings("Bench", region, "Asia/Taipei", "zh-Hant-TW"),
+            owner_email=None,
+            owner_password=None,
+            key_name="bench",
             now=now,
         )
-        _, key = workspaces.create_api_key(
+        contacts.create_field_definition(
             session,
             workspace=workspace,
-            name="bench",
-            role=Role.OWNER,
-            granted_by=Role.OWNER,
-            created_by_user_id=None,
+            key="level",
+            label="Level",
+            field_type=CustomFieldType.CHOICE,
+            choices=["gold", "silver"],
             now=now,
         )
     return workspace, key

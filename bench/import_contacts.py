@@ -22,7 +22,6 @@ from bench.common import fresh_installation, machine, make_workspace
 from tidings.contacts import jobs
 from tidings.contacts import service as contacts
 from tidings.contacts.csv_format import ContactRow, parse_row, plan_columns
-from tidings.contacts.domain import CustomFieldType
 
 SURNAMES = ["陳", "林", "黃", "張", "李", "王", "吳", "劉", "蔡", "楊"]
 GIVEN = ["怡君", "家豪", "淑芬", "志明", "美玲", "承恩", "雅婷", "冠宇"]
@@ -65,16 +64,6 @@ def main() -> None:
 
     inst = fresh_installation(args.database_url or None)
     workspace, _ = make_workspace(inst)
-    with inst.db.transaction() as session:
-        contacts.create_field_definition(
-            session,
-            workspace=workspace,
-            key="level",
-            label="Level",
-            field_type=CustomFieldType.CHOICE,
-            choices=["gold", "silver"],
-            now=inst.clock.now(),
-        )
 
     def per_batch(work):  # type: ignore[no-untyped-def]
         with inst.db.transaction() as session:
@@ -132,16 +121,7 @@ def run_baseline(args: argparse.Namespace, source: Path, folder: Path) -> float:
     """Rows/s of one service upsert per row, one transaction per row, on a fresh database."""
     inst = fresh_installation(args.database_url or None)
     workspace, _ = make_workspace(inst)
-    with inst.db.transaction() as session:
-        contacts.create_field_definition(
-            session,
-            workspace=workspace,
-            key="level",
-            label="Level",
-            field_type=CustomFieldType.CHOICE,
-            choices=["gold", "silver"],
-            now=inst.clock.now(),
-        )
+    with inst.db.reading() as session:
         specs = contacts.field_specs(session, workspace)
     with source.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)

@@ -35,31 +35,14 @@ def init(
             if service.list_workspaces(session):
                 console.print("Database is up to date.")
                 return
-            now = inst.clock.now()
-            workspace = service.create_workspace(
+            _, key = service.open_workspace(
                 session,
                 slug=slug,
                 settings=service.WorkspaceSettings(name, region, timezone, locale),
-                now=now,
-            )
-            owner = service.create_user(
-                session,
-                workspace=workspace,
-                email=owner_email,
-                name="Owner",
-                role=Role.OWNER,
-                password=owner_password,
-                granted_by=Role.OWNER,
-                now=now,
-            )
-            _, key = service.create_api_key(
-                session,
-                workspace=workspace,
-                name="created by init",
-                role=Role.OWNER,
-                granted_by=Role.OWNER,
-                created_by_user_id=owner.id,
-                now=now,
+                owner_email=owner_email,
+                owner_password=owner_password,
+                key_name="created by init",
+                now=inst.clock.now(),
             )
         console.print(f"Created workspace [bold]{slug}[/] with owner {owner_email}.")
         console.print(f"API key (shown once, keep it safe): [bold green]{key}[/]")
@@ -77,21 +60,14 @@ def create_workspace(
     with installation() as inst:
         require_schema(inst)
         with inst.db.transaction() as session:
-            now = inst.clock.now()
-            workspace = service.create_workspace(
+            _, key = service.open_workspace(
                 session,
                 slug=slug,
                 settings=service.WorkspaceSettings(name, region, timezone, locale),
-                now=now,
-            )
-            _, key = service.create_api_key(
-                session,
-                workspace=workspace,
-                name="created with workspace",
-                role=Role.OWNER,
-                granted_by=Role.OWNER,
-                created_by_user_id=None,
-                now=now,
+                owner_email=None,
+                owner_password=None,
+                key_name="created with workspace",
+                now=inst.clock.now(),
             )
         console.print(
             f"Created workspace [bold]{slug}[/]. API key (shown once): [bold green]{key}[/]"

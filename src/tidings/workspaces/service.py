@@ -313,3 +313,46 @@ def list_workspaces(session: Session) -> Sequence[Workspace]:
 
 def list_api_keys(session: Session, workspace: Workspace) -> Sequence[ApiKey]:
     return repository.list_api_keys(session, workspace)
+
+
+def open_workspace(
+    session: Session,
+    *,
+    slug: str,
+    settings: WorkspaceSettings,
+    owner_email: str | None,
+    owner_password: str | None,
+    key_name: str,
+    now: datetime,
+) -> tuple[Workspace, str]:
+    """Create a workspace, its owner (when an e-mail is given) and a first owner API key.
+
+    Returns the workspace and the key's plaintext, to be shown once.
+
+    Raises:
+        TidingsError: as :func:`create_workspace` and :func:`create_user`.
+    """
+    workspace = create_workspace(session, slug=slug, settings=settings, now=now)
+    owner_id = None
+    if owner_email is not None:
+        owner = create_user(
+            session,
+            workspace=workspace,
+            email=owner_email,
+            name="Owner",
+            role=Role.OWNER,
+            password=owner_password,
+            granted_by=Role.OWNER,
+            now=now,
+        )
+        owner_id = owner.id
+    _, key = create_api_key(
+        session,
+        workspace=workspace,
+        name=key_name,
+        role=Role.OWNER,
+        granted_by=Role.OWNER,
+        created_by_user_id=owner_id,
+        now=now,
+    )
+    return workspace, key
