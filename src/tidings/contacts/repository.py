@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from tidings.contacts.orm import (
@@ -26,6 +26,7 @@ from tidings.contacts.orm import (
     ListMembership,
     Tag,
 )
+from tidings.db.base import table_of
 from tidings.workspaces.orm import Workspace
 
 
@@ -104,18 +105,6 @@ def contact_ids_by_external_id(
     )
     # A Result has .keys(), so dict(rows) would treat it as a mapping of column names.
     return {external_id: contact_id for external_id, contact_id in rows}  # noqa: C416
-
-
-def contacts_by_ids(
-    session: Session, workspace: Workspace, contact_ids: Iterable[int]
-) -> dict[int, Contact]:
-    wanted = list(set(contact_ids))
-    if not wanted:
-        return {}
-    rows = session.scalars(
-        select(Contact).where(Contact.workspace_id == workspace.id, Contact.id.in_(wanted))
-    )
-    return {c.id: c for c in rows}
 
 
 @dataclass(frozen=True)
@@ -431,3 +420,17 @@ def find_event_by_key(
             ContactEvent.idempotency_key == idempotency_key,
         )
     )
+
+
+def contact_rows_by_ids(
+    session: Session, workspace: Workspace, contact_ids: Iterable[int]
+) -> dict[int, Row[Any]]:
+    """Plain rows (no ORM identity map) of many contacts, for bulk comparison in imports."""
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return {}
+    table = table_of(Contact)
+    rows = session.execute(
+        select(table).where(table.c.workspace_id == workspace.id, table.c.id.in_(wanted))
+    )
+    return {row.id: row for row in rows}
