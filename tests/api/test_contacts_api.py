@@ -281,3 +281,19 @@ def test_agents_work_contacts_but_only_admins_delete_them(
         == 204
     )
     assert client.get(f"{API}/contacts/{cid}", headers=tenant.headers()).status_code == 404
+
+
+def test_an_external_id_can_be_changed_and_found_again(client: TestClient, tenant: Tenant) -> None:
+    contact = create(client, tenant, phone="0912345678", external_ids={"hubspot": "501"})
+    moved = client.patch(
+        f"{API}/contacts/{contact['id']}",
+        json={"external_ids": {"hubspot": "777"}},
+        headers=tenant.headers(),
+    )
+    assert moved.json()["external_ids"] == {"hubspot": "777"}
+    found = client.post(
+        f"{API}/contacts/upsert",
+        json={"external_ids": {"hubspot": "777"}, "name": "Found"},
+        headers=tenant.headers(),
+    ).json()
+    assert found["created"] is False and found["contact"]["id"] == contact["id"]

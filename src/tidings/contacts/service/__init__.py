@@ -1,0 +1,74 @@
+"""Use cases of contacts. Every function runs inside the caller's transaction and never commits.
+
+Each change a person would want to see later (tag added, list joined, consent changed …) is
+also appended to the contact's timeline in the same transaction. The modules split the use
+cases by concern; this package exposes them all under one name.
+"""
+
+from tidings.contacts.service.consent import (
+    opt_out,
+    set_consent,
+    set_external_id,
+)
+from tidings.contacts.service.fields import (
+    create_field_definition,
+    delete_field_definition,
+    field_specs,
+)
+from tidings.contacts.service.labels import (
+    add_tags,
+    create_list,
+    delete_list,
+    delete_tag,
+    ensure_tags,
+    get_list_or_404,
+    join_list,
+    leave_list,
+    remove_tag,
+)
+from tidings.contacts.service.records import (
+    MATCH_KEYS,
+    ContactView,
+    count_all_contacts,
+    create_contact,
+    delete_contact,
+    describe_contacts,
+    get_contact_or_404,
+    update_contact,
+    upsert_contact,
+)
+from tidings.contacts.service.timeline import (
+    EVENT_TYPE_MAX,
+    log_event,
+    record_event,
+)
+
+__all__ = [
+    "EVENT_TYPE_MAX",
+    "MATCH_KEYS",
+    "ContactView",
+    "add_tags",
+    "count_all_contacts",
+    "create_contact",
+    "create_field_definition",
+    "create_list",
+    "delete_contact",
+    "delete_field_definition",
+    "delete_list",
+    "delete_tag",
+    "describe_contacts",
+    "ensure_tags",
+    "field_specs",
+    "get_contact_or_404",
+    "get_list_or_404",
+    "join_list",
+    "leave_list",
+    "log_event",
+    "opt_out",
+    "record_event",
+    "remove_tag",
+    "set_consent",
+    "set_external_id",
+    "update_contact",
+    "upsert_contact",
+]

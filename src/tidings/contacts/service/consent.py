@@ -1,0 +1,137 @@
+"""Consent per channel and purpose (C1, P5) and the ids other systems give a contact.
+
+Runs inside the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from tidings.contacts import repository
+from tidings.contacts.domain import (
+    Channel,
+    ConsentPurpose,
+    ConsentStatus,
+)
+from tidings.contacts.orm import (
+    Consent,
+    Contact,
+    ExternalId,
+)
+from tidings.contacts.service.timeline import log_event
+from tidings.kernel.errors import invalid
+from tidings.workspaces.orm import Workspace
+
+
+def set_external_id(
+    session: Session, *, workspace: Workspace, contact: Contact, system: str, external_id: str
+) -> bool:
+    """Record the id another system gives this contact; True when it changed.
+
+    Raises:
+        TidingsError: 422 for an empty system or id.
+    """
+    system, external_id = system.strip().lower(), external_id.strip()
+    if not system or not external_id:
+        raise invalid("invalid_external_id", "system and id are required", field="external_ids")
+    current = repository.external_ids_of(session, [contact.id]).get(contact.id, {})
+    if current.get(system) == external_id:
+        return False
+    if system in current:
+        session.execute(
+            update(ExternalId)
+            .where(ExternalId.contact_id == contact.id, ExternalId.system == system)
+            .values(external_id=external_id)
+        )
+    else:
+        session.add(
+            ExternalId(
+                workspace_id=workspace.id,
+                contact_id=contact.id,
+                system=system,
+                external_id=external_id,
+            )
+        )
+    session.flush()
+    return True
+
+
+def set_consent(
+    session: Session,
+    *,
+    workspace: Workspace,
+    contact: Contact,
+    channel: Channel,
+    purpose: ConsentPurpose,
+    status: ConsentStatus,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Record opt-in or opt-out for one channel and purpose with its source and time (C1).
+
+    Returns True when the status changed; the change is also written to the timeline.
+    """
+    existing = next(
+        (
+            c
+            for c in repository.consents_of(session, [contact.id]).get(contact.id, [])
+            if c.channel == channel.value and c.purpose == purpose.value
+        ),
+        None,
+    )
+    if existing is not None and existing.status == status.value:
+        return False
+    previous = existing.status if existing is not None else None
+    if existing is None:
+        existing = Consent(
+            workspace_id=workspace.id,
+            contact_id=contact.id,
+            channel=channel.value,
+            purpose=purpose.value,
+        )
+        session.add(existing)
+    existing.status, existing.source, existing.recorded_at = status.value, source, now
+    log_event(
+        session,
+        workspace,
+        contact.id,
+        "consent.changed",
+        now,
+        {
+            "channel": channel.value,
+            "purpose": purpose.value,
+            "status": status.value,
+            "previous": previous,
+            "source": source,
+        },
+        source,
+    )
+    contact.updated_at = now
+    session.flush()
+    return True
+
+
+def opt_out(
+    session: Session,
+    *,
+    workspace: Workspace,
+    contact: Contact,
+    channel: Channel,
+    source: str,
+    now: datetime,
+) -> None:
+    """Opt a contact out of every purpose on one channel (P5)."""
+    for purpose in ConsentPurpose:
+        set_consent(
+            session,
+            workspace=workspace,
+            contact=contact,
+            channel=channel,
+            purpose=purpose,
+            status=ConsentStatus.OPTED_OUT,
+            source=source,
+            now=now,
+        )

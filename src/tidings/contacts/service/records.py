@@ -1,0 +1,310 @@
+"""Contacts themselves: create, update, upsert, delete, describe (C1, C2).
+
+Runs inside the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings.contacts import repository
+from tidings.contacts.domain import (
+    PHONE_COUNTRY,
+    Channel,
+    ConsentPurpose,
+    ConsentStatus,
+    LifecycleStage,
+    prepare_contact_fields,
+)
+from tidings.contacts.orm import (
+    Consent,
+    Contact,
+)
+from tidings.contacts.service.consent import set_consent, set_external_id
+from tidings.contacts.service.fields import field_specs
+from tidings.contacts.service.labels import add_tags, join_list
+from tidings.contacts.service.timeline import log_event
+from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.workspaces.orm import Workspace
+
+MATCH_KEYS = ("external_id", "phone", "email")
+
+
+@dataclass
+class ContactView:
+    """A contact with everything attached to it, as the API and CLI show it."""
+
+    contact: Contact
+    tags: list[str] = field(default_factory=list)
+    list_ids: list[int] = field(default_factory=list)
+    consents: list[Consent] = field(default_factory=list)
+    external_ids: dict[str, str] = field(default_factory=dict)
+
+
+def get_contact_or_404(session: Session, workspace: Workspace, contact_id: int) -> Contact:
+    """Raises ``TidingsError`` (404) when the contact is not in this workspace."""
+    contact = repository.get_contact(session, workspace, contact_id)
+    if contact is None:
+        raise not_found("contact")
+    return contact
+
+
+def create_contact(
+    session: Session, *, workspace: Workspace, data: Mapping[str, Any], source: str, now: datetime
+) -> Contact:
+    """Create a contact with its tags, lists, consents and external ids.
+
+    Raises:
+        TidingsError: invalid fields (422 naming the field), phone/e-mail/external id already
+            used by another contact (409).
+    """
+    fields = prepare_contact_fields(
+        data, specs=field_specs(session, workspace), region=workspace.default_region
+    )
+    _check_identity_free(session, workspace, fields, data.get("external_ids") or {}, None)
+    contact = Contact(
+        workspace_id=workspace.id,
+        lifecycle_stage=LifecycleStage.LEAD.value,
+        score=0,
+        custom_fields={},
+        do_not_contact=False,
+        created_at=now,
+        updated_at=now,
+    )
+    _assign(contact, fields)
+    session.add(contact)
+    session.flush()
+    log_event(session, workspace, contact.id, "contact.created", now, {"source": source}, source)
+    _attach(session, workspace, contact, data, source=source, now=now)
+    return contact
+
+
+def update_contact(
+    session: Session,
+    *,
+    workspace: Workspace,
+    contact_id: int,
+    data: Mapping[str, Any],
+    source: str,
+    now: datetime,
+) -> Contact:
+    """Change the given fields (absent ones stay); ``updated_at`` moves only on a real change.
+
+    Raises:
+        TidingsError: unknown contact (404), invalid fields (422), identity clash (409).
+    """
+    contact = get_contact_or_404(session, workspace, contact_id)
+    fields = prepare_contact_fields(
+        data, specs=field_specs(session, workspace), region=workspace.default_region
+    )
+    _check_identity_free(session, workspace, fields, data.get("external_ids") or {}, contact.id)
+    changed = _assign(contact, fields)
+    attached = _attach(session, workspace, contact, data, source=source, now=now)
+    if changed:
+        log_event(
+            session, workspace, contact.id, "contact.updated", now, {"fields": changed}, source
+        )
+    if changed or attached:
+        contact.updated_at = now
+    session.flush()
+    return contact
+
+
+def upsert_contact(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    match_on: Sequence[str],
+    source: str,
+    now: datetime,
+) -> tuple[Contact, bool]:
+    """Update the contact matched by the first of ``match_on`` that finds one, else create it.
+
+    Returns the contact and whether it was created.
+
+    Raises:
+        TidingsError: as :func:`create_contact`; 409 when two keys match different contacts.
+    """
+    for key in match_on:
+        if key not in MATCH_KEYS:
+            raise invalid(
+                "invalid_match_key", f"match on {', '.join(MATCH_KEYS)}", field="match_on"
+            )
+    found = _find_match(session, workspace, data, match_on)
+    if found is None:
+        return create_contact(session, workspace=workspace, data=data, source=source, now=now), True
+    updated = update_contact(
+        session, workspace=workspace, contact_id=found.id, data=data, source=source, now=now
+    )
+    return updated, False
+
+
+def _find_match(
+    session: Session, workspace: Workspace, data: Mapping[str, Any], match_on: Sequence[str]
+) -> Contact | None:
+    fields = prepare_contact_fields(
+        {k: data[k] for k in ("phone", "email") if k in data},
+        specs={},
+        region=workspace.default_region,
+    )
+    matches: dict[str, Contact] = {}
+    for key in match_on:
+        contact = None
+        if key == "phone" and fields.get("phone"):
+            contact = repository.find_contact_by_phone(session, workspace, fields["phone"])
+        elif key == "email" and fields.get("email"):
+            contact = repository.find_contact_by_email(session, workspace, fields["email"])
+        elif key == "external_id":
+            for system, external_id in (data.get("external_ids") or {}).items():
+                contact = repository.find_contact_by_external_id(
+                    session, workspace, system, str(external_id)
+                )
+                if contact is not None:
+                    break
+        if contact is not None:
+            matches[key] = contact
+    distinct = {c.id: c for c in matches.values()}
+    if len(distinct) > 1:
+        described = ", ".join(f"{k} → contact {c.id}" for k, c in matches.items())
+        raise conflict("ambiguous_match", f"the keys match different contacts: {described}")
+    return next(iter(distinct.values()), None)
+
+
+def _check_identity_free(
+    session: Session,
+    workspace: Workspace,
+    fields: Mapping[str, Any],
+    external_ids: Mapping[str, Any],
+    own_id: int | None,
+) -> None:
+    if fields.get("phone"):
+        other = repository.find_contact_by_phone(session, workspace, fields["phone"])
+        if other is not None and other.id != own_id:
+            raise conflict(
+                "phone_taken", f"{fields['phone']} belongs to contact {other.id}", field="phone"
+            )
+    if fields.get("email"):
+        other = repository.find_contact_by_email(session, workspace, fields["email"])
+        if other is not None and other.id != own_id:
+            raise conflict(
+                "email_taken", f"{fields['email']} belongs to contact {other.id}", field="email"
+            )
+    for system, external_id in external_ids.items():
+        other = repository.find_contact_by_external_id(session, workspace, system, str(external_id))
+        if other is not None and other.id != own_id:
+            raise conflict(
+                "external_id_taken",
+                f"{system} id {external_id} belongs to contact {other.id}",
+                field=f"external_ids.{system}",
+            )
+
+
+def _assign(contact: Contact, fields: Mapping[str, Any]) -> list[str]:
+    """Apply prepared fields; return the names of those that really changed."""
+    changed: list[str] = []
+    for name, value in fields.items():
+        if name == PHONE_COUNTRY:
+            continue
+        if name == "custom_fields":
+            merged = {**contact.custom_fields}
+            for key, item in value.items():
+                if item is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = item
+            if merged != contact.custom_fields:
+                contact.custom_fields = merged
+                changed.append("custom_fields")
+        elif getattr(contact, name) != value:
+            setattr(contact, name, value)
+            changed.append(name)
+    if fields.get(PHONE_COUNTRY) and not contact.country:
+        contact.country = fields[PHONE_COUNTRY]
+    return changed
+
+
+def _attach(
+    session: Session,
+    workspace: Workspace,
+    contact: Contact,
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Add the tags, lists, external ids and consents given with a contact; True if any changed."""
+    changed = False
+    if data.get("tags"):
+        changed |= bool(
+            add_tags(
+                session,
+                workspace=workspace,
+                contact=contact,
+                names=data["tags"],
+                source=source,
+                now=now,
+            )
+        )
+    for list_id in data.get("list_ids") or []:
+        changed |= join_list(
+            session, workspace=workspace, contact=contact, list_id=list_id, source=source, now=now
+        )
+    for system, external_id in (data.get("external_ids") or {}).items():
+        changed |= set_external_id(
+            session,
+            workspace=workspace,
+            contact=contact,
+            system=system,
+            external_id=str(external_id),
+        )
+    for consent in data.get("consents") or []:
+        changed |= set_consent(
+            session,
+            workspace=workspace,
+            contact=contact,
+            channel=Channel(consent["channel"]),
+            purpose=ConsentPurpose(consent["purpose"]),
+            status=ConsentStatus(consent["status"]),
+            source=consent.get("source") or source,
+            now=now,
+        )
+    return changed
+
+
+def delete_contact(session: Session, *, workspace: Workspace, contact_id: int) -> None:
+    """Remove a contact and everything attached (its timeline too).
+
+    Raises:
+        TidingsError: 404 for a contact of another workspace or none.
+    """
+    session.delete(get_contact_or_404(session, workspace, contact_id))
+    session.flush()
+
+
+def describe_contacts(session: Session, contacts: Sequence[Contact]) -> list[ContactView]:
+    """Load tags, lists, consents and external ids for many contacts in four queries."""
+    ids = [c.id for c in contacts]
+    tags = repository.tag_names_of(session, ids)
+    lists = repository.list_ids_of(session, ids)
+    consents = repository.consents_of(session, ids)
+    external = repository.external_ids_of(session, ids)
+    return [
+        ContactView(
+            c,
+            tags.get(c.id, []),
+            lists.get(c.id, []),
+            consents.get(c.id, []),
+            external.get(c.id, {}),
+        )
+        for c in contacts
+    ]
+
+
+def count_all_contacts(session: Session, workspace: Workspace) -> int:
+    return repository.count_contacts(session, workspace, repository.ContactFilter())

@@ -1,0 +1,91 @@
+"""Appending to a contact's timeline: system events and events reported from outside.
+
+Runs inside the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings.contacts import repository
+from tidings.contacts.orm import (
+    Contact,
+    ContactEvent,
+)
+from tidings.kernel.errors import invalid
+from tidings.workspaces.orm import Workspace
+
+EVENT_TYPE_MAX = 64
+
+
+def log_event(
+    session: Session,
+    workspace: Workspace,
+    contact_id: int,
+    event_type: str,
+    occurred_at: datetime,
+    properties: dict[str, Any],
+    source: str,
+) -> None:
+    """Append a system event to a contact's timeline (same transaction as its cause)."""
+    session.add(
+        ContactEvent(
+            workspace_id=workspace.id,
+            contact_id=contact_id,
+            event_type=event_type,
+            occurred_at=occurred_at,
+            received_at=occurred_at,
+            source=source,
+            properties=properties,
+        )
+    )
+
+
+def record_event(
+    session: Session,
+    *,
+    workspace: Workspace,
+    contact: Contact,
+    event_type: str,
+    occurred_at: datetime | None,
+    properties: dict[str, Any],
+    source: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[ContactEvent, bool]:
+    """Append an event reported from outside (order placed, product viewed …).
+
+    ``occurred_at`` is when it happened (defaults to now) and may lie in the past: conditions
+    count by event time (S8). A repeated ``idempotency_key`` returns the stored event instead
+    of a second one. Returns the event and whether it was new.
+
+    Raises:
+        TidingsError: 422 for a malformed type or an event time in the future.
+    """
+    kind = event_type.strip()
+    if not kind or len(kind) > EVENT_TYPE_MAX or any(ch.isspace() for ch in kind):
+        raise invalid(
+            "invalid_event_type", f"use 1-{EVENT_TYPE_MAX} characters without spaces", field="type"
+        )
+    if occurred_at is not None and occurred_at > now:
+        raise invalid("future_event", "an event cannot happen after now", field="occurred_at")
+    if idempotency_key:
+        stored = repository.find_event_by_key(session, workspace, idempotency_key)
+        if stored is not None:
+            return stored, False
+    event = ContactEvent(
+        workspace_id=workspace.id,
+        contact_id=contact.id,
+        event_type=kind,
+        occurred_at=occurred_at or now,
+        received_at=now,
+        source=source,
+        properties=properties,
+        idempotency_key=idempotency_key or None,
+    )
+    session.add(event)
+    session.flush()
+    return event, True
