@@ -1,0 +1,222 @@
+"""Channel-independent values that adapters produce: inbound messages, delivery statuses,
+provider errors, and the rule that a delivery status never moves backwards (I1).
+
+Enums are tolerant: a value the provider adds tomorrow becomes ``UNKNOWN``, never a crash.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class TolerantEnum(enum.StrEnum):
+    """A string enum whose unknown values map to ``UNKNOWN``."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> TolerantEnum:
+        return cls("unknown")
+
+
+class MessageKind(TolerantEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACTS = "contacts"
+    REACTION = "reaction"
+    BUTTON = "button"
+    INTERACTIVE = "interactive"
+    ORDER = "order"
+    SYSTEM = "system"
+    REQUEST_WELCOME = "request_welcome"
+    UNSUPPORTED = "unsupported"
+    UNKNOWN = "unknown"
+
+
+MEDIA_KINDS = frozenset(
+    {
+        MessageKind.IMAGE,
+        MessageKind.VIDEO,
+        MessageKind.AUDIO,
+        MessageKind.DOCUMENT,
+        MessageKind.STICKER,
+    }
+)
+
+
+class DeliveryStatus(TolerantEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    PLAYED = "played"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+# How far along a message is; a report only counts when it moves a message forward.
+_PROGRESS = {
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+    DeliveryStatus.PLAYED: 4,
+}
+
+
+def next_delivery_status(
+    current: DeliveryStatus | None, reported: DeliveryStatus
+) -> DeliveryStatus | None:
+    """The status a message takes when ``reported`` arrives, or None when nothing changes.
+
+    Webhooks come late, twice and out of order: a ``delivered`` after ``read`` changes
+    nothing; ``failed`` counts only before delivery (nothing un-delivers a message) and is
+    final; unknown statuses are ignored.
+    """
+    if reported == DeliveryStatus.UNKNOWN or current == DeliveryStatus.FAILED:
+        return None
+    if reported == DeliveryStatus.FAILED:
+        return reported if current in (None, DeliveryStatus.SENT) else None
+    if current is None or _PROGRESS[reported] > _PROGRESS[current]:
+        return reported
+    return None
+
+
+@dataclass(frozen=True)
+class ProviderError:
+    """An error as the provider reported it; its code decides transient or permanent."""
+
+    code: int
+    title: str
+    message: str = ""
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class WhatsAppIdentity:
+    """Who a WhatsApp user is. Phone fields may be missing (username users have only a BSUID)."""
+
+    wa_id: str | None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
+    profile_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable identity: the BSUID when known, else the phone-based ``wa_id``."""
+        if self.user_id:
+            return f"bsuid:{self.user_id}"
+        if self.wa_id:
+            return f"wa:{self.wa_id}"
+        return "unknown"
+
+    @property
+    def phone_e164(self) -> str | None:
+        return f"+{self.wa_id}" if self.wa_id and self.wa_id.isdigit() else None
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    media_id: str
+    mime_type: str
+    sha256: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    url: str | None = None
+    is_voice: bool = False
+    is_animated: bool = False
+
+
+@dataclass(frozen=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Referral:
+    """Where a conversation came from: a click-to-WhatsApp ad or post (I6)."""
+
+    source_type: str
+    source_id: str | None = None
+    source_url: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None
+    ctwa_clid: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message a customer sent to one of our numbers."""
+
+    channel_id: str
+    account_id: str
+    message_id: str
+    sender: WhatsAppIdentity
+    sent_at: datetime | None
+    kind: MessageKind
+    text: str | None = None
+    media: MediaRef | None = None
+    location: Location | None = None
+    reply_to: str | None = None
+    reaction_to: str | None = None
+    reply_id: str | None = None
+    referral: Referral | None = None
+    referred_product: str | None = None
+    is_forwarded: bool = False
+    items: tuple[Mapping[str, Any], ...] = ()
+    errors: tuple[ProviderError, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """The provider's word on a message we sent."""
+
+    channel_id: str
+    message_id: str
+    status: DeliveryStatus
+    at: datetime | None
+    recipient: WhatsAppIdentity
+    errors: tuple[ProviderError, ...] = ()
+    pricing_category: str | None = None
+    pricing_type: str | None = None
+    conversation_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ChannelProblem:
+    """An error about the channel itself rather than one message (webhook ``value.errors``)."""
+
+    channel_id: str
+    errors: tuple[ProviderError, ...]
+
+
+@dataclass(frozen=True)
+class OtherUpdate:
+    """A webhook field we keep but do not act on yet (template status, groups, quality …)."""
+
+    account_id: str
+    webhook_field: str
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class WebhookBatch:
+    """Everything one webhook POST carried: every entry, change, message and status."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    problems: list[ChannelProblem] = field(default_factory=list)
+    others: list[OtherUpdate] = field(default_factory=list)

@@ -1,0 +1,291 @@
+"""Inbound WhatsApp webhooks: the verification handshake, the signature check and the parser.
+
+The parser walks **every** entry, change, message and status of a batch (Meta batches up to
+1,000 updates; clients that read only index 0 lose messages), keeps unknown types instead of
+failing, and never relies on phone fields alone (username users carry only a BSUID).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tidings.channels.domain import (
+    MEDIA_KINDS,
+    ChannelProblem,
+    DeliveryStatus,
+    InboundMessage,
+    Location,
+    MediaRef,
+    MessageKind,
+    OtherUpdate,
+    ProviderError,
+    Referral,
+    StatusUpdate,
+    WebhookBatch,
+    WhatsAppIdentity,
+)
+from tidings.kernel.errors import TidingsError
+
+log = logging.getLogger(__name__)
+SIGNATURE_PREFIX = "sha256="
+
+
+def verify_signature(app_secret: str, raw_body: bytes, header: str | None) -> bool:
+    """True when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the exact bytes received."""
+    if not header or not header.startswith(SIGNATURE_PREFIX) or not app_secret:
+        return False
+    expected = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len(SIGNATURE_PREFIX) :].strip().lower())
+
+
+def sign(app_secret: str, raw_body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value for ``raw_body``, as Meta (and our simulator) send it."""
+    return SIGNATURE_PREFIX + hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
+
+
+def check_handshake(params: Mapping[str, str], verify_token: str) -> str | None:
+    """The challenge to echo for a valid ``GET`` verification request, else None (answer 403)."""
+    mode, token = params.get("hub.mode"), params.get("hub.verify_token")
+    if mode != "subscribe" or not verify_token or token is None:
+        return None
+    if not hmac.compare_digest(token.encode(), verify_token.encode()):
+        return None
+    return params.get("hub.challenge")
+
+
+def parse_webhook(payload: Any) -> WebhookBatch:
+    """Turn a webhook body into our types.
+
+    Raises:
+        TidingsError: 400 when the body is not a WhatsApp Business Account webhook at all.
+            Unknown message types, statuses and fields inside a valid envelope are kept, not
+            refused.
+    """
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("entry"), list):
+        raise TidingsError("bad_webhook", "expected an object with an 'entry' list", "entry", 400)
+    batch = WebhookBatch()
+    for entry in payload["entry"]:
+        if not isinstance(entry, Mapping):
+            continue
+        account_id = str(entry.get("id", ""))
+        for change in _list(entry.get("changes")):
+            _parse_change(batch, account_id, change)
+    return batch
+
+
+def _parse_change(batch: WebhookBatch, account_id: str, change: Mapping[str, Any]) -> None:
+    field_name = str(change.get("field", ""))
+    value = change.get("value")
+    if not isinstance(value, Mapping):
+        return
+    if field_name != "messages":
+        batch.others.append(OtherUpdate(account_id, field_name, value))
+        return
+    channel_id = str(_map(value.get("metadata")).get("phone_number_id", ""))
+    profiles = _profiles(value.get("contacts"))
+    for message in _list(value.get("messages")):
+        batch.messages.append(_message(channel_id, account_id, message, profiles))
+    for status in _list(value.get("statuses")):
+        batch.statuses.append(_status(channel_id, status))
+    errors = _errors(value.get("errors"))
+    if errors:
+        batch.problems.append(ChannelProblem(channel_id, errors))
+
+
+def _profiles(contacts: Any) -> dict[str, WhatsAppIdentity]:
+    """Sender identities of a change, keyed by both ``wa_id`` and BSUID."""
+    found: dict[str, WhatsAppIdentity] = {}
+    for contact in _list(contacts):
+        profile = _map(contact.get("profile"))
+        identity = WhatsAppIdentity(
+            wa_id=_text(contact.get("wa_id")),
+            user_id=_text(contact.get("user_id")),
+            parent_user_id=_text(contact.get("parent_user_id")),
+            username=_text(profile.get("username")),
+            profile_name=_text(profile.get("name")),
+        )
+        for key in (identity.wa_id, identity.user_id):
+            if key:
+                found[key] = identity
+    return found
+
+
+def _message(
+    channel_id: str, account_id: str, raw: Mapping[str, Any], profiles: dict[str, WhatsAppIdentity]
+) -> InboundMessage:
+    phone, user_id = _text(raw.get("from")), _text(raw.get("from_user_id"))
+    sender = (
+        profiles.get(user_id or "") or profiles.get(phone or "") or WhatsAppIdentity(phone, user_id)
+    )
+    kind = MessageKind(str(raw.get("type", "unknown")))
+    if kind == MessageKind.UNKNOWN:
+        log.info("unknown WhatsApp message type %r kept as unknown", raw.get("type"))
+    context = _map(raw.get("context"))
+    body = _map(raw.get(kind.value)) if kind != MessageKind.CONTACTS else {}
+    return InboundMessage(
+        channel_id=channel_id,
+        account_id=account_id,
+        message_id=str(raw.get("id", "")),
+        sender=sender,
+        sent_at=_timestamp(raw.get("timestamp")),
+        kind=kind,
+        text=_message_text(kind, body),
+        media=_media(kind, body),
+        location=_location(body) if kind == MessageKind.LOCATION else None,
+        reply_to=_text(context.get("id")),
+        reaction_to=_text(body.get("message_id")) if kind == MessageKind.REACTION else None,
+        reply_id=_reply_id(kind, body),
+        referral=_referral(raw.get("referral")),
+        referred_product=_text(_map(context.get("referred_product")).get("product_retailer_id")),
+        is_forwarded=bool(context.get("forwarded") or context.get("frequently_forwarded")),
+        items=_items(kind, raw, body),
+        errors=_errors(raw.get("errors")),
+        raw=raw,
+    )
+
+
+def _message_text(kind: MessageKind, body: Mapping[str, Any]) -> str | None:
+    match kind:
+        case MessageKind.TEXT | MessageKind.SYSTEM:
+            return _text(body.get("body"))
+        case MessageKind.REACTION:
+            return _text(body.get("emoji"))
+        case MessageKind.BUTTON:
+            return _text(body.get("text"))
+        case MessageKind.INTERACTIVE:
+            reply = _map(body.get(str(body.get("type", ""))))
+            return _text(reply.get("title")) or _text(reply.get("body"))
+        case MessageKind.ORDER:
+            return _text(body.get("text"))
+        case _ if kind in MEDIA_KINDS:
+            return _text(body.get("caption"))
+    return None
+
+
+def _reply_id(kind: MessageKind, body: Mapping[str, Any]) -> str | None:
+    if kind == MessageKind.BUTTON:
+        return _text(body.get("payload"))
+    if kind == MessageKind.INTERACTIVE:
+        return _text(_map(body.get(str(body.get("type", "")))).get("id"))
+    return None
+
+
+def _media(kind: MessageKind, body: Mapping[str, Any]) -> MediaRef | None:
+    if kind not in MEDIA_KINDS or not body.get("id"):
+        return None
+    return MediaRef(
+        media_id=str(body["id"]),
+        mime_type=str(body.get("mime_type", "application/octet-stream")),
+        sha256=_text(body.get("sha256")),
+        caption=_text(body.get("caption")),
+        filename=_text(body.get("filename")),
+        url=_text(body.get("url")),
+        is_voice=bool(body.get("voice", False)),
+        is_animated=bool(body.get("animated", False)),
+    )
+
+
+def _location(body: Mapping[str, Any]) -> Location | None:
+    try:
+        latitude, longitude = float(body["latitude"]), float(body["longitude"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Location(
+        latitude,
+        longitude,
+        _text(body.get("name")),
+        _text(body.get("address")),
+        _text(body.get("url")),
+    )
+
+
+def _referral(raw: Any) -> Referral | None:
+    if not isinstance(raw, Mapping):
+        return None
+    return Referral(
+        source_type=str(raw.get("source_type", "unknown")),
+        source_id=_text(raw.get("source_id")),
+        source_url=_text(raw.get("source_url")),
+        headline=_text(raw.get("headline")),
+        body=_text(raw.get("body")),
+        media_type=_text(raw.get("media_type")),
+        ctwa_clid=_text(raw.get("ctwa_clid")),
+    )
+
+
+def _items(
+    kind: MessageKind, raw: Mapping[str, Any], body: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], ...]:
+    """Order lines, or shared contact cards: the lists a message may carry."""
+    if kind == MessageKind.ORDER:
+        return tuple(_list(body.get("product_items")))
+    if kind == MessageKind.CONTACTS:
+        return tuple(_list(raw.get("contacts")))
+    return ()
+
+
+def _status(channel_id: str, raw: Mapping[str, Any]) -> StatusUpdate:
+    pricing = _map(raw.get("pricing"))
+    status = DeliveryStatus(str(raw.get("status", "unknown")))
+    if status == DeliveryStatus.UNKNOWN:
+        log.info("unknown WhatsApp status %r kept as unknown", raw.get("status"))
+    return StatusUpdate(
+        channel_id=channel_id,
+        message_id=str(raw.get("id", "")),
+        status=status,
+        at=_timestamp(raw.get("timestamp")),
+        recipient=WhatsAppIdentity(
+            _text(raw.get("recipient_id")), _text(raw.get("recipient_user_id"))
+        ),
+        errors=_errors(raw.get("errors")),
+        pricing_category=_text(pricing.get("category")),
+        pricing_type=_text(pricing.get("type")),
+        conversation_id=_text(_map(raw.get("conversation")).get("id")),
+        raw=raw,
+    )
+
+
+def _errors(raw: Any) -> tuple[ProviderError, ...]:
+    found = []
+    for error in _list(raw):
+        try:
+            code = int(error.get("code", 0))
+        except (TypeError, ValueError):
+            code = 0
+        found.append(
+            ProviderError(
+                code=code,
+                title=str(error.get("title", "")),
+                message=str(error.get("message", "")),
+                details=str(_map(error.get("error_data")).get("details", "")),
+            )
+        )
+    return tuple(found)
+
+
+def _timestamp(raw: Any) -> datetime | None:
+    """Meta sends Unix seconds, as strings in messages and statuses, as numbers elsewhere."""
+    try:
+        return datetime.fromtimestamp(int(str(raw)), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = str(raw)
+    return text if text != "" else None
+
+
+def _map(raw: Any) -> Mapping[str, Any]:
+    return raw if isinstance(raw, Mapping) else {}
+
+
+def _list(raw: Any) -> Sequence[Mapping[str, Any]]:
+    return [item for item in raw if isinstance(item, Mapping)] if isinstance(raw, list) else []
