@@ -220,3 +220,38 @@ class WebhookBatch:
     statuses: list[StatusUpdate] = field(default_factory=list)
     problems: list[ChannelProblem] = field(default_factory=list)
     others: list[OtherUpdate] = field(default_factory=list)
+
+
+class FailureAction(enum.StrEnum):
+    """What the outgoing pipeline does after a provider error (X3)."""
+
+    RETRY = "retry"  # transient: back off exponentially and try again
+    RETRY_RECIPIENT_LATER = "retry_recipient_later"  # pair limit: this recipient only
+    RETRY_AFTER_A_DAY = "retry_after_a_day"  # per-user marketing limit
+    RETRY_LATER = "retry_later"  # maintenance: about a minute
+    SEND_TEMPLATE = "send_template"  # the 24-hour window is closed (P1)
+    OPTED_OUT = "opted_out"  # the user stopped marketing messages (P5)
+    UNDELIVERABLE = "undeliverable"  # not a reachable WhatsApp user
+    REAUTHENTICATE = "reauthenticate"  # token expired or revoked
+    PAUSE_CHANNEL = "pause_channel"  # account-level block: spam, policy, billing
+    FIX_REQUEST = "fix_request"  # our request or template is wrong
+
+
+TRANSIENT_ACTIONS = frozenset(
+    {
+        FailureAction.RETRY,
+        FailureAction.RETRY_RECIPIENT_LATER,
+        FailureAction.RETRY_AFTER_A_DAY,
+        FailureAction.RETRY_LATER,
+    }
+)
+
+
+@dataclass(frozen=True)
+class FailureClass:
+    action: FailureAction
+    reason: str
+
+    @property
+    def is_transient(self) -> bool:
+        return self.action in TRANSIENT_ACTIONS
