@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
 from tidings.kernel.clock import Clock, SystemClock
+from tidings.kernel.sealing import SecretBox
 from tidings.scheduler.worker import (
     BackgroundJobSource,
     JobHandler,
@@ -32,6 +34,11 @@ class Tidings:
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     work_sources: list[WorkSource] = field(default_factory=list)
     periodic: list[PeriodicTask] = field(default_factory=list)
+
+    @cached_property
+    def secret_box(self) -> SecretBox:
+        """Seals provider secrets under a key derived from ``TIDINGS_SECRET_KEY``."""
+        return SecretBox(self.settings.secret_key.get_secret_value())
 
     def migrate(self) -> None:
         upgrade(self.db.engine)

@@ -146,4 +146,6 @@ def test_workspace_policy_can_be_overridden_with_validation(
 
 def test_health_reports_database_and_schema(client: TestClient) -> None:
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["schema_revision"] == "0001"
+    from tidings.db.migrate import head_revision
+
+    assert health["status"] == "ok" and health["schema_revision"] == head_revision()

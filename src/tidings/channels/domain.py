@@ -7,10 +7,14 @@ Enums are tolerant: a value the provider adds tomorrow becomes ``UNKNOWN``, neve
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from tidings.kernel.errors import invalid
 
 
 class TolerantEnum(enum.StrEnum):
@@ -255,3 +259,62 @@ class FailureClass:
     @property
     def is_transient(self) -> bool:
         return self.action in TRANSIENT_ACTIONS
+
+
+GRAPH_ID = re.compile(r"^\d{5,32}$")
+API_VERSION = re.compile(r"^v\d{1,3}\.\d{1,3}$")
+DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v23.0"
+MIN_VERIFY_TOKEN = 8
+
+
+def check_graph_id(value: str, *, field_name: str) -> str:
+    """Raises ``TidingsError`` (422) unless ``value`` is a numeric Graph id."""
+    if not GRAPH_ID.match(value.strip()):
+        raise invalid(
+            "invalid_id", "expected the numeric id shown in WhatsApp Manager", field=field_name
+        )
+    return value.strip()
+
+
+def check_display_number(value: str) -> str:
+    """The business number in ``+<digits>`` form. Raises ``TidingsError`` (422)."""
+    digits = re.sub(r"[\s\-().]", "", value).removeprefix("+")
+    if not digits.isdigit() or not 8 <= len(digits) <= 15:
+        raise invalid(
+            "invalid_phone",
+            "give the number with its country code, e.g. +852 3000 1234",
+            field="display_phone_number",
+        )
+    return f"+{digits}"
+
+
+def check_base_url(value: str) -> str:
+    """An http(s) base URL without a trailing slash. Raises ``TidingsError`` (422)."""
+    parsed = urlsplit(value.strip())
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.netloc
+        or parsed.query
+        or parsed.fragment
+    ):
+        raise invalid("invalid_url", "expected an http(s) base URL", field="api_base_url")
+    return value.strip().rstrip("/")
+
+
+def check_api_version(value: str) -> str:
+    """Raises ``TidingsError`` (422) unless ``value`` looks like ``v23.0``."""
+    if not API_VERSION.match(value.strip()):
+        raise invalid(
+            "invalid_version", "expected a Graph API version such as v23.0", field="api_version"
+        )
+    return value.strip()
+
+
+def check_secret(value: str, *, field_name: str, minimum: int = 1) -> str:
+    """Raises ``TidingsError`` (422) for a blank or too short secret."""
+    if len(value.strip()) < minimum:
+        raise invalid(
+            "invalid_secret", f"at least {minimum} characters are required", field=field_name
+        )
+    return value.strip()

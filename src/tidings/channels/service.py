@@ -1,0 +1,144 @@
+"""Use cases of WhatsApp numbers (I2). Runs inside the caller's transaction; never commits.
+
+Secrets (access token, app secret, verify token) are sealed with the installation's
+:class:`~tidings.kernel.sealing.SecretBox` before they are stored and are never returned.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings.channels import repository
+from tidings.channels.domain import (
+    DEFAULT_API_VERSION,
+    DEFAULT_GRAPH_URL,
+    MIN_VERIFY_TOKEN,
+    check_api_version,
+    check_base_url,
+    check_display_number,
+    check_graph_id,
+    check_secret,
+)
+from tidings.channels.orm import WhatsAppNumber
+from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.kernel.sealing import SecretBox
+from tidings.workspaces.orm import Workspace
+
+SEALED = {
+    "access_token": "access_token_sealed",
+    "app_secret": "app_secret_sealed",
+    "verify_token": "verify_token_sealed",
+}
+
+
+def add_number(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    box: SecretBox,
+    now: datetime,
+) -> WhatsAppNumber:
+    """Register a WhatsApp number of this workspace.
+
+    Raises:
+        TidingsError: a malformed field (422 naming it), a phone-number id already registered
+            (409).
+    """
+    name = str(data.get("name") or "").strip()
+    if not name:
+        raise invalid("required", "give the number a name agents will recognise", field="name")
+    phone_number_id = check_graph_id(
+        str(data.get("phone_number_id", "")), field_name="phone_number_id"
+    )
+    if repository.find_by_phone_number_id(session, phone_number_id) is not None:
+        raise conflict(
+            "number_taken", "this phone-number id is already registered", field="phone_number_id"
+        )
+    number = WhatsAppNumber(
+        workspace_id=workspace.id,
+        name=name,
+        phone_number_id=phone_number_id,
+        business_account_id=check_graph_id(
+            str(data.get("business_account_id", "")), field_name="business_account_id"
+        ),
+        display_phone_number=check_display_number(str(data.get("display_phone_number", ""))),
+        api_base_url=check_base_url(str(data.get("api_base_url") or DEFAULT_GRAPH_URL)),
+        api_version=check_api_version(str(data.get("api_version") or DEFAULT_API_VERSION)),
+        webhook_key=secrets.token_urlsafe(24),
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    _seal_secrets(number, data, box, required=True)
+    session.add(number)
+    session.flush()
+    return number
+
+
+def update_number(
+    session: Session,
+    *,
+    workspace: Workspace,
+    number_id: int,
+    data: Mapping[str, Any],
+    box: SecretBox,
+    now: datetime,
+) -> WhatsAppNumber:
+    """Change a number's name, API location, secrets or active flag; absent fields stay.
+
+    Raises:
+        TidingsError: unknown number (404), malformed field (422).
+    """
+    number = get_number_or_404(session, workspace, number_id)
+    if data.get("name") is not None:
+        if not str(data["name"]).strip():
+            raise invalid("required", "a number needs a name", field="name")
+        number.name = str(data["name"]).strip()
+    if data.get("api_base_url") is not None:
+        number.api_base_url = check_base_url(str(data["api_base_url"]))
+    if data.get("api_version") is not None:
+        number.api_version = check_api_version(str(data["api_version"]))
+    if data.get("is_active") is not None:
+        number.is_active = bool(data["is_active"])
+    _seal_secrets(number, data, box, required=False)
+    number.updated_at = now
+    session.flush()
+    return number
+
+
+def _seal_secrets(
+    number: WhatsAppNumber, data: Mapping[str, Any], box: SecretBox, *, required: bool
+) -> None:
+    for name, column in SEALED.items():
+        value = data.get(name)
+        if value is None and not required:
+            continue
+        minimum = MIN_VERIFY_TOKEN if name == "verify_token" else 1
+        setattr(
+            number,
+            column,
+            box.seal(check_secret(str(value or ""), field_name=name, minimum=minimum)),
+        )
+
+
+def get_number_or_404(session: Session, workspace: Workspace, number_id: int) -> WhatsAppNumber:
+    """Raises ``TidingsError`` (404) for a number of another workspace or none."""
+    number = repository.get_number(session, workspace, number_id)
+    if number is None:
+        raise not_found("WhatsApp number")
+    return number
+
+
+def list_numbers(session: Session, workspace: Workspace) -> Sequence[WhatsAppNumber]:
+    return repository.list_numbers(session, workspace)
+
+
+def webhook_path(number: WhatsAppNumber) -> str:
+    """Where Meta (or the simulator) posts this number's webhooks."""
+    return f"/webhooks/whatsapp/{number.webhook_key}"
