@@ -13,6 +13,7 @@ import tidings
 from tidings.api.errors import install_error_handlers
 from tidings.bootstrap import Tidings
 from tidings.channels.routes import router as channels_router
+from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
 from tidings.db.migrate import current_revision, head_revision
 from tidings.scheduler.service import live_workers
@@ -34,6 +35,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(workspaces_router, prefix=API_PREFIX)
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
+    app.include_router(whatsapp_webhooks)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, WorkspaceOwned
+from tidings.db.base import Base, IdType, WorkspaceOwned
 
 
 class WhatsAppNumber(WorkspaceOwned, Base):
@@ -28,3 +29,28 @@ class WhatsAppNumber(WorkspaceOwned, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class WhatsAppInboundEvent(WorkspaceOwned, Base):
+    """One inbound update, stored once per key before the webhook is answered.
+
+    The worker turns pending rows into contacts, conversations and message states after the
+    commit, so the webhook answers fast and nothing received is lost.
+    """
+
+    __tablename__ = "whatsapp_inbound_events"
+    __table_args__ = (
+        UniqueConstraint("number_id", "event_key"),
+        Index("ix_whatsapp_inbound_events_pending", "processed_at", "id"),
+    )
+
+    number_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
+    )
+    event_key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -37,3 +37,10 @@ def find_by_phone_number_id(session: Session, phone_number_id: str) -> WhatsAppN
 def find_by_webhook_key(session: Session, webhook_key: str) -> WhatsAppNumber | None:
     """Unscoped on purpose: it is how an inbound webhook learns its workspace."""
     return session.scalar(select(WhatsAppNumber).where(WhatsAppNumber.webhook_key == webhook_key))
+
+
+def list_numbers_of_workspace(session: Session, workspace_id: int) -> Sequence[WhatsAppNumber]:
+    """The numbers of the workspace a webhook was already authenticated for."""
+    return session.scalars(
+        select(WhatsAppNumber).where(WhatsAppNumber.workspace_id == workspace_id)
+    ).all()

@@ -1,10 +1,13 @@
-"""HTTP routes of WhatsApp numbers (settings); the webhook endpoint comes with the inbox."""
+"""HTTP routes of WhatsApp numbers (settings) and their inbound webhook endpoint."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from tidings.api.deps import Context
+from tidings.bootstrap import Tidings
 from tidings.channels import service
 from tidings.channels.orm import WhatsAppNumber
 from tidings.channels.schemas import NumberCreate, NumberRead, NumberUpdate
@@ -64,3 +67,46 @@ def update_number(number_id: int, body: NumberUpdate, ctx: Context) -> NumberRea
         now=ctx.now,
     )
     return _read(number, ctx)
+
+
+webhook_router = APIRouter(tags=["webhooks"])
+
+
+@webhook_router.get("/webhooks/whatsapp/{webhook_key}", response_class=PlainTextResponse)
+def verify_webhook(webhook_key: str, request: Request) -> PlainTextResponse:
+    """Meta's verification handshake: echo ``hub.challenge`` when the token matches."""
+    tidings = request.app.state.tidings
+    with tidings.db.reading() as session:
+        number = service.find_number_by_webhook_key(session, webhook_key)
+        challenge = service.answer_handshake(number, dict(request.query_params), tidings.secret_box)
+    return PlainTextResponse(challenge)
+
+
+@webhook_router.post("/webhooks/whatsapp/{webhook_key}")
+async def receive_webhook(webhook_key: str, request: Request) -> dict[str, int]:
+    """Store every update of a signed batch once, then answer 200 (handled after commit)."""
+    raw = await request.body()
+    signature = request.headers.get("x-hub-signature-256")
+    receipt = await run_in_threadpool(
+        _store, request.app.state.tidings, webhook_key, raw, signature
+    )
+    return {
+        "received": receipt.received,
+        "stored": receipt.stored,
+        "duplicates": receipt.duplicates,
+    }
+
+
+def _store(
+    tidings: Tidings, webhook_key: str, raw: bytes, signature: str | None
+) -> service.Receipt:
+    with tidings.db.transaction() as session:
+        number = service.find_number_by_webhook_key(session, webhook_key)
+        return service.receive_webhook(
+            session,
+            number=number,
+            raw_body=raw,
+            signature=signature,
+            box=tidings.secret_box,
+            now=tidings.clock.now(),
+        )

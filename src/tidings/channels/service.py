@@ -6,8 +6,10 @@ Secrets (access token, app secret, verify token) are sealed with the installatio
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +26,10 @@ from tidings.channels.domain import (
     check_graph_id,
     check_secret,
 )
-from tidings.channels.orm import WhatsAppNumber
-from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppNumber
+from tidings.channels.whatsapp.webhook import check_handshake, split_webhook, verify_signature
+from tidings.db.base import insert_new, table_of
+from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
 from tidings.kernel.sealing import SecretBox
 from tidings.workspaces.orm import Workspace
 
@@ -142,3 +146,91 @@ def list_numbers(session: Session, workspace: Workspace) -> Sequence[WhatsAppNum
 def webhook_path(number: WhatsAppNumber) -> str:
     """Where Meta (or the simulator) posts this number's webhooks."""
     return f"/webhooks/whatsapp/{number.webhook_key}"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a webhook POST delivered: updates received, stored, and already known."""
+
+    received: int
+    stored: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.stored
+
+
+def find_number_by_webhook_key(session: Session, webhook_key: str) -> WhatsAppNumber:
+    """Raises ``TidingsError`` (404) for a key no number has."""
+    number = repository.find_by_webhook_key(session, webhook_key)
+    if number is None:
+        raise not_found("webhook")
+    return number
+
+
+def answer_handshake(number: WhatsAppNumber, params: Mapping[str, str], box: SecretBox) -> str:
+    """The challenge to echo to Meta's GET verification.
+
+    Raises:
+        TidingsError: 403 when the mode or token is wrong.
+    """
+    challenge = check_handshake(params, box.open(number.verify_token_sealed))
+    if challenge is None:
+        raise TidingsError(
+            "forbidden", "wrong hub.mode or hub.verify_token", "hub.verify_token", 403
+        )
+    return challenge
+
+
+def receive_webhook(
+    session: Session,
+    *,
+    number: WhatsAppNumber,
+    raw_body: bytes,
+    signature: str | None,
+    box: SecretBox,
+    now: datetime,
+) -> Receipt:
+    """Check a webhook POST and store each of its updates once (I1, idempotent boundary).
+
+    The signature is checked on the exact bytes first; a bad one stores nothing. Updates of
+    another number of this workspace (one Meta app, one callback URL) are filed under that
+    number; unknown ones under the receiving number, so nothing is dropped.
+
+    Raises:
+        TidingsError: 401 for a missing or wrong signature, 400 for a body that is not a
+            WhatsApp webhook.
+    """
+    if not verify_signature(box.open(number.app_secret_sealed), raw_body, signature):
+        raise TidingsError(
+            "bad_signature",
+            "X-Hub-Signature-256 does not match the body",
+            "X-Hub-Signature-256",
+            401,
+        )
+    try:
+        payload = json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise TidingsError("bad_webhook", "the body is not JSON", "body", 400) from None
+    items = split_webhook(payload)
+    siblings = {
+        n.phone_number_id: n.id
+        for n in repository.list_numbers_of_workspace(session, number.workspace_id)
+    }
+    rows = [
+        {
+            "workspace_id": number.workspace_id,
+            "number_id": siblings.get(item.phone_number_id, number.id),
+            "event_key": item.key,
+            "kind": item.kind,
+            "payload": item.envelope,
+            "received_at": now,
+            "processed_at": None,
+            "attempts": 0,
+            "last_error": None,
+        }
+        for item in items
+    ]
+    return Receipt(
+        received=len(rows), stored=insert_new(session, table_of(WhatsAppInboundEvent), rows)
+    )

@@ -16,10 +16,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     func,
+    literal,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -143,3 +146,16 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
         return [int(value) for (value,) in rows]
     highest = session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
     return list(range(int(highest) + 1, int(highest) + 1 + count))
+
+
+def insert_new(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
+    """INSERT … ON CONFLICT DO NOTHING for many rows at once; returns how many went in.
+
+    The count comes from ``RETURNING``: ``rowcount`` is unreliable through psycopg's paths.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    builder = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = builder(table).values(rows).on_conflict_do_nothing().returning(literal(1))
+    return len(session.execute(statement).all())

@@ -13,22 +13,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from tidings.db.base import insert_new, table_of
 from tidings.scheduler.domain import PeriodicJob, retry_delay
 from tidings.scheduler.orm import BackgroundJob, PeriodicRun, WorkerHeartbeat
 
 
 def insert_ignoring_conflicts(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on either database; True when the row was inserted."""
-    dialect = session.get_bind().dialect.name
-    builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    # RETURNING tells reliably whether a row went in; rowcount is -1 through psycopg's ORM path.
-    statement = builder(model).values(**values).on_conflict_do_nothing().returning(literal(1))
-    return session.execute(statement).first() is not None
+    return insert_new(session, table_of(model), [values]) == 1
 
 
 def claim_periodic_slot(

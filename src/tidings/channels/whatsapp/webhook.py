@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -289,3 +291,67 @@ def _map(raw: Any) -> Mapping[str, Any]:
 
 def _list(raw: Any) -> Sequence[Mapping[str, Any]]:
     return [item for item in raw if isinstance(item, Mapping)] if isinstance(raw, list) else []
+
+
+@dataclass(frozen=True)
+class WebhookItem:
+    """One update of a batch, as a webhook body of its own, with the key it is stored under."""
+
+    key: str
+    kind: str
+    phone_number_id: str
+    envelope: dict[str, Any]
+
+
+def split_webhook(payload: Any) -> list[WebhookItem]:
+    """Split a batch into single-update webhook bodies, each keyed for idempotent storage.
+
+    Keys: ``message:<wamid>``, ``status:<wamid>:<status>`` (a repeated ``delivered`` is the
+    same update, a later ``read`` a new one), and a digest of the content for channel errors
+    and other fields. Every entry, change, message and status is kept.
+
+    Raises:
+        TidingsError: 400, as :func:`parse_webhook`, for a body that is not a webhook.
+    """
+    parse_webhook(payload)  # the same envelope check, and the same errors
+    items: list[WebhookItem] = []
+    for entry in _list(payload["entry"]):
+        account_id = str(entry.get("id", ""))
+        for change in _list(entry.get("changes")):
+            items.extend(_split_change(account_id, change))
+    return items
+
+
+def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookItem]:
+    field_name = str(change.get("field", ""))
+    value = _map(change.get("value"))
+    phone_number_id = str(_map(value.get("metadata")).get("phone_number_id", ""))
+    common = {k: v for k, v in value.items() if k not in ("messages", "statuses", "errors")}
+
+    def single(key: str, kind: str, part: dict[str, Any]) -> WebhookItem:
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {"id": account_id, "changes": [{"field": field_name, "value": {**common, **part}}]}
+            ],
+        }
+        return WebhookItem(key, kind, phone_number_id, body)
+
+    if field_name != "messages":
+        return [single(f"other:{field_name}:{_digest(value)}", "other", dict(value))]
+    items = [
+        single(f"message:{m.get('id', _digest(m))}", "message", {"messages": [m]})
+        for m in _list(value.get("messages"))
+    ]
+    items += [
+        single(f"status:{s.get('id', '')}:{s.get('status', '')}", "status", {"statuses": [s]})
+        for s in _list(value.get("statuses"))
+    ]
+    if _list(value.get("errors")):
+        items.append(single(f"problem:{_digest(value)}", "problem", {"errors": value["errors"]}))
+    return items
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

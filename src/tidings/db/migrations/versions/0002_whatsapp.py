@@ -1,14 +1,15 @@
-"""whatsapp numbers
+"""whatsapp numbers and inbound events
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 14:26:24.192310
+Create Date: 2026-11-22 14:29:20.290931
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import tidings.db.base
 
@@ -59,9 +60,64 @@ def upgrade() -> None:
             batch_op.f("ix_whatsapp_numbers_workspace_id"), ["workspace_id"], unique=False
         )
 
+    op.create_table(
+        "whatsapp_inbound_events",
+        sa.Column(
+            "number_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("event_key", sa.String(length=300), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("received_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", tidings.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "workspace_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["number_id"],
+            ["whatsapp_numbers.id"],
+            name=op.f("fk_whatsapp_inbound_events_number_id_whatsapp_numbers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_whatsapp_inbound_events_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_whatsapp_inbound_events")),
+        sa.UniqueConstraint(
+            "number_id", "event_key", name=op.f("uq_whatsapp_inbound_events_number_id_event_key")
+        ),
+    )
+    with op.batch_alter_table("whatsapp_inbound_events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_whatsapp_inbound_events_pending", ["processed_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_whatsapp_inbound_events_workspace_id"), ["workspace_id"], unique=False
+        )
+
 
 def downgrade() -> None:
 
+    with op.batch_alter_table("whatsapp_inbound_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_whatsapp_inbound_events_workspace_id"))
+        batch_op.drop_index("ix_whatsapp_inbound_events_pending")
+
+    op.drop_table("whatsapp_inbound_events")
     with op.batch_alter_table("whatsapp_numbers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_whatsapp_numbers_workspace_id"))
 
