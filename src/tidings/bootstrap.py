@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from tidings.channels.jobs import InboundEventSource
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
@@ -65,4 +66,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
     """Assemble an installation from settings (the environment's by default)."""
     chosen = settings or load_settings()
     engine = make_engine(chosen.database_url, pool_size=chosen.database_pool_size)
-    return Tidings(settings=chosen, clock=clock or SystemClock(), db=Database(engine))
+    return Tidings(
+        settings=chosen,
+        clock=clock or SystemClock(),
+        db=Database(engine),
+        work_sources=[InboundEventSource()],
+    )

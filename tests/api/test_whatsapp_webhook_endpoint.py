@@ -5,24 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.api.test_whatsapp_numbers import number_body
-from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
 from tidings.channels.whatsapp.webhook import parse_webhook, sign
 
 APP_SECRET = "app-secret-456"
-
-
-@pytest.fixture
-def webhook_path(client: TestClient, tenant: Tenant) -> str:
-    number = client.post(
-        "/api/v1/whatsapp-numbers", json=number_body(), headers=tenant.headers()
-    ).json()
-    return "/webhooks/whatsapp/" + number["webhook_url"].rsplit("/", 1)[1]
 
 
 def batch(*wamids: str, statuses: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:

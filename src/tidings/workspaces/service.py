@@ -356,3 +356,7 @@ def open_workspace(
         now=now,
     )
     return workspace, key
+
+
+def get_workspace(session: Session, workspace_id: int) -> Workspace | None:
+    return repository.get_workspace(session, workspace_id)

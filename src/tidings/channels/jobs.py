@@ -1,0 +1,164 @@
+"""Work the worker runs for channels: turning stored webhook updates into CRM facts.
+
+Each batch claims pending rows of the intake table in its own transaction. An inbound message
+finds or creates its contact (by BSUID, then phone) and lands on the contact's timeline once
+(keyed by its WhatsApp id); the first message of a new contact records where the lead came
+from (I6). A row that fails is retried on later passes and given up after ``MAX_ATTEMPTS``
+with its error kept, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tidings.channels.domain import InboundMessage
+from tidings.channels.orm import WhatsAppInboundEvent
+from tidings.channels.whatsapp.webhook import parse_webhook
+from tidings.contacts import service as contacts
+from tidings.kernel.errors import TidingsError
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.orm import Workspace
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+BSUID_SYSTEM = "whatsapp_bsuid"
+WA_ID_SYSTEM = "whatsapp"
+
+
+@dataclass
+class InboundEventSource:
+    """Processes stored WhatsApp updates; each row in a savepoint so one failure spares the rest."""
+
+    name: str = "whatsapp_inbound"
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        rows = session.scalars(
+            select(WhatsAppInboundEvent)
+            .where(WhatsAppInboundEvent.processed_at.is_(None))
+            .order_by(WhatsAppInboundEvent.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    process_event(session, row, now=now)
+                row.processed_at = now
+            except Exception as error:  # kept with its error, retried, then given up
+                log.exception("inbound WhatsApp event %s failed", row.id)
+                row.attempts += 1
+                row.last_error = f"{type(error).__name__}: {error}"[:4000]
+                if row.attempts >= MAX_ATTEMPTS:
+                    row.processed_at = now
+        return len(rows)
+
+
+def process_event(session: Session, row: WhatsAppInboundEvent, *, now: datetime) -> None:
+    """Apply one stored update. Statuses wait for the outgoing pipeline (no sent messages yet)."""
+    workspace = workspaces.get_workspace(session, row.workspace_id)
+    if workspace is None:
+        return
+    for message in parse_webhook(row.payload).messages:
+        record_inbound_message(
+            session, workspace=workspace, message=message, number_id=row.number_id, now=now
+        )
+
+
+def record_inbound_message(
+    session: Session,
+    *,
+    workspace: Workspace,
+    message: InboundMessage,
+    number_id: int,
+    now: datetime,
+) -> int:
+    """Find or create the sender's contact, put the message on its timeline once; its id."""
+    contact_id, name_is_blank, created = _sender_contact(session, workspace, message, now)
+    # The WhatsApp profile name only fills a blank: a name an agent typed is never overwritten.
+    filled: dict[str, Any] = {}
+    if name_is_blank and message.sender.profile_name:
+        filled["name"] = message.sender.profile_name
+    if created:
+        filled["lead_source"] = "ad_referral" if message.referral is not None else "whatsapp"
+    if filled:
+        contacts.update_contact(
+            session,
+            workspace=workspace,
+            contact_id=contact_id,
+            data=filled,
+            source="whatsapp",
+            now=now,
+        )
+    properties: dict[str, Any] = {
+        "wamid": message.message_id,
+        "type": message.kind.value,
+        "text": message.text,
+        "number_id": number_id,
+    }
+    if message.referral is not None:
+        properties["referral"] = {
+            "source_type": message.referral.source_type,
+            "source_id": message.referral.source_id,
+            "headline": message.referral.headline,
+            "ctwa_clid": message.referral.ctwa_clid,
+        }
+    occurred = min(message.sent_at, now) if message.sent_at is not None else now
+    contacts.record_event(
+        session,
+        workspace=workspace,
+        contact=contacts.get_contact_or_404(session, workspace, contact_id),
+        event_type="message.received",
+        occurred_at=occurred,
+        properties=properties,
+        source="whatsapp",
+        idempotency_key=f"whatsapp:{message.message_id}",
+        now=now,
+    )
+    return contact_id
+
+
+def _sender_contact(
+    session: Session, workspace: Workspace, message: InboundMessage, now: datetime
+) -> tuple[int, bool, bool]:
+    """``(contact id, has no name yet, was created)`` for the sender.
+
+    Matched by BSUID, then phone, then the raw ``wa_id``: phone fields may be missing (username
+    users) or not a valid number, and identity must not depend on them alone.
+    """
+    sender = message.sender
+    external: dict[str, str] = {}
+    if sender.user_id:
+        external[BSUID_SYSTEM] = sender.user_id
+    if sender.wa_id:
+        external[WA_ID_SYSTEM] = sender.wa_id
+    data: dict[str, Any] = {"external_ids": external}
+    if sender.phone_e164:
+        try:
+            contact, created = contacts.upsert_contact(
+                session,
+                workspace=workspace,
+                data={**data, "phone": sender.phone_e164},
+                match_on=["external_id", "phone"],
+                source="whatsapp",
+                now=now,
+            )
+            return contact.id, contact.name is None, created
+        except TidingsError as error:
+            if error.code != "invalid_phone":
+                raise
+            log.info("sender %s has no valid phone number; matched by WhatsApp id", sender.key)
+    contact, created = contacts.upsert_contact(
+        session,
+        workspace=workspace,
+        data=data,
+        match_on=["external_id"],
+        source="whatsapp",
+        now=now,
+    )
+    return contact.id, contact.name is None, created

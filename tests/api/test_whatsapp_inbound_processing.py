@@ -1,0 +1,96 @@
+"""Stored webhook updates become contacts and timeline entries, once (I1, I6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.test_whatsapp_webhook_endpoint import batch, post
+from tests.conftest import Tenant
+from tidings.bootstrap import Tidings
+
+API = "/api/v1"
+
+
+def contacts(client: TestClient, tenant: Tenant) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.get(f"{API}/contacts", headers=tenant.headers()).json()[
+        "items"
+    ]
+    return items
+
+
+def timeline(client: TestClient, tenant: Tenant, contact_id: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.get(
+        f"{API}/contacts/{contact_id}/events",
+        params={"type": "message.received"},
+        headers=tenant.headers(),
+    ).json()["items"]
+    return items
+
+
+def test_a_customers_message_creates_the_contact_and_lands_on_its_timeline_once(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    post(client, webhook_path, batch("wamid.1", "wamid.2"))
+    post(client, webhook_path, batch("wamid.1"))  # Meta resends
+    tidings.make_worker().run_once()
+    tidings.make_worker().run_once()
+    (contact,) = contacts(client, tenant)
+    assert (contact["phone"], contact["name"], contact["country"]) == (
+        "+85291234567",
+        "陳大文",
+        "HK",
+    )
+    assert contact["lead_source"] == "whatsapp"
+    assert contact["external_ids"] == {"whatsapp": "85291234567"}
+    messages = timeline(client, tenant, contact["id"])
+    assert sorted(m["properties"]["wamid"] for m in messages) == ["wamid.1", "wamid.2"]
+    assert messages[0]["properties"]["text"] == "幾錢?"
+
+
+def test_an_existing_contact_is_matched_by_phone_and_keeps_the_name_an_agent_gave_it(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    known = client.post(
+        f"{API}/contacts",
+        json={"phone": "+852 9123 4567", "name": "陳生 (VIP)"},
+        headers=tenant.headers(),
+    ).json()
+    post(client, webhook_path, batch("wamid.9"))
+    tidings.make_worker().run_once()
+    (contact,) = contacts(client, tenant)
+    assert contact["id"] == known["id"] and contact["name"] == "陳生 (VIP)"
+    assert contact["lead_source"] is None  # not a new lead
+
+
+def test_an_ad_click_records_the_lead_source_and_a_username_user_needs_no_phone(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    body = batch("wamid.ad")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [
+        {"profile": {"name": "Ploy", "username": "ploy.s"}, "user_id": "TH.99887766"}
+    ]
+    message = value["messages"][0]
+    del message["from"]
+    message |= {
+        "from_user_id": "TH.99887766",
+        "referral": {"source_type": "ad", "source_id": "120226305854810726", "headline": "10% off"},
+    }
+    post(client, webhook_path, body)
+    tidings.make_worker().run_once()
+    (contact,) = contacts(client, tenant)
+    assert contact["phone"] is None and contact["external_ids"] == {"whatsapp_bsuid": "TH.99887766"}
+    assert (contact["name"], contact["lead_source"]) == ("Ploy", "ad_referral")
+    (entry,) = timeline(client, tenant, contact["id"])
+    assert entry["properties"]["referral"]["source_id"] == "120226305854810726"
+
+
+def test_status_updates_are_consumed_without_touching_contacts(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    post(client, webhook_path, batch(statuses=(("wamid.out", "delivered"),)))
+    assert tidings.make_worker().run_once() == 1
+    assert contacts(client, tenant) == []
+    assert tidings.make_worker().run_once() == 0  # nothing left pending
