@@ -7,17 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 
 from tidings.channels.jobs import InboundEventSource
+from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
 from tidings.kernel.clock import Clock, SystemClock
 from tidings.kernel.sealing import SecretBox
+from tidings.messaging import inbox
+from tidings.messaging import service as messaging
+from tidings.messaging.dispatch import OutboundDispatcher
+from tidings.scheduler.domain import PeriodicJob
 from tidings.scheduler.worker import (
     BackgroundJobSource,
     JobHandler,
+    PassSource,
     PeriodicTask,
     Worker,
     WorkSource,
@@ -33,7 +40,7 @@ class Tidings:
     clock: Clock
     db: Database
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
-    work_sources: list[WorkSource] = field(default_factory=list)
+    work_sources: list[WorkSource | PassSource] = field(default_factory=list)
     periodic: list[PeriodicTask] = field(default_factory=list)
 
     @cached_property
@@ -44,7 +51,12 @@ class Tidings:
     def migrate(self) -> None:
         upgrade(self.db.engine)
 
-    def make_worker(self, *, sources: Sequence[WorkSource] | None = None) -> Worker:
+    @cached_property
+    def whatsapp(self) -> CloudApiClient:
+        """One connection pool for every Cloud API call of this process."""
+        return CloudApiClient()
+
+    def make_worker(self, *, sources: Sequence[WorkSource | PassSource] | None = None) -> Worker:
         chosen = list(sources) if sources is not None else self.all_sources()
         return Worker(
             db=self.db,
@@ -55,10 +67,16 @@ class Tidings:
             poll_seconds=self.settings.worker_poll_seconds,
         )
 
-    def all_sources(self) -> list[WorkSource]:
-        return [*self.work_sources, BackgroundJobSource(dict(self.job_handlers))]
+    def all_sources(self) -> list[WorkSource | PassSource]:
+        return [
+            *self.work_sources,
+            OutboundDispatcher(box=self.secret_box, client=self.whatsapp),
+            BackgroundJobSource(dict(self.job_handlers)),
+        ]
 
     def close(self) -> None:
+        if "whatsapp" in self.__dict__:
+            self.whatsapp.close()
         self.db.dispose()
 
 
@@ -71,4 +89,18 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
         clock=clock or SystemClock(),
         db=Database(engine),
         work_sources=[InboundEventSource()],
+        periodic=[
+            PeriodicTask(
+                PeriodicJob("messaging.recover_in_flight", timedelta(minutes=1)),
+                lambda session, now: _ignore(messaging.recover_in_flight(session, now=now)),
+            ),
+            PeriodicTask(
+                PeriodicJob("inbox.wake_snoozed", timedelta(minutes=1)),
+                lambda session, now: _ignore(inbox.wake_snoozed(session, now=now)),
+            ),
+        ],
     )
+
+
+def _ignore(_count: int) -> None:
+    """Periodic tasks return nothing; the counts they produce are only for tests and logs."""

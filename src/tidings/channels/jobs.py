@@ -1,20 +1,21 @@
 """Work the worker runs for channels: turning stored webhook updates into CRM facts.
 
 Each batch claims pending rows of the intake table in its own transaction. An inbound message
-finds or creates its contact (by BSUID, then phone) and lands on the contact's timeline once
-(keyed by its WhatsApp id); the first message of a new contact records where the lead came
-from (I6). A row that fails is retried on later passes and given up after ``MAX_ATTEMPTS``
-with its error kept, never silently dropped.
+finds or creates its contact (by BSUID, then phone), lands in its conversation and on the
+contact's timeline once (keyed by its WhatsApp id); the first message of a new contact records
+where the lead came from (I6). A status moves its message forward (never back). A row that
+fails — or a status that arrives before the send that caused it was recorded — is retried
+with backoff and given up after ``MAX_ATTEMPTS`` with its error kept, never silently dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tidings.channels.domain import InboundMessage
@@ -22,11 +23,16 @@ from tidings.channels.orm import WhatsAppInboundEvent
 from tidings.channels.whatsapp.webhook import parse_webhook
 from tidings.contacts import service as contacts
 from tidings.kernel.errors import TidingsError
+from tidings.messaging import inbox
+from tidings.messaging import service as messaging
+from tidings.scheduler.domain import retry_delay
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 6
+RETRY_BASE = timedelta(seconds=5)
+RETRY_CAP = timedelta(minutes=10)
 BSUID_SYSTEM = "whatsapp_bsuid"
 WA_ID_SYSTEM = "whatsapp"
 
@@ -40,7 +46,13 @@ class InboundEventSource:
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
         rows = session.scalars(
             select(WhatsAppInboundEvent)
-            .where(WhatsAppInboundEvent.processed_at.is_(None))
+            .where(
+                WhatsAppInboundEvent.processed_at.is_(None),
+                or_(
+                    WhatsAppInboundEvent.retry_at.is_(None),
+                    WhatsAppInboundEvent.retry_at <= now,
+                ),
+            )
             .order_by(WhatsAppInboundEvent.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -51,23 +63,30 @@ class InboundEventSource:
                     process_event(session, row, now=now)
                 row.processed_at = now
             except Exception as error:  # kept with its error, retried, then given up
-                log.exception("inbound WhatsApp event %s failed", row.id)
+                if isinstance(error, messaging.UnknownMessageError):
+                    log.info("status for unknown message %s; retrying later", error)
+                else:
+                    log.exception("inbound WhatsApp event %s failed", row.id)
                 row.attempts += 1
                 row.last_error = f"{type(error).__name__}: {error}"[:4000]
+                row.retry_at = now + retry_delay(row.attempts, base=RETRY_BASE, cap=RETRY_CAP)
                 if row.attempts >= MAX_ATTEMPTS:
                     row.processed_at = now
         return len(rows)
 
 
 def process_event(session: Session, row: WhatsAppInboundEvent, *, now: datetime) -> None:
-    """Apply one stored update. Statuses wait for the outgoing pipeline (no sent messages yet)."""
+    """Apply one stored update: a message to its conversation, a status to its message."""
     workspace = workspaces.get_workspace(session, row.workspace_id)
     if workspace is None:
         return
-    for message in parse_webhook(row.payload).messages:
+    batch = parse_webhook(row.payload)
+    for message in batch.messages:
         record_inbound_message(
             session, workspace=workspace, message=message, number_id=row.number_id, now=now
         )
+    for status in batch.statuses:
+        messaging.apply_status(session, number_id=row.number_id, update=status, now=now)
 
 
 def record_inbound_message(
@@ -118,6 +137,15 @@ def record_inbound_message(
         properties=properties,
         source="whatsapp",
         idempotency_key=f"whatsapp:{message.message_id}",
+        now=now,
+    )
+    inbox.record_inbound(
+        session,
+        workspace=workspace,
+        number_id=number_id,
+        contact_id=contact_id,
+        message=message,
+        content=message.raw,
         now=now,
     )
     return contact_id

@@ -53,4 +53,5 @@ class WhatsAppInboundEvent(WorkspaceOwned, Base):
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
+    retry_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -44,3 +44,12 @@ def list_numbers_of_workspace(session: Session, workspace_id: int) -> Sequence[W
     return session.scalars(
         select(WhatsAppNumber).where(WhatsAppNumber.workspace_id == workspace_id)
     ).all()
+
+
+def numbers_by_ids(session: Session, number_ids: Sequence[int]) -> Sequence[WhatsAppNumber]:
+    """Unscoped on purpose: the dispatcher sends for every workspace's queued messages."""
+    if not number_ids:
+        return []
+    return session.scalars(
+        select(WhatsAppNumber).where(WhatsAppNumber.id.in_(set(number_ids)))
+    ).all()

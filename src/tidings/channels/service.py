@@ -27,6 +27,7 @@ from tidings.channels.domain import (
     check_secret,
 )
 from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppNumber
+from tidings.channels.whatsapp.client import NumberEndpoint
 from tidings.channels.whatsapp.webhook import check_handshake, split_webhook, verify_signature
 from tidings.db.base import insert_new, table_of
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
@@ -234,3 +235,43 @@ def receive_webhook(
     return Receipt(
         received=len(rows), stored=insert_new(session, table_of(WhatsAppInboundEvent), rows)
     )
+
+
+def endpoints_for(
+    session: Session, number_ids: Sequence[int], box: SecretBox
+) -> dict[int, NumberEndpoint | None]:
+    """How to call the Cloud API for each number; None for a deactivated number."""
+    return {
+        number.id: (
+            NumberEndpoint(
+                base_url=number.api_base_url,
+                api_version=number.api_version,
+                phone_number_id=number.phone_number_id,
+                access_token=box.open(number.access_token_sealed),
+            )
+            if number.is_active
+            else None
+        )
+        for number in repository.numbers_by_ids(session, number_ids)
+    }
+
+
+def default_number(session: Session, workspace: Workspace) -> WhatsAppNumber:
+    """The number a message goes out on when nobody chose one: the first active number.
+
+    Raises:
+        TidingsError: 422 on ``number_id`` when the workspace has no active number.
+    """
+    for number in repository.list_numbers(session, workspace):
+        if number.is_active:
+            return number
+    raise invalid(
+        "no_number", "connect a WhatsApp number before sending messages", field="number_id"
+    )
+
+
+def get_active_number(session: Session, workspace: Workspace, number_id: int) -> WhatsAppNumber:
+    number = get_number_or_404(session, workspace, number_id)
+    if not number.is_active:
+        raise invalid("inactive_number", "this WhatsApp number is deactivated", field="number_id")
+    return number

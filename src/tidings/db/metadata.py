@@ -5,8 +5,15 @@ from __future__ import annotations
 from tidings.channels import orm as channels_orm
 from tidings.contacts import orm as contacts_orm
 from tidings.db.base import Base
+from tidings.messaging import orm as messaging_orm
 from tidings.scheduler import orm as scheduler_orm
 from tidings.workspaces import orm as workspaces_orm
 
-REGISTERED = (channels_orm, contacts_orm, scheduler_orm, workspaces_orm)
+REGISTERED = (
+    channels_orm,
+    contacts_orm,
+    messaging_orm,
+    scheduler_orm,
+    workspaces_orm,
+)
 target_metadata = Base.metadata

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,18 @@ class WorkSource(Protocol):
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
         """Process one batch inside ``session``'s transaction; return how many rows it handled."""
+        ...
+
+
+@runtime_checkable
+class PassSource(Protocol):
+    """Due work that must not hold one transaction throughout (e.g. network calls): it opens
+    its own transactions around the parts that touch the database."""
+
+    name: str
+
+    def run_pass(self, db: Database, clock: Clock, limit: int) -> int:
+        """Claim and handle up to ``limit`` rows; return how many rows it took."""
         ...
 
 
@@ -75,7 +87,7 @@ class Worker:
 
     db: Database
     clock: Clock
-    sources: Sequence[WorkSource] = ()
+    sources: Sequence[WorkSource | PassSource] = ()
     periodic: Sequence[PeriodicTask] = ()
     batch_size: int = 500
     poll_seconds: float = 1.0
@@ -105,8 +117,13 @@ class Worker:
             for _ in range(MAX_BATCHES_PER_PASS):
                 if self.stop_event.is_set():
                     return handled
-                with self.db.transaction() as session:
-                    count = source.run_batch(session, now=self.clock.now(), limit=self.batch_size)
+                if isinstance(source, PassSource):
+                    count = source.run_pass(self.db, self.clock, self.batch_size)
+                else:
+                    with self.db.transaction() as session:
+                        count = source.run_batch(
+                            session, now=self.clock.now(), limit=self.batch_size
+                        )
                 handled += count
                 if count < self.batch_size:
                     break

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tidings.workspaces.orm import ApiKey, User, Workspace
+from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, Workspace
 
 
 def get_workspace(session: Session, workspace_id: int) -> Workspace | None:
@@ -53,3 +53,35 @@ def list_api_keys(session: Session, workspace: Workspace) -> Sequence[ApiKey]:
     return session.scalars(
         select(ApiKey).where(ApiKey.workspace_id == workspace.id).order_by(ApiKey.id)
     ).all()
+
+
+def get_team(session: Session, workspace: Workspace, team_id: int) -> Team | None:
+    return session.scalar(select(Team).where(Team.workspace_id == workspace.id, Team.id == team_id))
+
+
+def team_by_name(session: Session, workspace: Workspace, name: str) -> Team | None:
+    return session.scalar(select(Team).where(Team.workspace_id == workspace.id, Team.name == name))
+
+
+def list_teams(session: Session, workspace: Workspace) -> Sequence[Team]:
+    return session.scalars(
+        select(Team).where(Team.workspace_id == workspace.id).order_by(Team.name)
+    ).all()
+
+
+def team_member_ids(session: Session, team_ids: Sequence[int]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {team_id: [] for team_id in team_ids}
+    rows = session.execute(
+        select(TeamMember.team_id, TeamMember.user_id)
+        .where(TeamMember.team_id.in_(list(team_ids)))
+        .order_by(TeamMember.user_id)
+    )
+    for team_id, user_id in rows:
+        found[team_id].append(user_id)
+    return found
+
+
+def find_membership(session: Session, team: Team, user_id: int) -> TeamMember | None:
+    return session.scalar(
+        select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.user_id == user_id)
+    )

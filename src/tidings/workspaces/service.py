@@ -21,7 +21,7 @@ from tidings.workspaces.domain import (
     check_can_grant,
     check_slug,
 )
-from tidings.workspaces.orm import ApiKey, User, Workspace
+from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, Workspace
 
 MIN_PASSWORD_LENGTH = 10
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -360,3 +360,57 @@ def open_workspace(
 
 def get_workspace(session: Session, workspace_id: int) -> Workspace | None:
     return repository.get_workspace(session, workspace_id)
+
+
+# --- Teams (I3) ------------------------------------------------------------------------------
+
+
+def create_team(session: Session, *, workspace: Workspace, name: str, now: datetime) -> Team:
+    """Raises ``TidingsError``: blank name (422), a team of that name exists (409)."""
+    cleaned = name.strip()
+    if not cleaned or len(cleaned) > 100:
+        raise invalid("required", "a team needs a name of 1-100 characters", field="name")
+    if repository.team_by_name(session, workspace, cleaned) is not None:
+        raise conflict("team_exists", "a team of that name exists", field="name")
+    team = Team(workspace_id=workspace.id, name=cleaned, created_at=now)
+    session.add(team)
+    session.flush()
+    return team
+
+
+def get_team_or_404(session: Session, workspace: Workspace, team_id: int) -> Team:
+    team = repository.get_team(session, workspace, team_id)
+    if team is None:
+        raise not_found("team", field="team_id")
+    return team
+
+
+def list_teams(session: Session, workspace: Workspace) -> list[tuple[Team, list[int]]]:
+    teams = repository.list_teams(session, workspace)
+    members = repository.team_member_ids(session, [team.id for team in teams])
+    return [(team, members[team.id]) for team in teams]
+
+
+def add_team_member(session: Session, *, workspace: Workspace, team_id: int, user_id: int) -> Team:
+    team = get_team_or_404(session, workspace, team_id)
+    get_user_or_404(session, workspace, user_id)
+    if repository.find_membership(session, team, user_id) is None:
+        session.add(TeamMember(workspace_id=workspace.id, team_id=team.id, user_id=user_id))
+        session.flush()
+    return team
+
+
+def remove_team_member(
+    session: Session, *, workspace: Workspace, team_id: int, user_id: int
+) -> Team:
+    team = get_team_or_404(session, workspace, team_id)
+    membership = repository.find_membership(session, team, user_id)
+    if membership is not None:
+        session.delete(membership)
+        session.flush()
+    return team
+
+
+def delete_team(session: Session, *, workspace: Workspace, team_id: int) -> None:
+    session.delete(get_team_or_404(session, workspace, team_id))
+    session.flush()

@@ -6,6 +6,7 @@ cases by concern; this package exposes them all under one name.
 """
 
 from tidings.contacts.service.consent import (
+    external_ids,
     opt_out,
     set_consent,
     set_external_id,
@@ -58,6 +59,7 @@ __all__ = [
     "delete_tag",
     "describe_contacts",
     "ensure_tags",
+    "external_ids",
     "field_specs",
     "get_contact_or_404",
     "get_list_or_404",

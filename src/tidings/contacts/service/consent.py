@@ -135,3 +135,10 @@ def opt_out(
             source=source,
             now=now,
         )
+
+
+def external_ids(session: Session, workspace: Workspace, contact_id: int) -> dict[str, str]:
+    """The ids other systems give this contact, by system; empty for another workspace's."""
+    if repository.get_contact(session, workspace, contact_id) is None:
+        return {}
+    return dict(repository.external_ids_of(session, [contact_id]).get(contact_id, {}))

@@ -1,0 +1,45 @@
+"""User-written templates (quick replies, message texts) rendered in Jinja's sandbox.
+
+Users write ``{{ contact.first_name }}``; the sandbox keeps them away from Python internals,
+and a variable that is not there renders as nothing rather than failing a send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from tidings.kernel.errors import invalid
+
+_ENVIRONMENT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    return _ENVIRONMENT.from_string(source)
+
+
+def check_template(source: str, *, field: str) -> str:
+    """Raises ``TidingsError`` (422 naming ``field`` and the line) for a template that will not
+    compile."""
+    try:
+        _compiled(source)
+    except TemplateSyntaxError as error:
+        raise invalid(
+            "invalid_template", f"line {error.lineno}: {error.message}", field=field
+        ) from None
+    return source
+
+
+def render_template(source: str, variables: Mapping[str, Any], *, field: str) -> str:
+    """Render ``source`` with ``variables``. Raises ``TidingsError`` (422) when it cannot."""
+    check_template(source, field=field)
+    try:
+        return _compiled(source).render(**variables)
+    except SecurityError as error:
+        raise invalid("unsafe_template", str(error), field=field) from None

@@ -1,0 +1,1 @@
+"""The outgoing pipeline: queue, decide, dispatch, retry, trace (architecture guide)."""

@@ -1,0 +1,248 @@
+"""The dispatcher: claims due outbound messages, sends them through the channel adapter, and
+records what happened (architecture guide, "The outgoing pipeline").
+
+A pass has three steps, and only the first and last hold a database transaction:
+
+1. claim: lock due rows, hold back those the pair limit or the window (P1) forbids, mark the
+   rest ``sending`` and commit — so the provider calls never hold the database;
+2. send: concurrently, each number paced to its throughput limit (P6) shared among the live
+   workers;
+3. record: the ``wamid`` of accepted messages; failures classified (X3) into a retry with
+   backoff or a final failure with the provider's code.
+
+A worker dying between 1 and 3 leaves rows ``sending``; ``recover_in_flight`` turns them
+``uncertain`` after a lease, the one window no design closes (the provider may have the
+message but we never learned its id).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings.channels import service as channels
+from tidings.channels.domain import FailureAction, FailureClass
+from tidings.channels.whatsapp.client import CloudApiClient, NumberEndpoint, SendOutcome
+from tidings.channels.whatsapp.errors import classify_whatsapp_error
+from tidings.db.session import Database
+from tidings.kernel.clock import Clock
+from tidings.kernel.sealing import SecretBox
+from tidings.messaging import repository
+from tidings.messaging.domain import (
+    GiveUp,
+    MessageStatus,
+    Pacer,
+    after_failure,
+    is_window_open,
+    needs_open_window,
+    next_outbound_status,
+)
+from tidings.messaging.orm import Message
+from tidings.messaging.service import fail_message, keep_error, trace
+from tidings.scheduler import service as scheduler
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import WorkspacePolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendJob:
+    message_id: int
+    number_id: int
+    endpoint: NumberEndpoint
+    recipient: str
+    content: dict[str, Any]
+    rate_per_second: float
+
+
+@dataclass
+class OutboundDispatcher:
+    """A worker source that manages its own transactions (see the module docstring)."""
+
+    box: SecretBox
+    client: CloudApiClient
+    concurrency: int = 32
+    name: str = "whatsapp_dispatch"
+    _pacers: dict[tuple[int, float], Pacer] = field(default_factory=dict)
+    _pacer_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run_pass(self, db: Database, clock: Clock, limit: int) -> int:
+        with db.transaction() as session:
+            jobs, held = self.claim(session, now=clock.now(), limit=limit)
+        if jobs:
+            outcomes = self.send_all(jobs)
+            with db.transaction() as session:
+                self.record(session, list(zip(jobs, outcomes, strict=True)), now=clock.now())
+        return len(jobs) + held
+
+    # 1. claim ---------------------------------------------------------------------------------
+
+    def claim(self, session: Session, *, now: datetime, limit: int) -> tuple[list[SendJob], int]:
+        """Jobs to send now, and how many claimed rows were held back or settled instead."""
+        rows = repository.claim_due_outbound(session, now=now, limit=limit)
+        if not rows:
+            return [], 0
+        conversations = repository.conversations_by_ids(
+            session, [row.conversation_id for row in rows]
+        )
+        endpoints = channels.endpoints_for(session, [row.number_id for row in rows], self.box)
+        policies: dict[int, WorkspacePolicy] = {}
+        workers = max(
+            1, len(scheduler.live_workers(session, now=now, within=timedelta(seconds=90)))
+        )
+        jobs: list[SendJob] = []
+        held = 0
+        for row in rows:
+            policy = policies.get(row.workspace_id)
+            if policy is None:
+                workspace = workspaces.get_workspace(session, row.workspace_id)
+                policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+                policies[row.workspace_id] = policy
+            conversation = conversations[row.conversation_id]
+            endpoint = endpoints.get(row.number_id)
+            if endpoint is None:
+                fail_message(
+                    session, row, reason="the WhatsApp number is deactivated", now=now, code=None
+                )
+                held += 1
+                continue
+            if needs_open_window(row.kind) and not is_window_open(
+                conversation.last_inbound_at, now, timedelta(hours=policy.service_window_hours)
+            ):
+                row.status = MessageStatus.SKIPPED.value
+                row.status_reason = "P1: the 24-hour window closed while the message waited"
+                row.next_attempt_at = None
+                row.updated_at = now
+                trace(session, row, outcome="skipped", reason=row.status_reason, now=now)
+                held += 1
+                continue
+            # P6 pair limit: one message per contact and number every few seconds.
+            gap = timedelta(seconds=policy.same_user_min_interval_seconds)
+            last = conversation.last_outbound_sent_at
+            if last is not None and now < last + gap:
+                row.next_attempt_at = last + gap
+                held += 1
+                continue
+            conversation.last_outbound_sent_at = now
+            row.status = MessageStatus.SENDING.value
+            row.attempts += 1
+            row.updated_at = now
+            jobs.append(
+                SendJob(
+                    message_id=row.id,
+                    number_id=row.number_id,
+                    endpoint=endpoint,
+                    recipient=str(row.recipient),
+                    content=dict(row.content),
+                    rate_per_second=policy.throughput_per_number_per_second / workers,
+                )
+            )
+        return jobs, held
+
+    # 2. send ----------------------------------------------------------------------------------
+
+    def send_all(self, jobs: Sequence[SendJob]) -> list[SendOutcome]:
+        if len(jobs) == 1:
+            return [self._send(jobs[0])]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
+            return list(pool.map(self._send, jobs))
+
+    def _send(self, job: SendJob) -> SendOutcome:
+        with self._pacer_lock:
+            key = (job.number_id, job.rate_per_second)
+            pacer = self._pacers.get(key)
+            if pacer is None:
+                pacer = self._pacers[key] = Pacer(job.rate_per_second)
+            delay = pacer.reserve(time.monotonic())
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            return self.client.send_message(job.endpoint, job.recipient, job.content)
+        except Exception as error:  # an adapter bug must not strand the batch as "sending"
+            log.exception("sending message %s failed", job.message_id)
+            return SendOutcome("uncertain", note=f"{type(error).__name__}: {error}")
+
+    # 3. record --------------------------------------------------------------------------------
+
+    def record(
+        self, session: Session, results: Sequence[tuple[SendJob, SendOutcome]], *, now: datetime
+    ) -> None:
+        retries: dict[int, int] = {}
+        for job, outcome in results:
+            message = repository.message_by_id_for_update(session, job.message_id)
+            if message is None:  # deleted with its contact meanwhile
+                continue
+            if message.workspace_id not in retries:
+                workspace = workspaces.get_workspace(session, message.workspace_id)
+                policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+                retries[message.workspace_id] = policy.message_retries
+            record_outcome(
+                session, message, outcome, max_retries=retries[message.workspace_id], now=now
+            )
+
+
+def record_outcome(
+    session: Session, message: Message, outcome: SendOutcome, *, max_retries: int, now: datetime
+) -> None:
+    """What one send attempt leaves on its message (X3)."""
+    message.updated_at = now
+    if outcome.accepted:
+        if message.provider_message_id is None and outcome.message_id:
+            message.provider_message_id = outcome.message_id
+        forward = next_outbound_status(MessageStatus(message.status), MessageStatus.ACCEPTED)
+        if forward is not None:
+            message.status = forward.value
+        message.status_reason = None
+        message.next_attempt_at = None
+        trace(session, message, outcome="accepted", reason="accepted by WhatsApp", now=now)
+        return
+    if outcome.state == "uncertain":
+        reason = f"uncertain: {outcome.note or 'no usable answer'}"
+        if message.resend_if_uncertain and message.attempts <= max_retries:
+            _retry_at(session, message, now + timedelta(seconds=30), reason + "; resending", now)
+        else:
+            message.status = MessageStatus.UNCERTAIN.value
+            message.status_reason = (reason + "; not resent")[:300]
+            message.next_attempt_at = None
+            trace(session, message, outcome="uncertain", reason=message.status_reason, now=now)
+        return
+    if outcome.state == "unsent":
+        failure = FailureClass(FailureAction.RETRY, f"could not reach WhatsApp ({outcome.note})")
+        code = None
+    else:
+        error = outcome.error
+        code = error.code if error else None
+        failure = classify_whatsapp_error(code, http_status=outcome.http_status)
+        if error is not None:
+            keep_error(message, error.code, error.title, error.details or error.message)
+    plan = after_failure(
+        failure, attempts=message.attempts, max_retries=max_retries, now=now, jitter_seed=message.id
+    )
+    if isinstance(plan, GiveUp):
+        fail_message(session, message, reason=plan.reason, now=now, code=code)
+    else:
+        _retry_at(session, message, plan.at, plan.reason, now, code=code)
+
+
+def _retry_at(
+    session: Session,
+    message: Message,
+    at: datetime,
+    reason: str,
+    now: datetime,
+    *,
+    code: int | None = None,
+) -> None:
+    message.status = MessageStatus.QUEUED.value
+    message.next_attempt_at = at
+    message.status_reason = reason[:300]
+    trace(session, message, outcome="retry", reason=reason, now=now, provider_code=code)

@@ -1,0 +1,456 @@
+"""Use cases of the inbox (I1–I4). Runs inside the caller's transaction; never commits.
+
+Inbound messages arrive here from the channel worker; outbound ones are written by the
+outgoing pipeline (``tidings.messaging``), which owns their dispatch. Agents list, read,
+assign, label, annotate and resolve conversations through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings.channels.domain import InboundMessage
+from tidings.contacts import service as contacts
+from tidings.db.base import insert_new, table_of
+from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.kernel.templating import check_template, render_template
+from tidings.messaging import repository
+from tidings.messaging.domain import (
+    ConversationStatus,
+    automation_pause_until,
+    check_label,
+    check_shortcut,
+    check_snooze,
+    status_after_inbound,
+)
+from tidings.messaging.orm import (
+    Conversation,
+    ConversationLabel,
+    ConversationNote,
+    Message,
+    QuickReply,
+)
+from tidings.messaging.repository import ConversationFilter
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.orm import Workspace
+
+__all__ = ["ConversationFilter"]
+
+
+def ensure_conversation(
+    session: Session, *, workspace_id: int, number_id: int, contact_id: int, now: datetime
+) -> Conversation:
+    """The conversation of this contact with this number, created on first contact (I2)."""
+    found = repository.find_conversation(session, workspace_id, number_id, contact_id)
+    if found is not None:
+        return found
+    # ON CONFLICT: two workers receiving the same new customer at once create one conversation.
+    insert_new(
+        session,
+        table_of(Conversation),
+        [
+            {
+                "workspace_id": workspace_id,
+                "number_id": number_id,
+                "contact_id": contact_id,
+                "status": ConversationStatus.OPEN.value,
+                "unread_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+    )
+    created = repository.find_conversation(session, workspace_id, number_id, contact_id)
+    assert created is not None  # just inserted, or inserted by a concurrent worker
+    return created
+
+
+def record_inbound(
+    session: Session,
+    *,
+    workspace: Workspace,
+    number_id: int,
+    contact_id: int,
+    message: InboundMessage,
+    content: Mapping[str, Any],
+    now: datetime,
+) -> Message | None:
+    """Put a customer's message in its conversation once; None when it was already there.
+
+    The conversation's window clock (P1) moves to the message's time, never backwards, and
+    a resolved or snoozed conversation reopens.
+    """
+    if repository.message_by_provider_id(session, number_id, message.message_id) is not None:
+        return None
+    conversation = ensure_conversation(
+        session, workspace_id=workspace.id, number_id=number_id, contact_id=contact_id, now=now
+    )
+    sent_at = min(message.sent_at, now) if message.sent_at is not None else now
+    row = Message(
+        workspace_id=workspace.id,
+        conversation_id=conversation.id,
+        contact_id=contact_id,
+        number_id=number_id,
+        direction="in",
+        kind=message.kind.value,
+        text=message.text,
+        content=dict(content),
+        status="received",
+        provider_message_id=message.message_id,
+        reply_to=message.reply_to or message.reaction_to,
+        attempts=0,
+        created_at=sent_at,
+        updated_at=now,
+    )
+    session.add(row)
+    if conversation.last_inbound_at is None or sent_at > conversation.last_inbound_at:
+        conversation.last_inbound_at = sent_at
+    _touch(conversation, sent_at)
+    conversation.unread_count += 1
+    conversation.status = status_after_inbound(ConversationStatus(conversation.status)).value
+    if conversation.status == ConversationStatus.OPEN:
+        conversation.snoozed_until = None
+    conversation.updated_at = now
+    session.flush()
+    return row
+
+
+def _touch(conversation: Conversation, at: datetime) -> None:
+    if conversation.last_message_at is None or at > conversation.last_message_at:
+        conversation.last_message_at = at
+
+
+def add_outbound(
+    session: Session, *, conversation: Conversation, values: Mapping[str, Any], now: datetime
+) -> Message:
+    """Write an outbound message (and outbox row) into ``conversation``; for the pipeline."""
+    row = Message(
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        number_id=conversation.number_id,
+        direction="out",
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+    session.add(row)
+    _touch(conversation, now)
+    conversation.updated_at = now
+    session.flush()
+    return row
+
+
+def note_human_reply(conversation: Conversation, *, pause: timedelta, now: datetime) -> None:
+    """An agent answered: pause automation for the contact (I3) and count it as handled."""
+    conversation.last_human_reply_at = now
+    conversation.automation_paused_until = automation_pause_until(now, pause)
+    conversation.unread_count = 0
+
+
+def automation_paused_until(
+    session: Session, workspace: Workspace, contact_id: int
+) -> datetime | None:
+    """Until when automation must leave this contact alone after a human reply (I3)."""
+    return repository.automation_paused_until(session, workspace, contact_id)
+
+
+def last_inbound_at(session: Session, workspace: Workspace, contact_id: int) -> datetime | None:
+    """The contact's last message to any of our numbers: the start of the P1 window."""
+    return repository.last_inbound_of_contact(session, workspace, contact_id)
+
+
+# --- Reading the inbox ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    conversation: Conversation
+    labels: list[str]
+
+
+def list_conversations(
+    session: Session,
+    workspace: Workspace,
+    criteria: ConversationFilter,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[ConversationView]:
+    if criteria.status is not None:
+        _check_status(criteria.status)
+    rows = repository.list_conversations(session, workspace, criteria, after=after, limit=limit)
+    labels = repository.labels_of(session, [row.id for row in rows])
+    return [ConversationView(row, labels.get(row.id, [])) for row in rows]
+
+
+def get_conversation_or_404(
+    session: Session, workspace: Workspace, conversation_id: int
+) -> Conversation:
+    conversation = repository.get_conversation(session, workspace, conversation_id)
+    if conversation is None:
+        raise not_found("conversation")
+    return conversation
+
+
+def describe(session: Session, conversation: Conversation) -> ConversationView:
+    return ConversationView(
+        conversation, repository.labels_of(session, [conversation.id]).get(conversation.id, [])
+    )
+
+
+def thread(
+    session: Session,
+    workspace: Workspace,
+    conversation_id: int,
+    *,
+    before_id: int | None,
+    limit: int,
+) -> Sequence[Message]:
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    return repository.thread(session, conversation, before_id=before_id, limit=limit)
+
+
+def get_message_or_404(session: Session, workspace: Workspace, message_id: int) -> Message:
+    message = repository.get_message(session, workspace, message_id)
+    if message is None:
+        raise not_found("message")
+    return message
+
+
+# --- Agents working the inbox --------------------------------------------------------------
+
+
+def _check_status(value: str) -> ConversationStatus:
+    try:
+        return ConversationStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in ConversationStatus)
+        raise invalid("invalid_status", f"status is one of {allowed}", field="status") from None
+
+
+def set_status(
+    session: Session,
+    *,
+    workspace: Workspace,
+    conversation_id: int,
+    status: str,
+    snoozed_until: datetime | None = None,
+    now: datetime,
+) -> Conversation:
+    """Open, park (pending), resolve or snooze a conversation."""
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    chosen = _check_status(status)
+    if chosen == ConversationStatus.SNOOZED:
+        conversation.snoozed_until = check_snooze(snoozed_until, now)
+    else:
+        conversation.snoozed_until = None
+    if chosen == ConversationStatus.RESOLVED:
+        conversation.unread_count = 0
+    conversation.status = chosen.value
+    conversation.updated_at = now
+    session.flush()
+    return conversation
+
+
+def assign(
+    session: Session,
+    *,
+    workspace: Workspace,
+    conversation_id: int,
+    changes: Mapping[str, int | None],
+    now: datetime,
+) -> Conversation:
+    """Set the assignee agent and/or team; ``None`` clears one, an absent key keeps it."""
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    if "assignee_id" in changes:
+        assignee_id = changes["assignee_id"]
+        if assignee_id is not None:
+            user = workspaces.get_user_or_404(session, workspace, assignee_id)
+            if not user.is_active:
+                raise invalid("inactive_user", "that agent is deactivated", field="assignee_id")
+        conversation.assignee_id = assignee_id
+    if "team_id" in changes:
+        team_id = changes["team_id"]
+        if team_id is not None:
+            workspaces.get_team_or_404(session, workspace, team_id)
+        conversation.team_id = team_id
+    conversation.updated_at = now
+    session.flush()
+    return conversation
+
+
+def mark_seen(
+    session: Session, *, workspace: Workspace, conversation_id: int, now: datetime
+) -> Conversation:
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    conversation.unread_count = 0
+    conversation.updated_at = now
+    session.flush()
+    return conversation
+
+
+def wake_snoozed(session: Session, *, now: datetime, limit: int = 1000) -> int:
+    """Reopen conversations whose snooze ended; the worker runs this every minute."""
+    rows = repository.due_snoozed(session, now=now, limit=limit)
+    for conversation in rows:
+        conversation.status = ConversationStatus.OPEN.value
+        conversation.snoozed_until = None
+        conversation.updated_at = now
+    return len(rows)
+
+
+def add_note(
+    session: Session,
+    *,
+    workspace: Workspace,
+    conversation_id: int,
+    body: str,
+    author_id: int | None,
+    author_label: str,
+    now: datetime,
+) -> ConversationNote:
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    text = body.strip()
+    if not text or len(text) > 10_000:
+        raise invalid("required", "a note has 1-10,000 characters", field="body")
+    note = ConversationNote(
+        workspace_id=workspace.id,
+        conversation_id=conversation.id,
+        author_id=author_id,
+        author_label=author_label,
+        body=text,
+        created_at=now,
+    )
+    session.add(note)
+    session.flush()
+    return note
+
+
+def notes(
+    session: Session, workspace: Workspace, conversation_id: int
+) -> Sequence[ConversationNote]:
+    return repository.notes_of(
+        session, get_conversation_or_404(session, workspace, conversation_id)
+    )
+
+
+def add_labels(
+    session: Session,
+    *,
+    workspace: Workspace,
+    conversation_id: int,
+    labels: Sequence[str],
+    now: datetime,
+) -> ConversationView:
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    cleaned = sorted({check_label(label) for label in labels})
+    insert_new(
+        session,
+        table_of(ConversationLabel),
+        [
+            {"workspace_id": workspace.id, "conversation_id": conversation.id, "label": label}
+            for label in cleaned
+        ],
+    )
+    conversation.updated_at = now
+    session.flush()
+    return describe(session, conversation)
+
+
+def remove_label(
+    session: Session, *, workspace: Workspace, conversation_id: int, label: str, now: datetime
+) -> ConversationView:
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    found = repository.find_label(session, conversation, check_label(label))
+    if found is None:
+        raise not_found("label", field="label")
+    session.delete(found)
+    conversation.updated_at = now
+    session.flush()
+    return describe(session, conversation)
+
+
+# --- Quick replies (I4) ----------------------------------------------------------------------
+
+
+def list_quick_replies(session: Session, workspace: Workspace) -> Sequence[QuickReply]:
+    return repository.quick_replies(session, workspace)
+
+
+def save_quick_reply(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    reply_id: int | None = None,
+    now: datetime,
+) -> QuickReply:
+    """Create (``reply_id`` None) or change a quick reply; the body must compile."""
+    reply = None
+    if reply_id is not None:
+        reply = repository.get_quick_reply(session, workspace, reply_id)
+        if reply is None:
+            raise not_found("quick reply")
+    shortcut = check_shortcut(str(data.get("shortcut") or (reply.shortcut if reply else "")))
+    other = repository.quick_reply_by_shortcut(session, workspace, shortcut)
+    if other is not None and other is not reply:
+        raise conflict("shortcut_taken", f"/{shortcut} is already used", field="shortcut")
+    body = str(data.get("body") or (reply.body if reply else ""))
+    if not body.strip() or len(body) > 4096:
+        raise invalid("required", "a quick reply has 1-4096 characters", field="body")
+    check_template(body, field="body")
+    title = str(data.get("title") or (reply.title if reply else shortcut)).strip()[:200]
+    if reply is None:
+        reply = QuickReply(workspace_id=workspace.id, created_at=now)
+        session.add(reply)
+    reply.shortcut, reply.title, reply.body, reply.updated_at = shortcut, title, body, now
+    session.flush()
+    return reply
+
+
+def delete_quick_reply(session: Session, *, workspace: Workspace, reply_id: int) -> None:
+    reply = repository.get_quick_reply(session, workspace, reply_id)
+    if reply is None:
+        raise not_found("quick reply")
+    session.delete(reply)
+    session.flush()
+
+
+def render_quick_reply(
+    session: Session,
+    *,
+    workspace: Workspace,
+    shortcut: str,
+    conversation_id: int,
+    agent_name: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The quick reply's text for this conversation's contact (``{{ contact.first_name }}``,
+    ``{{ agent.name }}``, ``{{ workspace.name }}`` and any ``extra`` variables)."""
+    reply = repository.quick_reply_by_shortcut(session, workspace, check_shortcut(shortcut))
+    if reply is None:
+        raise not_found("quick reply", field="shortcut")
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    contact = contacts.get_contact_or_404(session, workspace, conversation.contact_id)
+    first_name = contact.first_name or (contact.name.split()[0] if contact.name else "")
+    variables = {
+        "contact": {
+            "name": contact.name or "",
+            "first_name": first_name,
+            "last_name": contact.last_name or "",
+            "phone": contact.phone or "",
+            "email": contact.email or "",
+            "fields": dict(contact.custom_fields),
+        },
+        "agent": {"name": agent_name or ""},
+        "workspace": {"name": workspace.name},
+        **dict(extra or {}),
+    }
+    return render_template(reply.body, variables, field="body").strip()

@@ -1,0 +1,159 @@
+"""Tables of messaging: the inbox (I1–I4) — conversations, messages in both directions, notes,
+labels, quick replies — and the trace of every send decision (O3).
+
+An outbound message row is also the outbox row the dispatcher claims: one row from
+``queue_message`` to the last delivery status, so a message can never exist in the thread
+without being dispatched, or be dispatched without being in the thread.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tidings.db.base import Base, IdType, WorkspaceOwned
+
+
+class Conversation(WorkspaceOwned, Base):
+    """Everything said between one contact and one of our numbers (I2)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("number_id", "contact_id"),
+        Index("ix_conversations_inbox", "workspace_id", "status", "last_message_at"),
+        Index("ix_conversations_assignee", "workspace_id", "assignee_id", "status"),
+    )
+
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    number_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    snoozed_until: Mapped[datetime | None]
+    assignee_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    team_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("teams.id", ondelete="SET NULL"))
+    last_inbound_at: Mapped[datetime | None]
+    last_message_at: Mapped[datetime | None]
+    last_outbound_sent_at: Mapped[datetime | None]
+    last_human_reply_at: Mapped[datetime | None]
+    automation_paused_until: Mapped[datetime | None]
+    unread_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Message(WorkspaceOwned, Base):
+    """One message of a conversation. Outbound rows carry their dispatch state (the outbox)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("number_id", "provider_message_id"),
+        UniqueConstraint("workspace_id", "idempotency_key"),
+        Index("ix_messages_thread", "conversation_id", "id"),
+        Index("ix_messages_dispatch", "status", "next_attempt_at"),
+        Index("ix_messages_contact", "contact_id", "direction", "created_at"),
+    )
+
+    conversation_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    number_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
+    )
+    direction: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(24))
+    text: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    reply_to: Mapped[str | None] = mapped_column(String(200))
+    # Outbound only: who and what asked for it, and the dispatcher's bookkeeping.
+    origin: Mapped[str | None] = mapped_column(String(32))
+    purpose: Mapped[str | None] = mapped_column(String(16))
+    author_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(300))
+    recipient: Mapped[str | None] = mapped_column(String(64))
+    resend_if_uncertain: Mapped[bool] = mapped_column(default=False)
+    next_attempt_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    error_code: Mapped[int | None]
+    error_title: Mapped[str | None] = mapped_column(String(300))
+    error_details: Mapped[str | None] = mapped_column(Text)
+    status_reason: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ConversationNote(WorkspaceOwned, Base):
+    """A private note agents leave on a conversation; never sent to the contact."""
+
+    __tablename__ = "conversation_notes"
+    __table_args__ = (Index("ix_conversation_notes_thread", "conversation_id", "id"),)
+
+    conversation_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    author_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    author_label: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ConversationLabel(WorkspaceOwned, Base):
+    __tablename__ = "conversation_labels"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "label"),
+        Index("ix_conversation_labels_label", "workspace_id", "label"),
+    )
+
+    conversation_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    label: Mapped[str] = mapped_column(String(64))
+
+
+class QuickReply(WorkspaceOwned, Base):
+    """A canned answer agents insert by shortcut, with variables (I4)."""
+
+    __tablename__ = "quick_replies"
+    __table_args__ = (UniqueConstraint("workspace_id", "shortcut"),)
+
+    shortcut: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SendTrace(WorkspaceOwned, Base):
+    """Why a message was queued, deferred, skipped, retried, sent or failed (O3), with the
+    requirement ID in the reason."""
+
+    __tablename__ = "send_traces"
+    __table_args__ = (
+        Index("ix_send_traces_message", "message_id", "id"),
+        Index("ix_send_traces_contact", "contact_id", "at"),
+    )
+
+    message_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    provider_code: Mapped[int | None]
+    at: Mapped[datetime]

@@ -1,0 +1,277 @@
+"""Queries of the inbox. Every read of an owned row takes the workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from tidings.messaging.orm import (
+    Conversation,
+    ConversationLabel,
+    ConversationNote,
+    Message,
+    QuickReply,
+    SendTrace,
+)
+from tidings.workspaces.orm import Workspace
+
+
+def get_conversation(
+    session: Session, workspace: Workspace, conversation_id: int
+) -> Conversation | None:
+    return session.scalar(
+        select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.workspace_id == workspace.id
+        )
+    )
+
+
+def find_conversation(
+    session: Session, workspace_id: int, number_id: int, contact_id: int
+) -> Conversation | None:
+    return session.scalar(
+        select(Conversation).where(
+            Conversation.workspace_id == workspace_id,
+            Conversation.number_id == number_id,
+            Conversation.contact_id == contact_id,
+        )
+    )
+
+
+def latest_conversation_of_contact(
+    session: Session, workspace: Workspace, contact_id: int
+) -> Conversation | None:
+    return session.scalar(
+        select(Conversation)
+        .where(Conversation.workspace_id == workspace.id, Conversation.contact_id == contact_id)
+        .order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc())
+        .limit(1)
+    )
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    status: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    team_id: int | None = None
+    number_id: int | None = None
+    contact_id: int | None = None
+    label: str | None = None
+    unread_only: bool = False
+
+
+def list_conversations(
+    session: Session,
+    workspace: Workspace,
+    criteria: ConversationFilter,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> Sequence[Conversation]:
+    """Most recent activity first; ``after`` is the (last_message_at, id) of the previous page."""
+    query: Select[Conversation] = select(Conversation).where(
+        Conversation.workspace_id == workspace.id
+    )
+    if criteria.status:
+        query = query.where(Conversation.status == criteria.status)
+    if criteria.assignee_id is not None:
+        query = query.where(Conversation.assignee_id == criteria.assignee_id)
+    if criteria.unassigned:
+        query = query.where(Conversation.assignee_id.is_(None))
+    if criteria.team_id is not None:
+        query = query.where(Conversation.team_id == criteria.team_id)
+    if criteria.number_id is not None:
+        query = query.where(Conversation.number_id == criteria.number_id)
+    if criteria.contact_id is not None:
+        query = query.where(Conversation.contact_id == criteria.contact_id)
+    if criteria.unread_only:
+        query = query.where(Conversation.unread_count > 0)
+    if criteria.label:
+        query = query.where(
+            Conversation.id.in_(
+                select(ConversationLabel.conversation_id).where(
+                    ConversationLabel.workspace_id == workspace.id,
+                    ConversationLabel.label == criteria.label,
+                )
+            )
+        )
+    if after is not None:
+        at, last_id = after
+        query = query.where(
+            or_(
+                Conversation.last_message_at < at,
+                and_(Conversation.last_message_at == at, Conversation.id < last_id),
+            )
+        )
+    return session.scalars(
+        query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit)
+    ).all()
+
+
+def thread(
+    session: Session, conversation: Conversation, *, before_id: int | None, limit: int
+) -> Sequence[Message]:
+    """The latest ``limit`` messages before ``before_id``, newest first."""
+    query = select(Message).where(
+        Message.conversation_id == conversation.id,
+        Message.workspace_id == conversation.workspace_id,
+    )
+    if before_id is not None:
+        query = query.where(Message.id < before_id)
+    return session.scalars(query.order_by(Message.id.desc()).limit(limit)).all()
+
+
+def get_message(session: Session, workspace: Workspace, message_id: int) -> Message | None:
+    return session.scalar(
+        select(Message).where(Message.id == message_id, Message.workspace_id == workspace.id)
+    )
+
+
+def message_by_id_for_update(session: Session, message_id: int) -> Message | None:
+    """A message by id alone: for the dispatcher, which works across workspaces."""
+    return session.scalar(select(Message).where(Message.id == message_id).with_for_update())
+
+
+def message_by_provider_id(session: Session, number_id: int, provider_id: str) -> Message | None:
+    return session.scalar(
+        select(Message).where(
+            Message.number_id == number_id, Message.provider_message_id == provider_id
+        )
+    )
+
+
+def message_by_idempotency_key(session: Session, workspace: Workspace, key: str) -> Message | None:
+    return session.scalar(
+        select(Message).where(Message.workspace_id == workspace.id, Message.idempotency_key == key)
+    )
+
+
+def claim_due_outbound(session: Session, *, now: datetime, limit: int) -> Sequence[Message]:
+    """Lock up to ``limit`` queued messages that are due, oldest due first."""
+    return session.scalars(
+        select(Message)
+        .where(Message.status == "queued", Message.next_attempt_at <= now)
+        .order_by(Message.next_attempt_at, Message.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def stale_in_flight(session: Session, *, older_than: datetime, limit: int) -> Sequence[Message]:
+    return session.scalars(
+        select(Message)
+        .where(Message.status == "sending", Message.updated_at < older_than)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def conversations_by_ids(session: Session, ids: Sequence[int]) -> dict[int, Conversation]:
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(Conversation).where(Conversation.id.in_(set(ids))).with_for_update()
+    )
+    return {row.id: row for row in rows}
+
+
+def due_snoozed(session: Session, *, now: datetime, limit: int) -> Sequence[Conversation]:
+    return session.scalars(
+        select(Conversation)
+        .where(Conversation.status == "snoozed", Conversation.snoozed_until <= now)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def notes_of(session: Session, conversation: Conversation) -> Sequence[ConversationNote]:
+    return session.scalars(
+        select(ConversationNote)
+        .where(
+            ConversationNote.conversation_id == conversation.id,
+            ConversationNote.workspace_id == conversation.workspace_id,
+        )
+        .order_by(ConversationNote.id)
+    ).all()
+
+
+def labels_of(session: Session, conversation_ids: Sequence[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    if not conversation_ids:
+        return found
+    rows = session.execute(
+        select(ConversationLabel.conversation_id, ConversationLabel.label)
+        .where(ConversationLabel.conversation_id.in_(set(conversation_ids)))
+        .order_by(ConversationLabel.label)
+    )
+    for conversation_id, label in rows:
+        found.setdefault(conversation_id, []).append(label)
+    return found
+
+
+def find_label(
+    session: Session, conversation: Conversation, label: str
+) -> ConversationLabel | None:
+    return session.scalar(
+        select(ConversationLabel).where(
+            ConversationLabel.conversation_id == conversation.id,
+            ConversationLabel.label == label,
+        )
+    )
+
+
+def quick_replies(session: Session, workspace: Workspace) -> Sequence[QuickReply]:
+    return session.scalars(
+        select(QuickReply)
+        .where(QuickReply.workspace_id == workspace.id)
+        .order_by(QuickReply.shortcut)
+    ).all()
+
+
+def quick_reply_by_shortcut(
+    session: Session, workspace: Workspace, shortcut: str
+) -> QuickReply | None:
+    return session.scalar(
+        select(QuickReply).where(
+            QuickReply.workspace_id == workspace.id, QuickReply.shortcut == shortcut
+        )
+    )
+
+
+def get_quick_reply(session: Session, workspace: Workspace, reply_id: int) -> QuickReply | None:
+    return session.scalar(
+        select(QuickReply).where(QuickReply.id == reply_id, QuickReply.workspace_id == workspace.id)
+    )
+
+
+def last_inbound_of_contact(
+    session: Session, workspace: Workspace, contact_id: int
+) -> datetime | None:
+    return session.scalar(
+        select(func.max(Conversation.last_inbound_at)).where(
+            Conversation.workspace_id == workspace.id, Conversation.contact_id == contact_id
+        )
+    )
+
+
+def automation_paused_until(
+    session: Session, workspace: Workspace, contact_id: int
+) -> datetime | None:
+    return session.scalar(
+        select(func.max(Conversation.automation_paused_until)).where(
+            Conversation.workspace_id == workspace.id, Conversation.contact_id == contact_id
+        )
+    )
+
+
+def traces_of(session: Session, message: Message) -> Sequence[SendTrace]:
+    return session.scalars(
+        select(SendTrace)
+        .where(SendTrace.message_id == message.id, SendTrace.workspace_id == message.workspace_id)
+        .order_by(SendTrace.id)
+    ).all()
