@@ -16,6 +16,7 @@ from tidings.channels.routes import router as channels_router
 from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
 from tidings.db.migrate import current_revision, head_revision
+from tidings.messaging.routes import router as messaging_router
 from tidings.scheduler.service import live_workers
 from tidings.workspaces.routes import router as workspaces_router
 
@@ -35,6 +36,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(workspaces_router, prefix=API_PREFIX)
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
+    app.include_router(messaging_router, prefix=API_PREFIX)
     app.include_router(whatsapp_webhooks)
 
     @app.get("/", include_in_schema=False)

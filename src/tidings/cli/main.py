@@ -12,10 +12,19 @@ import uvicorn
 
 from tidings.api.app import create_app
 from tidings.bootstrap import Tidings
+from tidings.channels.service import webhook_path
 from tidings.cli.common import console, installation, require_schema
 from tidings.cli.contacts import contacts_app
+from tidings.cli.simulator import simulator
 from tidings.cli.workspaces import apikey_app, init, workspace_app
-from tidings.demo.service import DEMO_OWNER_EMAIL, DEMO_PASSWORD, find_demo_workspace, seed_demo
+from tidings.demo.service import (
+    DEMO_OWNER_EMAIL,
+    DEMO_PASSWORD,
+    connect_demo_number,
+    find_demo_workspace,
+    seed_demo,
+)
+from tidings.simulator.server import RunningSimulator, SimulatorConfig, start_simulator
 from tidings.workspaces.domain import Role
 from tidings.workspaces.service import create_api_key
 
@@ -28,6 +37,8 @@ app.command()(init)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
+app.command()(simulator)
+DEMO_CHATTER_SECONDS = 20.0
 
 
 def _demo_key(inst: Tidings) -> str:
@@ -73,10 +84,12 @@ def serve(
         )
         inst.migrate()
         chosen_host, chosen_port = host or settings.host, port or settings.port
+        simulated = None
         if settings.demo:
             key = _demo_key(inst)
             console.print(f"Demo workspace ready. API key: [bold green]{key}[/]")
             console.print(f"Web login: {DEMO_OWNER_EMAIL} / {DEMO_PASSWORD}")
+            simulated = _start_demo_simulator(inst, chosen_host, chosen_port)
         console.print(f"Tidings on http://{chosen_host}:{chosen_port}  (API docs: /docs)")
         embedded = inst.make_worker() if worker else None
         thread = (
@@ -97,6 +110,33 @@ def serve(
             if embedded is not None and thread is not None:
                 embedded.stop()
                 thread.join(timeout=30)
+            if simulated is not None:
+                simulated.stop()
+
+
+def _start_demo_simulator(inst: Tidings, host: str, port: int) -> RunningSimulator:
+    """Start the WhatsApp simulator and wire the demo number to it, both ways."""
+    config = SimulatorConfig(chatter_every=DEMO_CHATTER_SECONDS)
+    running = start_simulator(config)
+    with inst.db.transaction() as session:
+        workspace = find_demo_workspace(session)
+        assert workspace is not None  # seeded just before
+        number = connect_demo_number(
+            session,
+            workspace=workspace,
+            box=inst.secret_box,
+            simulator=config,
+            simulator_url=running.url,
+            now=inst.clock.now(),
+        )
+        path = webhook_path(number)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - mapping, not binding
+    config.webhook_url = f"http://{local}:{port}{path}"
+    console.print(
+        f"WhatsApp simulator on {running.url}: customers write every {DEMO_CHATTER_SECONDS:g} s "
+        f"(ledger: {running.url}/_simulator/ledger)"
+    )
+    return running
 
 
 @app.command("worker")

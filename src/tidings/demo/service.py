@@ -9,8 +9,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from tidings.channels import service as channels
+from tidings.channels.orm import WhatsAppNumber
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus, CustomFieldType
+from tidings.kernel.sealing import SecretBox
+from tidings.simulator.server import SimulatorConfig
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import Role
 from tidings.workspaces.orm import Workspace
@@ -210,3 +214,44 @@ def _seed_person(
             idempotency_key=None,
             now=now,
         )
+
+
+DEMO_NUMBER_NAME = "Demo shop (simulator)"
+
+
+def connect_demo_number(
+    session: Session,
+    *,
+    workspace: Workspace,
+    box: SecretBox,
+    simulator: SimulatorConfig,
+    simulator_url: str,
+    now: datetime,
+) -> WhatsAppNumber:
+    """The demo workspace's WhatsApp number, pointed at the local simulator (created once)."""
+    for number in channels.list_numbers(session, workspace):
+        if number.phone_number_id == simulator.phone_number_id:
+            return channels.update_number(
+                session,
+                workspace=workspace,
+                number_id=number.id,
+                data={"api_base_url": simulator_url, "is_active": True},
+                box=box,
+                now=now,
+            )
+    return channels.add_number(
+        session,
+        workspace=workspace,
+        data={
+            "name": DEMO_NUMBER_NAME,
+            "phone_number_id": simulator.phone_number_id,
+            "business_account_id": simulator.business_account_id,
+            "display_phone_number": "+" + simulator.display_phone_number,
+            "api_base_url": simulator_url,
+            "access_token": simulator.access_token,
+            "app_secret": simulator.app_secret,
+            "verify_token": "demo-verify-token",
+        },
+        box=box,
+        now=now,
+    )

@@ -41,5 +41,6 @@ def render_template(source: str, variables: Mapping[str, Any], *, field: str) ->
     check_template(source, field=field)
     try:
         return _compiled(source).render(**variables)
-    except SecurityError as error:
+    except (SecurityError, OverflowError) as error:
+        # The sandbox refuses unsafe calls and oversized ranges; say so instead of failing.
         raise invalid("unsafe_template", str(error), field=field) from None

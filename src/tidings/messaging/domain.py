@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -525,24 +526,27 @@ class ConversationStatus(enum.StrEnum):
     SNOOZED = "snoozed"  # back to open at ``snoozed_until`` or on the next inbound message
 
 
-LABEL = re.compile(r"^[\w\-]{1,64}$")
-SHORTCUT = re.compile(r"^[\w\-]{1,64}$")
 MAX_SNOOZE = timedelta(days=365)
 
 
 def check_label(label: str) -> str:
     """Labels are single words (letters of any script, digits, ``_`` and ``-``), lowercased."""
     cleaned = label.strip().lower()
-    if not LABEL.match(cleaned):
+    if not 1 <= len(cleaned) <= 64 or not all(_word_character(c) for c in cleaned):
         raise invalid(
             "invalid_label", "a label is 1-64 letters, digits, '_' or '-'", field="labels"
         )
     return cleaned
 
 
+def _word_character(char: str) -> bool:
+    """Letters and digits of any script, with their combining marks (Thai vowels), '_', '-'."""
+    return char.isalnum() or char in "_-" or unicodedata.category(char).startswith("M")
+
+
 def check_shortcut(shortcut: str) -> str:
     cleaned = shortcut.strip().removeprefix("/").lower()
-    if not SHORTCUT.match(cleaned):
+    if not 1 <= len(cleaned) <= 64 or not all(_word_character(c) for c in cleaned):
         raise invalid(
             "invalid_shortcut",
             "a shortcut is 1-64 letters, digits, '_' or '-' (typed after '/')",

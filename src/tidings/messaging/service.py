@@ -140,7 +140,7 @@ def queue_message(
         trace(session, message, outcome="skipped", reason=skip_reason, now=now)
     else:
         trace(session, message, outcome="queued", reason=f"queued by {request.origin}", now=now)
-    if request.origin == Origin.AGENT and request.author_id is not None:
+    if request.origin == Origin.AGENT:
         inbox.note_human_reply(
             conversation, pause=timedelta(hours=policy.human_reply_pause_hours), now=now
         )

@@ -8,7 +8,7 @@ from tidings.api.deps import Context
 from tidings.kernel.errors import not_found
 from tidings.workspaces import repository, service
 from tidings.workspaces.domain import Role
-from tidings.workspaces.orm import Workspace
+from tidings.workspaces.orm import Team, Workspace
 from tidings.workspaces.schemas import (
     AgentCreate,
     AgentRead,
@@ -16,6 +16,8 @@ from tidings.workspaces.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
+    TeamCreate,
+    TeamRead,
     WorkspaceRead,
     WorkspaceUpdate,
 )
@@ -125,3 +127,48 @@ def revoke_api_key(key_id: int, ctx: Context) -> ApiKeyRead:
         raise not_found("API key")
     key = service.revoke_api_key(ctx.session, workspace=ctx.workspace, key_id=key_id, now=ctx.now)
     return ApiKeyRead.model_validate(key)
+
+
+def _team(team: Team, member_ids: list[int]) -> TeamRead:
+    return TeamRead(id=team.id, name=team.name, member_ids=member_ids, created_at=team.created_at)
+
+
+def _team_with_members(ctx: Context, team_id: int) -> TeamRead:
+    for team, members in service.list_teams(ctx.session, ctx.workspace):
+        if team.id == team_id:
+            return _team(team, members)
+    raise not_found("team")
+
+
+@router.get("/teams")
+def list_teams(ctx: Context) -> list[TeamRead]:
+    return [_team(t, m) for t, m in service.list_teams(ctx.session, ctx.workspace)]
+
+
+@router.post("/teams", status_code=201)
+def create_team(body: TeamCreate, ctx: Context) -> TeamRead:
+    ctx.require(Role.ADMIN, action="managing teams")
+    team = service.create_team(ctx.session, workspace=ctx.workspace, name=body.name, now=ctx.now)
+    return _team(team, [])
+
+
+@router.put("/teams/{team_id}/members/{user_id}")
+def add_team_member(team_id: int, user_id: int, ctx: Context) -> TeamRead:
+    ctx.require(Role.ADMIN, action="managing teams")
+    service.add_team_member(ctx.session, workspace=ctx.workspace, team_id=team_id, user_id=user_id)
+    return _team_with_members(ctx, team_id)
+
+
+@router.delete("/teams/{team_id}/members/{user_id}")
+def remove_team_member(team_id: int, user_id: int, ctx: Context) -> TeamRead:
+    ctx.require(Role.ADMIN, action="managing teams")
+    service.remove_team_member(
+        ctx.session, workspace=ctx.workspace, team_id=team_id, user_id=user_id
+    )
+    return _team_with_members(ctx, team_id)
+
+
+@router.delete("/teams/{team_id}", status_code=204)
+def delete_team(team_id: int, ctx: Context) -> None:
+    ctx.require(Role.ADMIN, action="managing teams")
+    service.delete_team(ctx.session, workspace=ctx.workspace, team_id=team_id)

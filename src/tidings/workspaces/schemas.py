@@ -85,3 +85,16 @@ class ApiKeyRead(BaseModel):
 
 class ApiKeyCreated(ApiKeyRead):
     key: str = Field(description="Shown this once; only a digest is stored.")
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(examples=["Bangkok support"])
+
+
+class TeamRead(BaseModel):
+    id: int
+    name: str
+    member_ids: list[int]
+    created_at: Timestamp

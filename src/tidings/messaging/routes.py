@@ -1,0 +1,359 @@
+"""HTTP routes of the inbox (conversations, replies, notes, labels, quick replies) and of
+messages sent by API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from tidings.api.deps import Context
+from tidings.kernel.errors import invalid
+from tidings.messaging import inbox
+from tidings.messaging import service as messaging
+from tidings.messaging.domain import Origin, is_window_open
+from tidings.messaging.inbox import ConversationFilter, ConversationView
+from tidings.messaging.schemas import (
+    AssignIn,
+    ConversationPage,
+    ConversationRead,
+    LabelsIn,
+    MessagePage,
+    MessageRead,
+    NoteIn,
+    NoteRead,
+    QuickReplyIn,
+    QuickReplyRead,
+    RenderedReply,
+    ReplyIn,
+    SendIn,
+    SnoozeIn,
+    StatusIn,
+    TraceRead,
+)
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+
+router = APIRouter(tags=["inbox"])
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+def _read(view: ConversationView, ctx: Context) -> ConversationRead:
+    c = view.conversation
+    window = timedelta(hours=workspaces.policy_for(ctx.workspace).service_window_hours)
+    return ConversationRead(
+        id=c.id,
+        contact_id=c.contact_id,
+        number_id=c.number_id,
+        status=c.status,
+        snoozed_until=c.snoozed_until,
+        assignee_id=c.assignee_id,
+        team_id=c.team_id,
+        labels=view.labels,
+        unread_count=c.unread_count,
+        last_inbound_at=c.last_inbound_at,
+        last_message_at=c.last_message_at,
+        window_open=is_window_open(c.last_inbound_at, ctx.now, window),
+        automation_paused_until=c.automation_paused_until,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+    )
+
+
+def _encode_position(at: datetime | None, last_id: int) -> str:
+    raw = json.dumps({"at": at.isoformat() if at else None, "id": last_id}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_position(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(value["at"]), int(value["id"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise invalid(
+            "invalid_cursor", "use the next_cursor of a previous page", field="cursor"
+        ) from None
+
+
+@router.get("/conversations")
+def list_conversations(
+    ctx: Context,
+    status: str | None = None,
+    assignee_id: int | None = None,
+    unassigned: bool = False,
+    team_id: int | None = None,
+    number_id: int | None = None,
+    contact_id: int | None = None,
+    label: str | None = None,
+    unread: bool = False,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> ConversationPage:
+    """The inbox, most recent activity first; filters combine."""
+    views = inbox.list_conversations(
+        ctx.session,
+        ctx.workspace,
+        ConversationFilter(
+            status=status,
+            assignee_id=assignee_id,
+            unassigned=unassigned,
+            team_id=team_id,
+            number_id=number_id,
+            contact_id=contact_id,
+            label=label.strip().lower() if label else None,
+            unread_only=unread,
+        ),
+        after=_decode_position(cursor),
+        limit=limit,
+    )
+    last = views[-1].conversation if len(views) == limit else None
+    return ConversationPage(
+        items=[_read(v, ctx) for v in views],
+        next_cursor=_encode_position(last.last_message_at, last.id) if last else None,
+    )
+
+
+@router.get("/conversations/{conversation_id}")
+def read_conversation(conversation_id: int, ctx: Context) -> ConversationRead:
+    conversation = inbox.get_conversation_or_404(ctx.session, ctx.workspace, conversation_id)
+    return _read(inbox.describe(ctx.session, conversation), ctx)
+
+
+@router.get("/conversations/{conversation_id}/messages")
+def read_thread(
+    conversation_id: int, ctx: Context, limit: Limit = 50, before: int | None = None
+) -> MessagePage:
+    """Messages newest first; pass ``before`` = the last id seen for older ones."""
+    rows = inbox.thread(ctx.session, ctx.workspace, conversation_id, before_id=before, limit=limit)
+    return MessagePage(
+        items=[MessageRead.model_validate(row) for row in rows],
+        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+    )
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=202)
+def reply(conversation_id: int, body: ReplyIn, ctx: Context) -> MessageRead:
+    """An agent's reply; pauses automation for the contact (I3). 409 when the 24-hour window
+    is closed and the reply is not a template (P1)."""
+    if body.content is not None:
+        content = dict(body.content)
+    else:
+        text = body.text
+        if body.quick_reply is not None:
+            text = inbox.render_quick_reply(
+                ctx.session,
+                workspace=ctx.workspace,
+                shortcut=body.quick_reply,
+                conversation_id=conversation_id,
+                agent_name=ctx.principal.label,
+            )
+        content = {"type": "text", "text": {"body": text or ""}}
+    if body.reply_to:
+        content["context"] = {"message_id": body.reply_to}
+    message = messaging.queue_reply(
+        ctx.session,
+        workspace=ctx.workspace,
+        conversation_id=conversation_id,
+        content=content,
+        author_id=ctx.principal.user_id,
+        origin=Origin.AGENT,
+        idempotency_key=body.idempotency_key,
+        now=ctx.now,
+    )
+    return MessageRead.model_validate(message)
+
+
+@router.post("/conversations/{conversation_id}/assign")
+def assign(conversation_id: int, body: AssignIn, ctx: Context) -> ConversationRead:
+    """Set or clear (``null``) the agent and/or team; omitted fields stay as they are."""
+    conversation = inbox.assign(
+        ctx.session,
+        workspace=ctx.workspace,
+        conversation_id=conversation_id,
+        changes=body.model_dump(exclude_unset=True),
+        now=ctx.now,
+    )
+    return _read(inbox.describe(ctx.session, conversation), ctx)
+
+
+def _set_status(
+    ctx: Context, conversation_id: int, status: str, until: datetime | None = None
+) -> ConversationRead:
+    conversation = inbox.set_status(
+        ctx.session,
+        workspace=ctx.workspace,
+        conversation_id=conversation_id,
+        status=status,
+        snoozed_until=until,
+        now=ctx.now,
+    )
+    return _read(inbox.describe(ctx.session, conversation), ctx)
+
+
+@router.post("/conversations/{conversation_id}/resolve")
+def resolve(conversation_id: int, ctx: Context) -> ConversationRead:
+    return _set_status(ctx, conversation_id, "resolved")
+
+
+@router.post("/conversations/{conversation_id}/reopen")
+def reopen(conversation_id: int, ctx: Context) -> ConversationRead:
+    return _set_status(ctx, conversation_id, "open")
+
+
+@router.post("/conversations/{conversation_id}/snooze")
+def snooze(conversation_id: int, body: SnoozeIn, ctx: Context) -> ConversationRead:
+    """Hide until ``until``; the next message from the customer reopens it earlier."""
+    return _set_status(ctx, conversation_id, "snoozed", body.until)
+
+
+@router.post("/conversations/{conversation_id}/status")
+def set_status(conversation_id: int, body: StatusIn, ctx: Context) -> ConversationRead:
+    """Any status but ``snoozed`` (which needs ``/snooze``): open, pending, resolved."""
+    if body.status == "snoozed":
+        raise invalid("use_snooze", "snooze with POST …/snooze and a time", field="status")
+    return _set_status(ctx, conversation_id, body.status)
+
+
+@router.post("/conversations/{conversation_id}/seen")
+def mark_seen(conversation_id: int, ctx: Context) -> ConversationRead:
+    conversation = inbox.mark_seen(
+        ctx.session, workspace=ctx.workspace, conversation_id=conversation_id, now=ctx.now
+    )
+    return _read(inbox.describe(ctx.session, conversation), ctx)
+
+
+@router.get("/conversations/{conversation_id}/notes")
+def list_notes(conversation_id: int, ctx: Context) -> list[NoteRead]:
+    return [
+        NoteRead.model_validate(n) for n in inbox.notes(ctx.session, ctx.workspace, conversation_id)
+    ]
+
+
+@router.post("/conversations/{conversation_id}/notes", status_code=201)
+def add_note(conversation_id: int, body: NoteIn, ctx: Context) -> NoteRead:
+    note = inbox.add_note(
+        ctx.session,
+        workspace=ctx.workspace,
+        conversation_id=conversation_id,
+        body=body.body,
+        author_id=ctx.principal.user_id,
+        author_label=ctx.principal.label,
+        now=ctx.now,
+    )
+    return NoteRead.model_validate(note)
+
+
+@router.post("/conversations/{conversation_id}/labels")
+def add_labels(conversation_id: int, body: LabelsIn, ctx: Context) -> ConversationRead:
+    view = inbox.add_labels(
+        ctx.session,
+        workspace=ctx.workspace,
+        conversation_id=conversation_id,
+        labels=body.labels,
+        now=ctx.now,
+    )
+    return _read(view, ctx)
+
+
+@router.delete("/conversations/{conversation_id}/labels/{label}")
+def remove_label(conversation_id: int, label: str, ctx: Context) -> ConversationRead:
+    view = inbox.remove_label(
+        ctx.session,
+        workspace=ctx.workspace,
+        conversation_id=conversation_id,
+        label=label,
+        now=ctx.now,
+    )
+    return _read(view, ctx)
+
+
+@router.get("/conversations/{conversation_id}/quick-replies/{shortcut}")
+def preview_quick_reply(conversation_id: int, shortcut: str, ctx: Context) -> RenderedReply:
+    """The quick reply's text with this conversation's variables filled in (I4)."""
+    return RenderedReply(
+        text=inbox.render_quick_reply(
+            ctx.session,
+            workspace=ctx.workspace,
+            shortcut=shortcut,
+            conversation_id=conversation_id,
+            agent_name=ctx.principal.label,
+        )
+    )
+
+
+@router.get("/quick-replies")
+def list_quick_replies(ctx: Context) -> list[QuickReplyRead]:
+    return [
+        QuickReplyRead.model_validate(r)
+        for r in inbox.list_quick_replies(ctx.session, ctx.workspace)
+    ]
+
+
+@router.post("/quick-replies", status_code=201)
+def create_quick_reply(body: QuickReplyIn, ctx: Context) -> QuickReplyRead:
+    ctx.require(Role.ADMIN, action="managing quick replies")
+    reply_row = inbox.save_quick_reply(
+        ctx.session, workspace=ctx.workspace, data=body.model_dump(), now=ctx.now
+    )
+    return QuickReplyRead.model_validate(reply_row)
+
+
+@router.patch("/quick-replies/{reply_id}")
+def update_quick_reply(reply_id: int, body: QuickReplyIn, ctx: Context) -> QuickReplyRead:
+    ctx.require(Role.ADMIN, action="managing quick replies")
+    reply_row = inbox.save_quick_reply(
+        ctx.session,
+        workspace=ctx.workspace,
+        data=body.model_dump(exclude_unset=True),
+        reply_id=reply_id,
+        now=ctx.now,
+    )
+    return QuickReplyRead.model_validate(reply_row)
+
+
+@router.delete("/quick-replies/{reply_id}", status_code=204)
+def delete_quick_reply(reply_id: int, ctx: Context) -> None:
+    ctx.require(Role.ADMIN, action="managing quick replies")
+    inbox.delete_quick_reply(ctx.session, workspace=ctx.workspace, reply_id=reply_id)
+
+
+@router.post("/messages", status_code=202)
+def send_message(body: SendIn, ctx: Context) -> MessageRead:
+    """Queue a message to a contact (a bot, a shop system). Idempotent with a key; outside the
+    24-hour window a free-form message is recorded as skipped with its reason (P1, P7)."""
+    message = messaging.queue_message(
+        ctx.session,
+        workspace=ctx.workspace,
+        request=messaging.SendRequest(
+            contact_id=body.contact_id,
+            content=body.content,
+            origin=Origin.API,
+            purpose=body.purpose,
+            number_id=body.number_id,
+            idempotency_key=body.idempotency_key,
+        ),
+        now=ctx.now,
+    )
+    return MessageRead.model_validate(message)
+
+
+@router.get("/messages/{message_id}")
+def read_message(message_id: int, ctx: Context) -> MessageRead:
+    return MessageRead.model_validate(
+        inbox.get_message_or_404(ctx.session, ctx.workspace, message_id)
+    )
+
+
+@router.get("/messages/{message_id}/traces")
+def message_traces(message_id: int, ctx: Context) -> list[TraceRead]:
+    """Every decision about this message, in order: why it was sent, held, retried or failed."""
+    return [
+        TraceRead.model_validate(t)
+        for t in messaging.traces_of(ctx.session, ctx.workspace, message_id)
+    ]

@@ -1,0 +1,180 @@
+"""Request and response bodies of the inbox, messages, quick replies and traces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tidings.kernel.timestamps import Timestamp
+from tidings.messaging.domain import Purpose
+
+
+class ConversationRead(BaseModel):
+    id: int
+    contact_id: int
+    number_id: int
+    status: str
+    snoozed_until: Timestamp | None
+    assignee_id: int | None
+    team_id: int | None
+    labels: list[str]
+    unread_count: int
+    last_inbound_at: Timestamp | None
+    last_message_at: Timestamp | None
+    window_open: bool = Field(description="P1: free-form messages allowed now")
+    automation_paused_until: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationRead]
+    next_cursor: str | None
+
+
+class MessageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    conversation_id: int
+    contact_id: int
+    number_id: int
+    direction: str
+    kind: str
+    text: str | None
+    content: dict[str, Any]
+    status: str
+    status_reason: str | None
+    provider_message_id: str | None
+    reply_to: str | None
+    origin: str | None
+    purpose: str | None
+    author_id: int | None
+    attempts: int
+    error_code: int | None
+    error_title: str | None
+    error_details: str | None
+    next_attempt_at: Timestamp | None
+    sent_at: Timestamp | None
+    delivered_at: Timestamp | None
+    read_at: Timestamp | None
+    failed_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class MessagePage(BaseModel):
+    items: list[MessageRead]
+    next_cursor: str | None
+
+
+class ReplyIn(BaseModel):
+    """Exactly one of ``text``, ``content`` (a Cloud API message object) or ``quick_reply``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, examples=["Shipping to Chiang Mai takes 2 days."])
+    content: dict[str, Any] | None = Field(
+        None, examples=[{"type": "image", "image": {"link": "https://example.com/a.jpg"}}]
+    )
+    quick_reply: str | None = Field(
+        None, description="shortcut of a quick reply", examples=["ship"]
+    )
+    reply_to: str | None = Field(None, description="WhatsApp id of the message to quote")
+    idempotency_key: str | None = Field(None, max_length=300)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> ReplyIn:
+        given = [v for v in (self.text, self.content, self.quick_reply) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of text, content or quick_reply")
+        return self
+
+
+class SendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact_id: int
+    content: dict[str, Any]
+    number_id: int | None = None
+    purpose: Purpose = Purpose.SERVICE
+    idempotency_key: str | None = Field(None, max_length=300)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee_id: int | None = None
+    team_id: int | None = None
+
+
+class SnoozeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: Timestamp
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str = Field(examples=["pending"])
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str
+
+
+class NoteRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    conversation_id: int
+    author_id: int | None
+    author_label: str
+    body: str
+    created_at: Timestamp
+
+
+class LabelsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str] = Field(min_length=1, max_length=50)
+
+
+class QuickReplyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shortcut: str | None = Field(None, examples=["ship"])
+    title: str | None = Field(None, examples=["Shipping cost"])
+    body: str | None = Field(
+        None, examples=["Hi {{ contact.first_name }}, shipping is free over 1,000 THB."]
+    )
+
+
+class QuickReplyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    shortcut: str
+    title: str
+    body: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class RenderedReply(BaseModel):
+    text: str
+
+
+class TraceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    message_id: int | None
+    outcome: str
+    reason: str
+    provider_code: int | None
+    at: Timestamp
