@@ -12,7 +12,6 @@ import uvicorn
 
 from tidings.api.app import create_app
 from tidings.bootstrap import Tidings
-from tidings.channels.service import webhook_path
 from tidings.cli.common import console, installation, require_schema
 from tidings.cli.contacts import contacts_app
 from tidings.cli.simulator import simulator
@@ -121,7 +120,7 @@ def _start_demo_simulator(inst: Tidings, host: str, port: int) -> RunningSimulat
     with inst.db.transaction() as session:
         workspace = find_demo_workspace(session)
         assert workspace is not None  # seeded just before
-        number = connect_demo_number(
+        path = connect_demo_number(
             session,
             workspace=workspace,
             box=inst.secret_box,
@@ -129,7 +128,6 @@ def _start_demo_simulator(inst: Tidings, host: str, port: int) -> RunningSimulat
             simulator_url=running.url,
             now=inst.clock.now(),
         )
-        path = webhook_path(number)
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - mapping, not binding
     config.webhook_url = f"http://{local}:{port}{path}"
     console.print(

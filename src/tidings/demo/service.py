@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from tidings.channels import service as channels
-from tidings.channels.orm import WhatsAppNumber
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus, CustomFieldType
 from tidings.kernel.sealing import SecretBox
@@ -227,11 +226,12 @@ def connect_demo_number(
     simulator: SimulatorConfig,
     simulator_url: str,
     now: datetime,
-) -> WhatsAppNumber:
-    """The demo workspace's WhatsApp number, pointed at the local simulator (created once)."""
+) -> str:
+    """The webhook path of the demo workspace's WhatsApp number, pointed at the local
+    simulator (created once, re-pointed at each start since the simulator's port changes)."""
     for number in channels.list_numbers(session, workspace):
         if number.phone_number_id == simulator.phone_number_id:
-            return channels.update_number(
+            updated = channels.update_number(
                 session,
                 workspace=workspace,
                 number_id=number.id,
@@ -239,7 +239,8 @@ def connect_demo_number(
                 box=box,
                 now=now,
             )
-    return channels.add_number(
+            return channels.webhook_path(updated)
+    created = channels.add_number(
         session,
         workspace=workspace,
         data={
@@ -255,3 +256,4 @@ def connect_demo_number(
         box=box,
         now=now,
     )
+    return channels.webhook_path(created)
