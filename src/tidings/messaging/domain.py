@@ -211,7 +211,8 @@ def _check_template(body: dict[str, Any]) -> dict[str, Any]:
             "language.code of an approved translation, e.g. en_US, th or zh_TW",
             field="content.template.language.code",
         )
-    result: dict[str, Any] = {"name": name, "language": {"code": code}}
+    # "deterministic" is the only policy there is; Meta's contract requires it to be sent.
+    result: dict[str, Any] = {"name": name, "language": {"policy": "deterministic", "code": code}}
     components = body.get("components")
     if components is not None:
         if not isinstance(components, list) or not all(
@@ -347,17 +348,18 @@ def _check_location(body: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, low, high in (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0)):
         value = body.get(key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
+        try:
+            number = None if isinstance(value, bool) else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not low <= number <= high:
             raise invalid(
                 "invalid_coordinate",
                 f"{key} between {low:g} and {high:g}",
                 field=f"content.location.{key}",
             )
-        result[key] = value
+        # Meta's contract types coordinates as strings; numbers are written without loss.
+        result[key] = repr(number) if isinstance(value, int | float) else str(value).strip()
     for key in ("name", "address"):
         value = _text(body, key, limit=1000, field=f"content.location.{key}", required=False)
         if value is not None:

@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 
+from tidings import __version__
 from tidings.channels.domain import ProviderError
 
-USER_AGENT = "Tidings (+https://github.com/tidings-crm)"
+# Meta's contract constrains the header to ``name/major.minor.patch``.
+USER_AGENT = f"Tidings/{__version__}"
 TITLE_PREFIX = re.compile(r"^\(#\d+\)\s*")
 
 
