@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from tidings.channels.jobs import InboundEventSource
+from tidings.channels.jobs import MEDIA_JOB, InboundEventSource, MediaDownloader
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
@@ -20,6 +20,7 @@ from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
 from tidings.messaging.dispatch import OutboundDispatcher
+from tidings.messaging.media import MediaStore
 from tidings.scheduler.domain import PeriodicJob
 from tidings.scheduler.worker import (
     BackgroundJobSource,
@@ -67,11 +68,17 @@ class Tidings:
             poll_seconds=self.settings.worker_poll_seconds,
         )
 
+    @cached_property
+    def media_store(self) -> MediaStore:
+        return MediaStore(self.settings.data_dir / "media")
+
     def all_sources(self) -> list[WorkSource | PassSource]:
+        downloader = MediaDownloader(self.secret_box, self.whatsapp, self.media_store)
+        handlers = {MEDIA_JOB: JobHandler(MEDIA_JOB, downloader.handle), **self.job_handlers}
         return [
             *self.work_sources,
             OutboundDispatcher(box=self.secret_box, client=self.whatsapp),
-            BackgroundJobSource(dict(self.job_handlers)),
+            BackgroundJobSource(handlers),
         ]
 
     def close(self) -> None:

@@ -11,25 +11,33 @@ with backoff and given up after ``MAX_ATTEMPTS`` with its error kept, never sile
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from tidings.channels import service as channel_service
 from tidings.channels.domain import InboundMessage
 from tidings.channels.orm import WhatsAppInboundEvent
+from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.channels.whatsapp.webhook import parse_webhook
 from tidings.contacts import service as contacts
 from tidings.kernel.errors import TidingsError
+from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
+from tidings.messaging.domain import INBOUND_MEDIA_LIMIT
+from tidings.messaging.media import MediaStore, store_inbound
+from tidings.scheduler import service as scheduler
 from tidings.scheduler.domain import retry_delay
+from tidings.scheduler.orm import BackgroundJob
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
 log = logging.getLogger(__name__)
+MEDIA_JOB = "whatsapp.media_download"
 MAX_ATTEMPTS = 6
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
@@ -139,7 +147,7 @@ def record_inbound_message(
         idempotency_key=f"whatsapp:{message.message_id}",
         now=now,
     )
-    inbox.record_inbound(
+    row = inbox.record_inbound(
         session,
         workspace=workspace,
         number_id=number_id,
@@ -148,6 +156,21 @@ def record_inbound_message(
         content=message.raw,
         now=now,
     )
+    if row is not None and message.media is not None:
+        scheduler.enqueue_job(
+            session,
+            kind=MEDIA_JOB,
+            payload={
+                "message_id": row.id,
+                "number_id": number_id,
+                "media_id": message.media.media_id,
+                "mime_type": message.media.mime_type,
+            },
+            workspace_id=workspace.id,
+            idempotency_key=f"whatsapp-media:{row.id}",
+            max_attempts=5,
+            now=now,
+        )
     return contact_id
 
 
@@ -190,3 +213,35 @@ def _sender_contact(
         now=now,
     )
     return contact.id, contact.name is None, created
+
+
+@dataclass
+class MediaDownloader:
+    """Fetches a customer's file through the media endpoint and keeps it (I5); a failed
+    download is retried by the job queue and ends ``dead`` with its error, never silently."""
+
+    box: SecretBox
+    client: CloudApiClient
+    store: MediaStore
+
+    def handle(self, session: Session, job: BackgroundJob, now: datetime) -> None:
+        payload = job.payload
+        workspace = workspaces.get_workspace(session, int(job.workspace_id or 0))
+        endpoint = channel_service.endpoints_for(
+            session, [int(payload["number_id"])], self.box
+        ).get(int(payload["number_id"]))
+        if workspace is None or endpoint is None:
+            return  # the workspace or number is gone; nothing left to attach the file to
+        data, mime_type = self.client.download_media(endpoint, str(payload["media_id"]))
+        if len(data) > INBOUND_MEDIA_LIMIT:
+            raise ValueError(f"the file is {len(data)} bytes, over WhatsApp's 100 MB")
+        stored = store_inbound(
+            self.store,
+            workspace.id,
+            data,
+            mime_type or str(payload.get("mime_type") or ""),
+            compress_over=workspaces.policy_for(workspace).image_compress_over_bytes,
+        )
+        inbox.attach_media(
+            session, message_id=int(payload["message_id"]), stored=asdict(stored), now=now
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -10,8 +12,12 @@ from tidings.api.deps import Context
 from tidings.bootstrap import Tidings
 from tidings.channels import service
 from tidings.channels.orm import WhatsAppNumber
-from tidings.channels.schemas import NumberCreate, NumberRead, NumberUpdate
+from tidings.channels.schemas import MediaUploaded, NumberCreate, NumberRead, NumberUpdate
+from tidings.channels.whatsapp.client import MediaError, NumberEndpoint
+from tidings.kernel.errors import TidingsError
+from tidings.messaging.domain import media_kind_for
 from tidings.workspaces.domain import Role
+from tidings.workspaces.service import authenticate_api_key
 
 router = APIRouter(tags=["whatsapp numbers"])
 
@@ -110,3 +116,43 @@ def _store(
             box=tidings.secret_box,
             now=tidings.clock.now(),
         )
+
+
+@router.post("/whatsapp-numbers/{number_id}/media", status_code=201)
+async def upload_media(
+    number_id: int, request: Request, file: Annotated[UploadFile, File()]
+) -> MediaUploaded:
+    """Upload a file to send by id; checked against WhatsApp's types and sizes first (I5).
+
+    Runs outside a write transaction: the upload to the provider may take seconds.
+    """
+    data = await file.read()
+    mime_type = file.content_type or ""
+    kind = media_kind_for(mime_type, len(data))
+    tidings: Tidings = request.app.state.tidings
+    endpoint = await run_in_threadpool(_endpoint_for_upload, tidings, request, number_id)
+    try:
+        media_id = await run_in_threadpool(
+            tidings.whatsapp.upload_media,
+            endpoint,
+            data,
+            mime_type=mime_type,
+            filename=file.filename or f"upload.{kind}",
+        )
+    except MediaError as error:
+        raise TidingsError(
+            "provider_refused", f"WhatsApp refused the file: {error}", "file", 502
+        ) from None
+    return MediaUploaded(id=media_id, kind=kind, mime_type=mime_type, size=len(data))
+
+
+def _endpoint_for_upload(tidings: Tidings, request: Request, number_id: int) -> NumberEndpoint:
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    with tidings.db.reading() as session:
+        _, workspace = authenticate_api_key(
+            session, plaintext=token, now=tidings.clock.now(), may_write=False
+        )
+        number = service.get_active_number(session, workspace, number_id)
+        endpoint = service.endpoints_for(session, [number.id], tidings.secret_box)[number.id]
+    assert endpoint is not None  # the number is active
+    return endpoint

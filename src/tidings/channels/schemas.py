@@ -46,3 +46,10 @@ class NumberRead(BaseModel):
     webhook_url: str
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class MediaUploaded(BaseModel):
+    id: str = Field(description="use as content.<kind>.id when sending")
+    kind: str
+    mime_type: str
+    size: int

@@ -600,3 +600,59 @@ class Pacer:
         slot = now if self._next_at is None or self._next_at < now else self._next_at
         self._next_at = slot + self.interval
         return slot - now
+
+
+# --- I5: what the channel accepts ------------------------------------------------------------
+
+MB = 1024 * 1024
+MEDIA_LIMITS: dict[str, tuple[frozenset[str], int]] = {
+    "image": (frozenset({"image/jpeg", "image/png"}), 5 * MB),
+    "video": (frozenset({"video/mp4", "video/3gpp"}), 16 * MB),
+    "audio": (
+        frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}),
+        16 * MB,
+    ),
+    "document": (
+        frozenset(
+            {
+                "text/plain",
+                "application/pdf",
+                "application/msword",
+                "application/vnd.ms-excel",
+                "application/vnd.ms-powerpoint",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            }
+        ),
+        100 * MB,
+    ),
+    "sticker": (frozenset({"image/webp"}), 500 * 1024),
+}
+INBOUND_MEDIA_LIMIT = 100 * MB
+
+
+def media_kind_for(mime_type: str, size: int) -> str:
+    """The WhatsApp media kind a file can be sent as, or ``TidingsError`` (422) saying why not.
+
+    A JPEG or PNG is an image, WebP a sticker, and so on; the size limit is the kind's (I5).
+    """
+    mime = mime_type.split(";")[0].strip().lower()
+    for kind, (types, limit) in MEDIA_LIMITS.items():
+        if mime in types:
+            if size > limit:
+                raise invalid(
+                    "too_large",
+                    f"WhatsApp accepts {kind} files up to {limit / MB:g} MB; this one is "
+                    f"{size / MB:.1f} MB",
+                    field="file",
+                )
+            if size == 0:
+                raise invalid("empty_file", "the file is empty", field="file")
+            return kind
+    raise invalid(
+        "unsupported_media",
+        f"WhatsApp does not accept {mime or 'files without a type'}; send JPEG/PNG images, "
+        "MP4 video, AAC/MP3/OGG audio, PDF or Office documents, or WebP stickers",
+        field="file",
+    )

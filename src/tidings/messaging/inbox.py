@@ -454,3 +454,22 @@ def render_quick_reply(
         **dict(extra or {}),
     }
     return render_template(reply.body, variables, field="body").strip()
+
+
+def attach_media(
+    session: Session, *, message_id: int, stored: Mapping[str, Any], now: datetime
+) -> None:
+    """Record where a message's downloaded file is kept (I5)."""
+    message = repository.message_by_id_for_update(session, message_id)
+    if message is None:
+        return
+    message.content = {**message.content, "stored_media": dict(stored)}
+    message.updated_at = now
+
+
+def stored_media_of(session: Session, workspace: Workspace, message_id: int) -> Mapping[str, Any]:
+    """Raises ``TidingsError`` (404) when the message has no downloaded file (yet)."""
+    stored = get_message_or_404(session, workspace, message_id).content.get("stored_media")
+    if not isinstance(stored, Mapping):
+        raise not_found("media of this message")
+    return stored

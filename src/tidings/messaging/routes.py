@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 
 from tidings.api.deps import Context
 from tidings.kernel.errors import invalid
@@ -357,3 +358,11 @@ def message_traces(message_id: int, ctx: Context) -> list[TraceRead]:
         TraceRead.model_validate(t)
         for t in messaging.traces_of(ctx.session, ctx.workspace, message_id)
     ]
+
+
+@router.get("/messages/{message_id}/media", response_class=FileResponse)
+def message_media(message_id: int, ctx: Context) -> FileResponse:
+    """The file a customer sent, as stored (images over the limit re-encoded as JPEG, I5)."""
+    stored = inbox.stored_media_of(ctx.session, ctx.workspace, message_id)
+    path = ctx.tidings.media_store.path_of(str(stored["path"]))
+    return FileResponse(path, media_type=str(stored["mime_type"]))

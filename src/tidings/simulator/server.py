@@ -385,6 +385,53 @@ class Simulator:
             ],
         }
 
+    def customer_sends_media(
+        self, wa_id: str, data: bytes, mime_type: str, caption: str | None = None
+    ) -> str:
+        """Make a customer send a file now; returns its media id (downloadable from us)."""
+        media_id = self.keep_media(data, mime_type)
+        kind = "image" if mime_type.startswith("image/") else "document"
+        if mime_type == "image/webp":
+            kind = "sticker"
+        persona = customers.persona_for(wa_id)
+        media: dict[str, Any] = {
+            "id": media_id,
+            "mime_type": mime_type,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        if caption:
+            media["caption"] = caption
+
+        def build() -> dict[str, Any]:
+            now = self.clock.now()
+            with self.lock:
+                self.last_inbound[wa_id] = now
+            return self._envelope(
+                {
+                    "contacts": [
+                        {"profile": {"name": persona.name if persona else wa_id}, "wa_id": wa_id}
+                    ],
+                    "messages": [
+                        {
+                            "from": wa_id,
+                            "id": f"wamid.IN{uuid.uuid4().hex.upper()}",
+                            "timestamp": str(int(now.timestamp())),
+                            "type": kind,
+                            kind: media,
+                        }
+                    ],
+                }
+            )
+
+        self.webhooks.schedule(0.0, build)
+        return media_id
+
+    def keep_media(self, data: bytes, mime_type: str) -> str:
+        with self.lock:
+            media_id = str(10**15 + len(self.media) + 1)
+            self.media[media_id] = (data, mime_type)
+        return media_id
+
     def customer_says(self, wa_id: str, text: str | None, name: str | None = None) -> None:
         """Make a customer write now (scripted opener when ``text`` is None)."""
         persona = customers.persona_for(wa_id)
@@ -544,8 +591,7 @@ def create_simulator_app(simulator: Simulator) -> Starlette:
             status, body = simulator.error(100, "Invalid parameter", "file is required")
             return JSONResponse(body, status_code=status)
         data = await upload.read()
-        media_id = str(10**15 + len(simulator.media) + 1)
-        simulator.media[media_id] = (data, upload.content_type or "application/octet-stream")
+        media_id = simulator.keep_media(data, upload.content_type or "application/octet-stream")
         return JSONResponse({"id": media_id})
 
     async def media_info(request: Request) -> Response:
@@ -594,6 +640,19 @@ def create_simulator_app(simulator: Simulator) -> Starlette:
         simulator.customer_says(request.path_params["wa_id"], text, body.get("name"))
         return JSONResponse({"queued": True}, status_code=202)
 
+    async def customer_media(request: Request) -> Response:
+        data = await request.body()
+        mime_type = request.headers.get("content-type", "")
+        if not data or not mime_type:
+            return JSONResponse(
+                {"error": {"field": "body", "message": "send the file with its Content-Type"}},
+                status_code=422,
+            )
+        media_id = simulator.customer_sends_media(
+            request.path_params["wa_id"], data, mime_type, request.query_params.get("caption")
+        )
+        return JSONResponse({"queued": True, "media_id": media_id}, status_code=202)
+
     async def config(request: Request) -> Response:
         if request.method == "PATCH":
             try:
@@ -620,6 +679,7 @@ def create_simulator_app(simulator: Simulator) -> Starlette:
             Route("/_simulator/config", config, methods=["GET", "PATCH"]),
             Route("/_simulator/customers", people),
             Route("/_simulator/customers/{wa_id}/messages", customer_message, methods=["POST"]),
+            Route("/_simulator/customers/{wa_id}/media", customer_media, methods=["POST"]),
             Route("/_media/{media_id}", media_file, name="media_file"),
             Route("/{version}/{phone_number_id}/messages", messages, methods=["POST"]),
             Route("/{version}/{phone_number_id}/media", upload_media, methods=["POST"]),
