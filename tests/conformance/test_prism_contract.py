@@ -36,7 +36,10 @@ def _prism_binary() -> str | None:
 def prism() -> Iterator[str]:
     binary = _prism_binary()
     if binary is None or not SPEC.exists():
-        message = "Prism or the contract is missing: npm install --prefix .tools/prism @stoplight/prism-cli"
+        message = (
+            "Prism or the contract is missing: "
+            "npm install --prefix .tools/prism @stoplight/prism-cli@5"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs Prism: its absence is a broken build, not a skip
         pytest.skip(message)

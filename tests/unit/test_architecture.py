@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import grimp
 
-# The tenant handle is passed everywhere; every other table stays inside its package.
-SHARED_TABLES = {"tidings.workspaces.orm"}
+# The tenant handle is passed everywhere, and a background job's row is what the scheduler
+# hands to each package's job handler; every other table stays inside its package.
+SHARED_TABLES = {"tidings.workspaces.orm", "tidings.scheduler.orm"}
 # Modules that gather tables or wire the entry points may look inside any package.
 ALLOWED_IMPORTERS = {"tidings.db.metadata"}
 
