@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -88,11 +89,12 @@ def test_serve_refuses_the_placeholder_secret_outside_demo(env: dict[str, str]) 
 @pytest.fixture
 def demo_server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
     port = free_port()
+    log = (tmp_path / "serve.log").open("w")  # a file, not a pipe nobody reads: it never blocks
     process = subprocess.Popen(
         [*TIDINGS, "serve", "--demo", "--port", str(port)],
         env=env,
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -112,6 +114,7 @@ def demo_server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+        log.close()
 
 
 def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(
@@ -144,3 +147,50 @@ def test_worker_stops_gracefully_on_sigterm(env: dict[str, str]) -> None:
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "stopped" in output
+
+
+def test_in_the_demo_a_customer_writes_an_agent_replies_and_sees_the_ticks(
+    demo_server: tuple[str, str],
+) -> None:
+    base, key = demo_server
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    (number,) = api.get("/api/v1/whatsapp-numbers").json()
+    simulator = number["api_base_url"]
+    httpx.post(
+        f"{simulator}/_simulator/customers/85269871234/messages",
+        json={"text": "Hi, is the Galaxy S24 Ultra in stock?"},
+    )
+
+    def wait_for(probe: Callable[[], Any], what: str) -> Any:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = probe()
+            if found:
+                return found
+            time.sleep(0.3)
+        pytest.fail(f"{what} did not happen within 30 s")
+
+    def emily() -> dict[str, Any] | None:
+        for conversation in api.get("/api/v1/conversations").json()["items"]:
+            thread = api.get(f"/api/v1/conversations/{conversation['id']}/messages").json()
+            if any("S24" in (m["text"] or "") for m in thread["items"]):
+                found: dict[str, Any] = conversation
+                return found
+        return None
+
+    conversation = wait_for(emily, "the customer's message arriving")
+    reply = api.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"text": "Yes! 2 left in Causeway Bay."},
+    )
+    assert reply.status_code == 202, reply.text
+    message_id = reply.json()["id"]
+    delivered = wait_for(
+        lambda: (m := api.get(f"/api/v1/messages/{message_id}").json())["delivered_at"] and m,
+        "the delivered tick",
+    )
+    assert delivered["status"] in ("delivered", "read") and delivered["provider_message_id"]
+    ledger = httpx.get(f"{simulator}/_simulator/ledger").json()["entries"]
+    assert [e["message_id"] for e in ledger if e["outcome"] == "accepted"] == [
+        delivered["provider_message_id"]
+    ]
