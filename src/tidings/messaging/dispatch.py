@@ -10,6 +10,8 @@ A pass has three steps, and only the first and last hold a database transaction:
 3. record: the ``wamid`` of accepted messages; failures classified (X3) into a retry with
    backoff or a final failure with the provider's code.
 
+Batches are pipelined: batch k+1 is claimed while batch k is on the wire.
+
 A worker dying between 1 and 3 leaves rows ``sending``; ``recover_in_flight`` turns them
 ``uncertain`` after a lease, the one window no design closes (the provider may have the
 message but we never learned its id).
@@ -21,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +54,7 @@ from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import WorkspacePolicy
 
 log = logging.getLogger(__name__)
+PIPELINE_DEPTH = 4  # batches per pass; bounds how long other work waits behind a big send
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,43 @@ class OutboundDispatcher:
     name: str = "whatsapp_dispatch"
     _pacers: dict[tuple[int, float], Pacer] = field(default_factory=dict)
     _pacer_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pool: ThreadPoolExecutor | None = None
 
     def run_pass(self, db: Database, clock: Clock, limit: int) -> int:
-        with db.transaction() as session:
-            jobs, held = self.claim(session, now=clock.now(), limit=limit)
-        if jobs:
-            outcomes = self.send_all(jobs)
+        """Up to ``PIPELINE_DEPTH`` batches, pipelined: while one batch is on the wire, the
+        next is claimed and the previous one recorded, so database work hides behind sends."""
+        total = 0
+        in_flight: tuple[list[SendJob], list[Future[SendOutcome]]] | None = None
+        for _ in range(PIPELINE_DEPTH):
             with db.transaction() as session:
-                self.record(session, list(zip(jobs, outcomes, strict=True)), now=clock.now())
-        return len(jobs) + held
+                jobs, held = self.claim(session, now=clock.now(), limit=limit)
+            total += len(jobs) + held
+            futures = [self._executor().submit(self._send, job) for job in jobs]
+            if in_flight is not None:
+                self._record_batch(db, clock, *in_flight)
+            in_flight = (jobs, futures) if jobs else None
+            if len(jobs) + held < limit:
+                break
+        if in_flight is not None:
+            self._record_batch(db, clock, *in_flight)
+        return total
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="dispatch")
+        return self._pool
+
+    def _record_batch(
+        self, db: Database, clock: Clock, jobs: list[SendJob], futures: list[Future[SendOutcome]]
+    ) -> None:
+        outcomes = [future.result() for future in futures]
+        with db.transaction() as session:
+            self.record(session, list(zip(jobs, outcomes, strict=True)), now=clock.now())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # 1. claim ---------------------------------------------------------------------------------
 
@@ -151,10 +182,7 @@ class OutboundDispatcher:
     # 2. send ----------------------------------------------------------------------------------
 
     def send_all(self, jobs: Sequence[SendJob]) -> list[SendOutcome]:
-        if len(jobs) == 1:
-            return [self._send(jobs[0])]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
-            return list(pool.map(self._send, jobs))
+        return list(self._executor().map(self._send, jobs))
 
     def _send(self, job: SendJob) -> SendOutcome:
         with self._pacer_lock:
@@ -177,17 +205,19 @@ class OutboundDispatcher:
         self, session: Session, results: Sequence[tuple[SendJob, SendOutcome]], *, now: datetime
     ) -> None:
         retries: dict[int, int] = {}
-        for job, outcome in results:
-            message = repository.message_by_id_for_update(session, job.message_id)
-            if message is None:  # deleted with its contact meanwhile
-                continue
-            if message.workspace_id not in retries:
-                workspace = workspaces.get_workspace(session, message.workspace_id)
-                policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
-                retries[message.workspace_id] = policy.message_retries
-            record_outcome(
-                session, message, outcome, max_retries=retries[message.workspace_id], now=now
-            )
+        messages = repository.messages_for_update(session, [job.message_id for job, _ in results])
+        with session.no_autoflush:  # one flush at commit, not one per message
+            for job, outcome in results:
+                message = messages.get(job.message_id)
+                if message is None:  # deleted with its contact meanwhile
+                    continue
+                if message.workspace_id not in retries:
+                    workspace = workspaces.get_workspace(session, message.workspace_id)
+                    policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+                    retries[message.workspace_id] = policy.message_retries
+                record_outcome(
+                    session, message, outcome, max_retries=retries[message.workspace_id], now=now
+                )
 
 
 def record_outcome(

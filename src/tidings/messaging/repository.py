@@ -137,6 +137,16 @@ def message_by_id_for_update(session: Session, message_id: int) -> Message | Non
     return session.scalar(select(Message).where(Message.id == message_id).with_for_update())
 
 
+def messages_for_update(session: Session, message_ids: Sequence[int]) -> dict[int, Message]:
+    """Messages by id, locked, in one query: for the dispatcher recording a batch."""
+    if not message_ids:
+        return {}
+    rows = session.scalars(
+        select(Message).where(Message.id.in_(set(message_ids))).with_for_update()
+    )
+    return {row.id: row for row in rows}
+
+
 def message_by_provider_id(session: Session, number_id: int, provider_id: str) -> Message | None:
     return session.scalar(
         select(Message).where(

@@ -157,6 +157,10 @@ class Worker:
                 handled = 0
             if handled == 0:
                 self.stop_event.wait(self.poll_seconds)
+        for source in self.sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()  # e.g. the dispatcher's sending threads
         log.info("worker %s stopped after %d rows", self.worker_id, self.processed)
 
     def stop(self) -> None:
