@@ -39,6 +39,7 @@ from tidings.workspaces.orm import Workspace
 log = logging.getLogger(__name__)
 MEDIA_JOB = "whatsapp.media_download"
 MAX_ATTEMPTS = 6
+BATCH_LIMIT = 25
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
 BSUID_SYSTEM = "whatsapp_bsuid"
@@ -52,6 +53,8 @@ class InboundEventSource:
     name: str = "whatsapp_inbound"
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        # Short transactions: on SQLite each batch holds the one write lock webhooks need.
+        limit = min(limit, BATCH_LIMIT)
         rows = session.scalars(
             select(WhatsAppInboundEvent)
             .where(

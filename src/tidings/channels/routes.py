@@ -106,9 +106,10 @@ async def receive_webhook(webhook_key: str, request: Request) -> dict[str, int]:
 def _store(
     tidings: Tidings, webhook_key: str, raw: bytes, signature: str | None
 ) -> service.Receipt:
-    with tidings.db.transaction() as session:
+    # Lookups and the signature check read; only the insert takes the write lock.
+    with tidings.db.reading() as session:
         number = service.find_number_by_webhook_key(session, webhook_key)
-        return service.receive_webhook(
+        rows = service.check_webhook(
             session,
             number=number,
             raw_body=raw,
@@ -116,6 +117,8 @@ def _store(
             box=tidings.secret_box,
             now=tidings.clock.now(),
         )
+    with tidings.db.transaction() as session:
+        return service.store_webhook(session, rows)
 
 
 @router.post("/whatsapp-numbers/{number_id}/media", status_code=201)

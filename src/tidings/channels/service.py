@@ -183,7 +183,7 @@ def answer_handshake(number: WhatsAppNumber, params: Mapping[str, str], box: Sec
     return challenge
 
 
-def receive_webhook(
+def check_webhook(
     session: Session,
     *,
     number: WhatsAppNumber,
@@ -191,10 +191,10 @@ def receive_webhook(
     signature: str | None,
     box: SecretBox,
     now: datetime,
-) -> Receipt:
-    """Check a webhook POST and store each of its updates once (I1, idempotent boundary).
+) -> list[dict[str, Any]]:
+    """Check a webhook POST and turn each of its updates into an intake row (reads only).
 
-    The signature is checked on the exact bytes first; a bad one stores nothing. Updates of
+    The signature is checked on the exact bytes first; a bad one yields nothing. Updates of
     another number of this workspace (one Meta app, one callback URL) are filed under that
     number; unknown ones under the receiving number, so nothing is dropped.
 
@@ -218,7 +218,7 @@ def receive_webhook(
         n.phone_number_id: n.id
         for n in repository.list_numbers_of_workspace(session, number.workspace_id)
     }
-    rows = [
+    return [
         {
             "workspace_id": number.workspace_id,
             "number_id": siblings.get(item.phone_number_id, number.id),
@@ -232,6 +232,10 @@ def receive_webhook(
         }
         for item in items
     ]
+
+
+def store_webhook(session: Session, rows: list[dict[str, Any]]) -> Receipt:
+    """Store each checked update once (the idempotent boundary, I1): a short write."""
     return Receipt(
         received=len(rows), stored=insert_new(session, table_of(WhatsAppInboundEvent), rows)
     )

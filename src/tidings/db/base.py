@@ -157,5 +157,7 @@ def insert_new(session: Session, table: Table, rows: list[dict[str, Any]]) -> in
         return 0
     dialect = session.get_bind().dialect.name
     builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = builder(table).values(rows).on_conflict_do_nothing().returning(literal(1))
-    return len(session.execute(statement).all())
+    # executemany form: the statement is compiled once and cached, whatever the row count
+    # (a multi-VALUES literal is compiled anew for every call).
+    statement = builder(table).on_conflict_do_nothing().returning(literal(1))
+    return len(session.execute(statement, rows).all())

@@ -85,7 +85,7 @@ class OutboundDispatcher:
         total = 0
         in_flight: tuple[list[SendJob], list[Future[SendOutcome]]] | None = None
         for _ in range(PIPELINE_DEPTH):
-            with db.transaction() as session:
+            with db.transaction(background=True) as session:
                 jobs, held = self.claim(session, now=clock.now(), limit=limit)
             total += len(jobs) + held
             futures = [self._executor().submit(self._send, job) for job in jobs]
@@ -107,7 +107,7 @@ class OutboundDispatcher:
         self, db: Database, clock: Clock, jobs: list[SendJob], futures: list[Future[SendOutcome]]
     ) -> None:
         outcomes = [future.result() for future in futures]
-        with db.transaction() as session:
+        with db.transaction(background=True) as session:
             self.record(session, list(zip(jobs, outcomes, strict=True)), now=clock.now())
 
     def close(self) -> None:

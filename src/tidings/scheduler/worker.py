@@ -120,7 +120,7 @@ class Worker:
                 if isinstance(source, PassSource):
                     count = source.run_pass(self.db, self.clock, self.batch_size)
                 else:
-                    with self.db.transaction() as session:
+                    with self.db.transaction(background=True) as session:
                         count = source.run_batch(
                             session, now=self.clock.now(), limit=self.batch_size
                         )
@@ -132,7 +132,7 @@ class Worker:
 
     def _run_periodic(self, task: PeriodicTask) -> None:
         now = self.clock.now()
-        with self.db.transaction() as session:
+        with self.db.transaction(background=True) as session:
             run = service.claim_periodic_slot(
                 session, job=task.job, worker_id=self.worker_id, now=now
             )
