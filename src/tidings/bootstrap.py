@@ -5,12 +5,19 @@ Nothing is created at import time; ``build`` is called by the CLI, the tests and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from tidings.channels.jobs import MEDIA_JOB, InboundEventSource, MediaDownloader
+from tidings.channels.jobs import (
+    MEDIA_JOB,
+    DeliverySplitter,
+    InboundEventSource,
+    MediaDownloader,
+)
+from tidings.channels.service import WebhookDirectory
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
@@ -33,6 +40,25 @@ from tidings.scheduler.worker import (
 from tidings.settings import Settings, load_settings
 
 
+class RequestActivity:
+    """How many HTTP requests this process is serving; the embedded worker gives way to them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def busy(self) -> bool:
+        return self.in_flight > 0
+
+
 @dataclass
 class Tidings:
     """One running installation: what every entry point needs."""
@@ -43,6 +69,7 @@ class Tidings:
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     work_sources: list[WorkSource | PassSource] = field(default_factory=list)
     periodic: list[PeriodicTask] = field(default_factory=list)
+    activity: RequestActivity = field(default_factory=RequestActivity)
 
     @cached_property
     def secret_box(self) -> SecretBox:
@@ -57,7 +84,13 @@ class Tidings:
         """One connection pool for every Cloud API call of this process."""
         return CloudApiClient()
 
-    def make_worker(self, *, sources: Sequence[WorkSource | PassSource] | None = None) -> Worker:
+    def make_worker(
+        self,
+        *,
+        sources: Sequence[WorkSource | PassSource] | None = None,
+        embedded: bool = False,
+    ) -> Worker:
+        """A worker loop; ``embedded`` (inside ``serve``) makes it give way to HTTP requests."""
         chosen = list(sources) if sources is not None else self.all_sources()
         return Worker(
             db=self.db,
@@ -66,7 +99,12 @@ class Tidings:
             periodic=list(self.periodic),
             batch_size=self.settings.worker_batch_size,
             poll_seconds=self.settings.worker_poll_seconds,
+            yield_to=self.activity.busy if embedded else None,
         )
+
+    @cached_property
+    def webhook_directory(self) -> WebhookDirectory:
+        return WebhookDirectory()
 
     @cached_property
     def media_store(self) -> MediaStore:
@@ -95,7 +133,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
         settings=chosen,
         clock=clock or SystemClock(),
         db=Database(engine),
-        work_sources=[InboundEventSource()],
+        work_sources=[DeliverySplitter(), InboundEventSource()],
         periodic=[
             PeriodicTask(
                 PeriodicJob("messaging.recover_in_flight", timedelta(minutes=1)),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from tests.api.test_whatsapp_webhook_endpoint import batch, post
 from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
+from tidings.channels.jobs import MAX_ATTEMPTS
+from tidings.kernel.clock import VirtualClock
 
 API = "/api/v1"
 
@@ -87,10 +91,20 @@ def test_an_ad_click_records_the_lead_source_and_a_username_user_needs_no_phone(
     assert entry["properties"]["referral"]["source_id"] == "120226305854810726"
 
 
-def test_status_updates_are_consumed_without_touching_contacts(
-    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+def test_a_status_for_a_message_we_never_sent_is_retried_then_kept_with_its_reason(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
 ) -> None:
+    """It may overtake the record of its send; if no such message ever appears (sent from
+    another tool), it is given up after a few minutes, visibly, touching no contact."""
     post(client, webhook_path, batch(statuses=(("wamid.out", "delivered"),)))
-    assert tidings.make_worker().run_once() == 1
+    assert tidings.make_worker().run_once() == 2  # the kept POST, then its one update
     assert contacts(client, tenant) == []
-    assert tidings.make_worker().run_once() == 0  # nothing left pending
+    assert tidings.make_worker().run_once() == 0  # waits for its retry time
+    for _ in range(MAX_ATTEMPTS):
+        clock.advance(timedelta(minutes=10))
+        tidings.make_worker().run_once()
+    with tidings.db.reading() as session:
+        attempts, done, error = session.execute(
+            text("SELECT attempts, processed_at, last_error FROM whatsapp_inbound_events")
+        ).one()
+    assert attempts == MAX_ATTEMPTS and done is not None and "wamid.out" in error

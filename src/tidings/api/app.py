@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tidings
 from tidings.api.errors import install_error_handlers
-from tidings.bootstrap import Tidings
+from tidings.bootstrap import RequestActivity, Tidings
 from tidings.channels.routes import router as channels_router
 from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
@@ -21,6 +22,24 @@ from tidings.scheduler.service import live_workers
 from tidings.workspaces.routes import router as workspaces_router
 
 API_PREFIX = "/api/v1"
+
+
+class ActivityCounter:
+    """Counts requests in flight so the embedded worker can give way to them."""
+
+    def __init__(self, app: ASGIApp, activity: RequestActivity) -> None:
+        self.app = app
+        self.activity = activity
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.activity.started()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.activity.finished()
 
 
 def create_app(installation: Tidings) -> FastAPI:
@@ -33,6 +52,7 @@ def create_app(installation: Tidings) -> FastAPI:
     )
     app.state.tidings = installation
     install_error_handlers(app)
+    app.add_middleware(ActivityCounter, activity=installation.activity)
     app.include_router(workspaces_router, prefix=API_PREFIX)
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from tidings.channels import service as channel_service
 from tidings.channels.domain import InboundMessage
-from tidings.channels.orm import WhatsAppInboundEvent
+from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.channels.whatsapp.webhook import parse_webhook
 from tidings.contacts import service as contacts
@@ -44,6 +44,32 @@ RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
 BSUID_SYSTEM = "whatsapp_bsuid"
 WA_ID_SYSTEM = "whatsapp"
+
+
+@dataclass
+class DeliverySplitter:
+    """Splits kept webhook POSTs into updates, each filed once; a body that cannot be split
+    is kept with its error (it was signed by Meta, so it is looked at, not thrown away)."""
+
+    name: str = "whatsapp_deliveries"
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        rows = session.scalars(
+            select(WhatsAppWebhookDelivery)
+            .where(WhatsAppWebhookDelivery.split_at.is_(None))
+            .order_by(WhatsAppWebhookDelivery.id)
+            .limit(min(limit, BATCH_LIMIT * 4))
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    channel_service.split_delivery(session, row, now=now)
+            except Exception as error:
+                log.exception("webhook delivery %s could not be split", row.id)
+                row.split_at = now
+                row.last_error = f"{type(error).__name__}: {error}"[:4000]
+        return len(rows)
 
 
 @dataclass

@@ -31,6 +31,27 @@ class WhatsAppNumber(WorkspaceOwned, Base):
     updated_at: Mapped[datetime]
 
 
+class WhatsAppWebhookDelivery(WorkspaceOwned, Base):
+    """One signed webhook POST exactly as received, stored before it is answered.
+
+    Splitting it into updates (and dropping Meta's duplicates) happens in the worker, so the
+    endpoint only checks the signature, checks the JSON and writes one row: answering fast is
+    what keeps Meta from retrying (and the shop from losing messages).
+    """
+
+    __tablename__ = "whatsapp_webhook_deliveries"
+    __table_args__ = (Index("ix_whatsapp_webhook_deliveries_pending", "split_at", "id"),)
+
+    number_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
+    )
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+    split_at: Mapped[datetime | None]
+    updates: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class WhatsAppInboundEvent(WorkspaceOwned, Base):
     """One inbound update, stored once per key before the webhook is answered.
 

@@ -90,35 +90,21 @@ def verify_webhook(webhook_key: str, request: Request) -> PlainTextResponse:
 
 @webhook_router.post("/webhooks/whatsapp/{webhook_key}")
 async def receive_webhook(webhook_key: str, request: Request) -> dict[str, int]:
-    """Store every update of a signed batch once, then answer 200 (handled after commit)."""
+    """Keep a signed POST as received, then answer 200; the worker splits and handles it."""
     raw = await request.body()
     signature = request.headers.get("x-hub-signature-256")
-    receipt = await run_in_threadpool(
+    received = await run_in_threadpool(
         _store, request.app.state.tidings, webhook_key, raw, signature
     )
-    return {
-        "received": receipt.received,
-        "stored": receipt.stored,
-        "duplicates": receipt.duplicates,
-    }
+    return {"received": received}
 
 
-def _store(
-    tidings: Tidings, webhook_key: str, raw: bytes, signature: str | None
-) -> service.Receipt:
-    # Lookups and the signature check read; only the insert takes the write lock.
-    with tidings.db.reading() as session:
-        number = service.find_number_by_webhook_key(session, webhook_key)
-        rows = service.check_webhook(
-            session,
-            number=number,
-            raw_body=raw,
-            signature=signature,
-            box=tidings.secret_box,
-            now=tidings.clock.now(),
-        )
+def _store(tidings: Tidings, webhook_key: str, raw: bytes, signature: str | None) -> int:
+    target = tidings.webhook_directory.target(tidings.db.reading, webhook_key, tidings.secret_box)
     with tidings.db.transaction() as session:
-        return service.store_webhook(session, rows)
+        return service.accept_webhook(
+            session, target=target, raw_body=raw, signature=signature, now=tidings.clock.now()
+        )
 
 
 @router.post("/whatsapp-numbers/{number_id}/media", status_code=201)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from tidings.channels import repository
@@ -26,9 +29,14 @@ from tidings.channels.domain import (
     check_graph_id,
     check_secret,
 )
-from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppNumber
+from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppNumber, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import NumberEndpoint
-from tidings.channels.whatsapp.webhook import check_handshake, split_webhook, verify_signature
+from tidings.channels.whatsapp.webhook import (
+    check_handshake,
+    count_updates,
+    split_webhook,
+    verify_signature,
+)
 from tidings.db.base import insert_new, table_of
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
 from tidings.kernel.sealing import SecretBox
@@ -149,18 +157,6 @@ def webhook_path(number: WhatsAppNumber) -> str:
     return f"/webhooks/whatsapp/{number.webhook_key}"
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """What a webhook POST delivered: updates received, stored, and already known."""
-
-    received: int
-    stored: int
-
-    @property
-    def duplicates(self) -> int:
-        return self.received - self.stored
-
-
 def find_number_by_webhook_key(session: Session, webhook_key: str) -> WhatsAppNumber:
     """Raises ``TidingsError`` (404) for a key no number has."""
     number = repository.find_by_webhook_key(session, webhook_key)
@@ -183,26 +179,64 @@ def answer_handshake(number: WhatsAppNumber, params: Mapping[str, str], box: Sec
     return challenge
 
 
-def check_webhook(
+@dataclass(frozen=True)
+class WebhookTarget:
+    """What the endpoint needs to know about the number a webhook URL belongs to."""
+
+    number_id: int
+    workspace_id: int
+    app_secret: str
+
+
+class WebhookDirectory:
+    """Webhook URL key → number, cached for ``ttl`` seconds so that a webhook POST needs no
+    read of its own: a changed app secret or a removed number counts after at most ``ttl``."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, WebhookTarget]] = {}
+        self._lock = threading.Lock()
+
+    def target(self, session_factory: Any, webhook_key: str, box: SecretBox) -> WebhookTarget:
+        """Raises ``TidingsError`` (404) for a key no number has."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(webhook_key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        with session_factory() as session:
+            number = find_number_by_webhook_key(session, webhook_key)
+            target = WebhookTarget(
+                number.id, number.workspace_id, box.open(number.app_secret_sealed)
+            )
+        with self._lock:
+            self._entries[webhook_key] = (now, target)
+        return target
+
+    def forget(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def accept_webhook(
     session: Session,
     *,
-    number: WhatsAppNumber,
+    target: WebhookTarget,
     raw_body: bytes,
     signature: str | None,
-    box: SecretBox,
     now: datetime,
-) -> list[dict[str, Any]]:
-    """Check a webhook POST and turn each of its updates into an intake row (reads only).
+) -> int:
+    """Check a webhook POST and keep it as received; returns how many updates it carries.
 
-    The signature is checked on the exact bytes first; a bad one yields nothing. Updates of
-    another number of this workspace (one Meta app, one callback URL) are filed under that
-    number; unknown ones under the receiving number, so nothing is dropped.
+    The signature is checked on the exact bytes first: a bad one stores nothing. The body must
+    be a WhatsApp webhook (JSON with ``entry``). Splitting and de-duplication happen in the
+    worker (:class:`~tidings.channels.jobs.DeliverySplitter`).
 
     Raises:
         TidingsError: 401 for a missing or wrong signature, 400 for a body that is not a
             WhatsApp webhook.
     """
-    if not verify_signature(box.open(number.app_secret_sealed), raw_body, signature):
+    if not verify_signature(target.app_secret, raw_body, signature):
         raise TidingsError(
             "bad_signature",
             "X-Hub-Signature-256 does not match the body",
@@ -213,32 +247,50 @@ def check_webhook(
         payload = json.loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise TidingsError("bad_webhook", "the body is not JSON", "body", 400) from None
-    items = split_webhook(payload)
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+        raise TidingsError("bad_webhook", "a WhatsApp webhook has an entry list", "entry", 400)
+    session.execute(
+        insert(table_of(WhatsAppWebhookDelivery)),
+        {
+            "workspace_id": target.workspace_id,
+            "number_id": target.number_id,
+            "body": raw_body.decode(),
+            "received_at": now,
+            "split_at": None,
+            "updates": 0,
+        },
+    )
+    return count_updates(payload)
+
+
+def split_delivery(session: Session, delivery: WhatsAppWebhookDelivery, *, now: datetime) -> int:
+    """File each update of a kept POST once in the intake (I1); returns how many were new.
+
+    Updates of another number of this workspace (one Meta app, one callback URL) are filed
+    under that number; unknown ones under the receiving number, so nothing is dropped.
+    """
+    items = split_webhook(json.loads(delivery.body))
     siblings = {
         n.phone_number_id: n.id
-        for n in repository.list_numbers_of_workspace(session, number.workspace_id)
+        for n in repository.list_numbers_of_workspace(session, delivery.workspace_id)
     }
-    return [
+    rows = [
         {
-            "workspace_id": number.workspace_id,
-            "number_id": siblings.get(item.phone_number_id, number.id),
+            "workspace_id": delivery.workspace_id,
+            "number_id": siblings.get(item.phone_number_id, delivery.number_id),
             "event_key": item.key,
             "kind": item.kind,
             "payload": item.envelope,
-            "received_at": now,
+            "received_at": delivery.received_at,
             "processed_at": None,
             "attempts": 0,
             "last_error": None,
         }
         for item in items
     ]
-
-
-def store_webhook(session: Session, rows: list[dict[str, Any]]) -> Receipt:
-    """Store each checked update once (the idempotent boundary, I1): a short write."""
-    return Receipt(
-        received=len(rows), stored=insert_new(session, table_of(WhatsAppInboundEvent), rows)
-    )
+    stored = insert_new(session, table_of(WhatsAppInboundEvent), rows)
+    delivery.split_at, delivery.updates = now, stored
+    return stored
 
 
 def endpoints_for(

@@ -90,7 +90,7 @@ def serve(
             console.print(f"Web login: {DEMO_OWNER_EMAIL} / {DEMO_PASSWORD}")
             simulated = _start_demo_simulator(inst, chosen_host, chosen_port)
         console.print(f"Tidings on http://{chosen_host}:{chosen_port}  (API docs: /docs)")
-        embedded = inst.make_worker() if worker else None
+        embedded = inst.make_worker(embedded=True) if worker else None
         thread = (
             threading.Thread(target=embedded.run_forever, name="worker", daemon=True)
             if embedded

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from tidings.scheduler.orm import BackgroundJob
 log = logging.getLogger(__name__)
 HEARTBEAT = PeriodicJob("worker.heartbeat", timedelta(seconds=30))
 MAX_BATCHES_PER_PASS = 50
+YIELD_LIMIT = 2.0  # seconds a batch may wait for requests to finish: delayed, never stopped
 
 
 class WorkSource(Protocol):
@@ -93,6 +95,9 @@ class Worker:
     poll_seconds: float = 1.0
     stop_event: threading.Event = field(default_factory=threading.Event)
     processed: int = 0
+    # In ``serve`` the worker shares one process (one GIL, one SQLite writer) with the web
+    # requests: it waits while they run, at most ``YIELD_LIMIT`` seconds per batch.
+    yield_to: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         self.worker_id, _, _ = service.worker_identity()
@@ -117,6 +122,7 @@ class Worker:
             for _ in range(MAX_BATCHES_PER_PASS):
                 if self.stop_event.is_set():
                     return handled
+                self._give_way()
                 if isinstance(source, PassSource):
                     count = source.run_pass(self.db, self.clock, self.batch_size)
                 else:
@@ -129,6 +135,13 @@ class Worker:
                     break
         self.processed += handled
         return handled
+
+    def _give_way(self) -> None:
+        if self.yield_to is None:
+            return
+        deadline = time.monotonic() + YIELD_LIMIT
+        while self.yield_to() and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     def _run_periodic(self, task: PeriodicTask) -> None:
         now = self.clock.now()

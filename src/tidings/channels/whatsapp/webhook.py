@@ -339,8 +339,13 @@ def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookIte
 
     if field_name != "messages":
         return [single(f"other:{field_name}:{_digest(value)}", "other", dict(value))]
+    contacts = _list(value.get("contacts"))
     items = [
-        single(f"message:{m.get('id', _digest(m))}", "message", {"messages": [m]})
+        single(
+            f"message:{m.get('id', _digest(m))}",
+            "message",
+            {"messages": [m], "contacts": _senders_card(contacts, m)},
+        )
         for m in _list(value.get("messages"))
     ]
     items += [
@@ -350,6 +355,30 @@ def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookIte
     if _list(value.get("errors")):
         items.append(single(f"problem:{_digest(value)}", "problem", {"errors": value["errors"]}))
     return items
+
+
+def _senders_card(
+    contacts: Sequence[Mapping[str, Any]], message: Mapping[str, Any]
+) -> list[Mapping[str, Any]]:
+    """The profile card of the message's sender: a batch of 100 messages carries 100 cards,
+    and each stored update keeps only its own (all of them when none matches)."""
+    sender = {message.get("from"), message.get("from_user_id")} - {None}
+    own = [c for c in contacts if {c.get("wa_id"), c.get("user_id")} & sender]
+    return own or list(contacts)
+
+
+def count_updates(payload: Mapping[str, Any]) -> int:
+    """How many updates (messages, statuses, errors, other fields) a webhook body carries."""
+    total = 0
+    for entry in _list(payload.get("entry")):
+        for change in _list(_map(entry).get("changes")):
+            value = _map(_map(change).get("value"))
+            if _map(change).get("field") != "messages":
+                total += 1
+                continue
+            total += len(_list(value.get("messages"))) + len(_list(value.get("statuses")))
+            total += 1 if _list(value.get("errors")) else 0
+    return total
 
 
 def _digest(value: Any) -> str:
