@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from bench.common import fresh_installation, machine, make_workspace, percentile
 from tidings.channels import service as channels
-from tidings.channels.orm import WhatsAppInboundEvent
+from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.webhook import sign
 from tidings.workspaces import service as workspaces
 
@@ -223,15 +223,19 @@ def main() -> None:
 
 
 def drain_time(inst: Any) -> tuple[int, float]:
-    """How long the embedded worker still needs for the backlog after the load ended."""
+    """How long the worker still needs after the load ended to split every kept POST and
+    turn every update into contacts, conversations and timeline entries."""
     started = time.perf_counter()
     while True:
         with inst.db.reading() as session:
+            unsplit = session.scalar(
+                select(func.count()).where(WhatsAppWebhookDelivery.split_at.is_(None))
+            )
             pending = session.scalar(
                 select(func.count()).where(WhatsAppInboundEvent.processed_at.is_(None))
             )
             total = session.scalar(select(func.count()).select_from(WhatsAppInboundEvent))
-        if not pending or time.perf_counter() - started > 600:
+        if not (unsplit or pending) or time.perf_counter() - started > 900:
             return int(total or 0), time.perf_counter() - started
         time.sleep(0.5)
 

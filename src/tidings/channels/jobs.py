@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MEDIA_JOB = "whatsapp.media_download"
 MAX_ATTEMPTS = 6
 BATCH_LIMIT = 25
+SPLIT_LIMIT = 5
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
 BSUID_SYSTEM = "whatsapp_bsuid"
@@ -58,7 +59,8 @@ class DeliverySplitter:
             select(WhatsAppWebhookDelivery)
             .where(WhatsAppWebhookDelivery.split_at.is_(None))
             .order_by(WhatsAppWebhookDelivery.id)
-            .limit(min(limit, BATCH_LIMIT * 4))
+            # A POST may carry up to 1,000 updates: a few per transaction keep the write short.
+            .limit(min(limit, SPLIT_LIMIT))
             .with_for_update(skip_locked=True)
         ).all()
         for row in rows:

@@ -68,8 +68,7 @@ def parse_webhook(payload: Any) -> WebhookBatch:
             Unknown message types, statuses and fields inside a valid envelope are kept, not
             refused.
     """
-    if not isinstance(payload, Mapping) or not isinstance(payload.get("entry"), list):
-        raise TidingsError("bad_webhook", "expected an object with an 'entry' list", "entry", 400)
+    _check_envelope(payload)
     batch = WebhookBatch()
     for entry in payload["entry"]:
         if not isinstance(entry, Mapping):
@@ -78,6 +77,11 @@ def parse_webhook(payload: Any) -> WebhookBatch:
         for change in _list(entry.get("changes")):
             _parse_change(batch, account_id, change)
     return batch
+
+
+def _check_envelope(payload: Any) -> None:
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("entry"), list):
+        raise TidingsError("bad_webhook", "expected an object with an 'entry' list", "entry", 400)
 
 
 def _parse_change(batch: WebhookBatch, account_id: str, change: Mapping[str, Any]) -> None:
@@ -313,7 +317,7 @@ def split_webhook(payload: Any) -> list[WebhookItem]:
     Raises:
         TidingsError: 400, as :func:`parse_webhook`, for a body that is not a webhook.
     """
-    parse_webhook(payload)  # the same envelope check, and the same errors
+    _check_envelope(payload)  # the same check, and the same error, as parse_webhook
     items: list[WebhookItem] = []
     for entry in _list(payload["entry"]):
         account_id = str(entry.get("id", ""))
@@ -340,11 +344,15 @@ def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookIte
     if field_name != "messages":
         return [single(f"other:{field_name}:{_digest(value)}", "other", dict(value))]
     contacts = _list(value.get("contacts"))
+    cards: dict[Any, list[Mapping[str, Any]]] = {}
+    for card in contacts:
+        for identity in {card.get("wa_id"), card.get("user_id")} - {None}:
+            cards.setdefault(identity, []).append(card)
     items = [
         single(
             f"message:{m.get('id', _digest(m))}",
             "message",
-            {"messages": [m], "contacts": _senders_card(contacts, m)},
+            {"messages": [m], "contacts": _senders_card(cards, contacts, m)},
         )
         for m in _list(value.get("messages"))
     ]
@@ -358,12 +366,18 @@ def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookIte
 
 
 def _senders_card(
-    contacts: Sequence[Mapping[str, Any]], message: Mapping[str, Any]
+    cards: Mapping[Any, list[Mapping[str, Any]]],
+    contacts: Sequence[Mapping[str, Any]],
+    message: Mapping[str, Any],
 ) -> list[Mapping[str, Any]]:
     """The profile card of the message's sender: a batch of 100 messages carries 100 cards,
-    and each stored update keeps only its own (all of them when none matches)."""
-    sender = {message.get("from"), message.get("from_user_id")} - {None}
-    own = [c for c in contacts if {c.get("wa_id"), c.get("user_id")} & sender]
+    and each stored update keeps only its own (all of them when none matches). ``cards``
+    indexes the batch's cards by identity, so a batch splits in linear time."""
+    own: list[Mapping[str, Any]] = []
+    for identity in (message.get("from"), message.get("from_user_id")):
+        for card in cards.get(identity, ()) if identity is not None else ():
+            if not any(card is kept for kept in own):
+                own.append(card)
     return own or list(contacts)
 
 
