@@ -62,6 +62,10 @@ class WorkspacePolicy(BaseModel):
     promotional_slot_weekday: int = Field(2, ge=0, le=6, description="P4, Monday=0; Wednesday")
     promotional_slot_time: time = Field(time(14, 0), description="P4 local send slot")
     service_same_event_gap_hours: float = Field(6, ge=0, description="P4")
+    quiet_hours_start: time = Field(
+        time(21, 0), description="no automated marketing or utility messages from (local time)"
+    )
+    quiet_hours_end: time = Field(time(9, 0), description="… until (local); equal = none")
     opt_out_keywords: tuple[str, ...] = Field(
         ("STOP", "UNSUBSCRIBE", "ยกเลิก", "退訂", "取消訂閱"), description="P5"
     )
