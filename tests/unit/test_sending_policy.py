@@ -4,6 +4,7 @@ random histories and message streams — no rule is ever broken and no request e
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 
@@ -71,9 +72,7 @@ def test_a_clean_request_is_sent() -> None:
 def test_do_not_contact_and_opt_out_skip_with_p5_and_separate_purposes() -> None:
     flagged = replace(CONTACT, do_not_contact=True)
     assert decide_send(outgoing(), flagged, [], POLICY, NOW).reason.startswith("P5")  # type: ignore[union-attr]
-    no_marketing = replace(
-        CONTACT, consents={**OPTED_IN, ("whatsapp", "marketing"): "opted_out"}
-    )
+    no_marketing = replace(CONTACT, consents={**OPTED_IN, ("whatsapp", "marketing"): "opted_out"})
     promo = decide_send(outgoing(purpose=Purpose.MARKETING), no_marketing, [], POLICY, NOW)
     assert isinstance(promo, Skip) and promo.reason.startswith("P5")
     # Opting out of marketing does not stop a parcel notification (HubSpot separates them).
@@ -281,8 +280,10 @@ def run_stream(scenario: dict[str, object]) -> Outcome:
         consents[("whatsapp", "transactional")] = "opted_in"
     if scenario["marketing_opt_out"]:
         consents[("whatsapp", "marketing")] = "opted_out"
-    policy = POLICY if scenario["quiet"] else POLICY.model_copy(
-        update={"quiet_hours_start": time(0), "quiet_hours_end": time(0)}
+    policy = (
+        POLICY
+        if scenario["quiet"]
+        else POLICY.model_copy(update={"quiet_hours_start": time(0), "quiet_hours_end": time(0)})
     )
     paused_until = start + scenario["paused_for"]  # type: ignore[operator]
     queue: list[tuple[datetime, int, Outgoing, int]] = []
@@ -349,15 +350,11 @@ def test_no_request_vanishes_and_no_rule_is_ever_broken(scenario: dict[str, obje
     assert within(promos, timedelta(days=7)) <= 1
     # P2: before opt-in, at most one WhatsApp template in any 24 h.
     if not scenario["opted_in"]:
-        templates = [
-            at for at, r, _ in outcome.sent if r.channel == "whatsapp" and r.is_template
-        ]
+        templates = [at for at, r, _ in outcome.sent if r.channel == "whatsapp" and r.is_template]
         assert within(templates, timedelta(hours=24)) <= 1
     # P3: the same automated content at most 5 times in any 30 days.
     for digest in ("a", "b", "c"):
-        same = [
-            at for at, r, _ in outcome.sent if r.automated and r.content_digest == digest
-        ]
+        same = [at for at, r, _ in outcome.sent if r.automated and r.content_digest == digest]
         assert within(same, timedelta(days=30)) <= 5
     # P4: notifications of one type at least 6 h apart.
     for kind in ("parcel", "payment"):
@@ -366,7 +363,7 @@ def test_no_request_vanishes_and_no_rule_is_ever_broken(scenario: dict[str, obje
             for at, r, _ in outcome.sent
             if r.notification_type == kind and r.purpose != Purpose.MARKETING
         )
-        assert all(b - a >= timedelta(hours=6) for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a >= timedelta(hours=6) for a, b in itertools.pairwise(times))
 
 
 @settings(max_examples=150, deadline=None)
@@ -383,9 +380,7 @@ def test_automated_messages_never_go_out_during_the_pause_or_quiet_hours(
         if request.purpose in (Purpose.SERVICE, Purpose.AUTHENTICATION):
             continue
         assert (
-            quiet_hours_end(
-                at, start=time(21), end=time(9), timezone=str(scenario["timezone"])
-            )
+            quiet_hours_end(at, start=time(21), end=time(9), timezone=str(scenario["timezone"]))
             is None
         )
 

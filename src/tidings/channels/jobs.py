@@ -187,6 +187,16 @@ def record_inbound_message(
         content=message.raw,
         now=now,
     )
+    if row is not None:
+        messaging.honour_opt_out(
+            session,
+            workspace=workspace,
+            contact_id=contact_id,
+            number_id=number_id,
+            text=message.text,
+            message_id=message.message_id,
+            now=now,
+        )
     if row is not None and message.media is not None:
         scheduler.enqueue_job(
             session,

@@ -434,3 +434,15 @@ def contact_rows_by_ids(
         select(table).where(table.c.workspace_id == workspace.id, table.c.id.in_(wanted))
     )
     return {row.id: row for row in rows}
+
+
+def sending_rows(
+    session: Session, contact_ids: Iterable[int]
+) -> Sequence[Row[int, bool, str | None]]:
+    """``(id, do_not_contact, timezone)`` of many contacts; the ids come from the caller's rows."""
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return []
+    return session.execute(
+        select(Contact.id, Contact.do_not_contact, Contact.timezone).where(Contact.id.in_(wanted))
+    ).all()

@@ -43,17 +43,24 @@ from tidings.messaging.domain import (
     MessageStatus,
     Pacer,
     after_failure,
-    is_window_open,
-    needs_open_window,
     next_outbound_status,
 )
 from tidings.messaging.orm import Message
-from tidings.messaging.service import fail_message, keep_error, trace
+from tidings.messaging.service import (
+    PolicyFacts,
+    fail_message,
+    keep_error,
+    outgoing_of,
+    settle,
+    trace,
+)
 from tidings.scheduler import service as scheduler
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import WorkspacePolicy
 
 log = logging.getLogger(__name__)
+# The longest look-back of any cap (30 days; the policy bounds every period by it).
+LONGEST_HORIZON = timedelta(days=30)
 PIPELINE_DEPTH = 4  # batches per pass; bounds how long other work waits behind a big send
 
 
@@ -126,18 +133,27 @@ class OutboundDispatcher:
             session, [row.conversation_id for row in rows]
         )
         endpoints = channels.endpoints_for(session, [row.number_id for row in rows], self.box)
-        policies: dict[int, WorkspacePolicy] = {}
+        policies: dict[int, tuple[WorkspacePolicy, str]] = {}
+        facts = PolicyFacts.load(
+            session,
+            [row.contact_id for row in rows],
+            since=now - LONGEST_HORIZON,
+        )
         workers = max(
             1, len(scheduler.live_workers(session, now=now, within=timedelta(seconds=90)))
         )
         jobs: list[SendJob] = []
         held = 0
         for row in rows:
-            policy = policies.get(row.workspace_id)
-            if policy is None:
+            known = policies.get(row.workspace_id)
+            if known is None:
                 workspace = workspaces.get_workspace(session, row.workspace_id)
-                policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
-                policies[row.workspace_id] = policy
+                known = policies[row.workspace_id] = (
+                    (workspaces.policy_for(workspace), workspace.timezone)
+                    if workspace
+                    else (WorkspacePolicy(), "UTC")
+                )
+            policy, default_timezone = known
             conversation = conversations[row.conversation_id]
             endpoint = endpoints.get(row.number_id)
             if endpoint is None:
@@ -146,14 +162,17 @@ class OutboundDispatcher:
                 )
                 held += 1
                 continue
-            if needs_open_window(row.kind) and not is_window_open(
-                conversation.last_inbound_at, now, timedelta(hours=policy.service_window_hours)
-            ):
-                row.status = MessageStatus.SKIPPED.value
-                row.status_reason = "P1: the 24-hour window closed while the message waited"
-                row.next_attempt_at = None
-                row.updated_at = now
-                trace(session, row, outcome="skipped", reason=row.status_reason, now=now)
+            # The policy again, on the history as it is now (P1-P5, I3): what was allowed
+            # when queued may not be any more, and a deferred message may be free to go.
+            decision = facts.decide(
+                outgoing_of(row),
+                row.contact_id,
+                last_inbound_at=conversation.last_inbound_at,
+                policy=policy,
+                default_timezone=default_timezone,
+                now=now,
+            )
+            if not settle(session, row, decision, now=now, queued_reason=""):
                 held += 1
                 continue
             # P6 pair limit: one message per contact and number every few seconds.
@@ -164,6 +183,9 @@ class OutboundDispatcher:
                 held += 1
                 continue
             conversation.last_outbound_sent_at = now
+            if row.dispatched_at is None:
+                row.dispatched_at = now
+            facts.dispatched(row, now)
             row.status = MessageStatus.SENDING.value
             row.attempts += 1
             row.updated_at = now

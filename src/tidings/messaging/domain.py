@@ -31,6 +31,7 @@ class MessageStatus(enum.StrEnum):
 
     RECEIVED = "received"
     QUEUED = "queued"  # waiting for the dispatcher (also after a transient failure)
+    DEFERRED = "deferred"  # held back by the sending policy until ``next_attempt_at`` (P7)
     SENDING = "sending"  # claimed; the provider call is in flight
     UNCERTAIN = "uncertain"  # in flight when a worker died: the provider may have it
     ACCEPTED = "accepted"  # the provider took it (the API answered with an id)
@@ -45,6 +46,7 @@ class MessageStatus(enum.StrEnum):
 # Outbound progress; a report that does not move a message forward changes nothing.
 PROGRESS = {
     MessageStatus.QUEUED: 0,
+    MessageStatus.DEFERRED: 0,
     MessageStatus.SENDING: 0,
     MessageStatus.UNCERTAIN: 0,
     MessageStatus.ACCEPTED: 1,

@@ -57,6 +57,8 @@ class Message(WorkspaceOwned, Base):
         Index("ix_messages_thread", "conversation_id", "id"),
         Index("ix_messages_dispatch", "status", "next_attempt_at"),
         Index("ix_messages_contact", "contact_id", "direction", "created_at"),
+        # The sending policy's history of a contact (P2-P4): what went out, and when.
+        Index("ix_messages_contact_dispatched", "contact_id", "dispatched_at"),
     )
 
     conversation_id: Mapped[int] = mapped_column(
@@ -88,6 +90,10 @@ class Message(WorkspaceOwned, Base):
     error_title: Mapped[str | None] = mapped_column(String(300))
     error_details: Mapped[str | None] = mapped_column(Text)
     status_reason: Mapped[str | None] = mapped_column(String(300))
+    # What the sending policy compares (P3 same content, P4 same notification type).
+    content_digest: Mapped[str | None] = mapped_column(String(32))
+    notification_type: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None]  # first handed to the provider
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -100,6 +101,33 @@ def content_digest(content: Mapping[str, object]) -> str:
     canonical = {k: v for k, v in content.items() if k != "context"}
     encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
+
+
+# Punctuation a customer may add around the word: "Stop!", "ยกเลิก ค่ะ" is not matched (a
+# sentence is not a command), but "退訂。" and " STOP. " are.
+_AROUND = " \t\r\n.,!?;:'\"()[]…。，！？；：「」『』（）"
+
+
+def is_opt_out_request(text: str | None, keywords: Sequence[str]) -> bool:
+    """Whether a customer's whole message is one of the opt-out keywords (P5), in any case
+    and width (NFKC: "ＳＴＯＰ" is "STOP")."""
+    if not text:
+        return False
+    said = unicodedata.normalize("NFKC", text).strip(_AROUND).casefold()
+    return any(said == unicodedata.normalize("NFKC", k).strip().casefold() for k in keywords)
+
+
+OPT_OUT_CONFIRMATIONS = {
+    "th": "คุณได้ยกเลิกการรับข้อความจากเราทาง WhatsApp แล้ว",
+    "zh": "您已取消訂閱，我們不會再透過 WhatsApp 傳送訊息給您。",
+    "en": "You have unsubscribed: we will not message you on WhatsApp any more.",
+}
+
+
+def opt_out_confirmation(locale: str | None) -> str:
+    """The one confirmation an opted-out contact receives, in their language (or English)."""
+    language = (locale or "en").replace("_", "-").split("-")[0].lower()
+    return OPT_OUT_CONFIRMATIONS.get(language, OPT_OUT_CONFIRMATIONS["en"])
 
 
 def consent_purpose(purpose: Purpose) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -162,10 +163,10 @@ def message_by_idempotency_key(session: Session, workspace: Workspace, key: str)
 
 
 def claim_due_outbound(session: Session, *, now: datetime, limit: int) -> Sequence[Message]:
-    """Lock up to ``limit`` queued messages that are due, oldest due first."""
+    """Lock up to ``limit`` queued or deferred messages that are due, oldest due first."""
     return session.scalars(
         select(Message)
-        .where(Message.status == "queued", Message.next_attempt_at <= now)
+        .where(Message.status.in_(("queued", "deferred")), Message.next_attempt_at <= now)
         .order_by(Message.next_attempt_at, Message.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -284,4 +285,52 @@ def traces_of(session: Session, message: Message) -> Sequence[SendTrace]:
         select(SendTrace)
         .where(SendTrace.message_id == message.id, SendTrace.workspace_id == message.workspace_id)
         .order_by(SendTrace.id)
+    ).all()
+
+
+# What went (or may have gone) out: the sending policy counts these (P2-P4).
+DISPATCHED = ("sending", "uncertain", "accepted", "sent", "delivered", "read", "played")
+
+
+def dispatched_since(
+    session: Session, contact_ids: Iterable[int], since: datetime
+) -> dict[int, list[Message]]:
+    """Messages handed to a provider since ``since``, by contact (ids come from our own rows)."""
+    wanted = list(set(contact_ids))
+    found: dict[int, list[Message]] = defaultdict(list)
+    if not wanted:
+        return found
+    rows = session.scalars(
+        select(Message).where(
+            Message.contact_id.in_(wanted),
+            Message.dispatched_at >= since,
+            Message.status.in_(DISPATCHED),
+        )
+    )
+    for row in rows:
+        found[row.contact_id].append(row)
+    return found
+
+
+def automation_pauses(session: Session, contact_ids: Iterable[int]) -> dict[int, datetime]:
+    """The latest automation pause (I3) of each contact over all its conversations."""
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Conversation.contact_id, func.max(Conversation.automation_paused_until))
+        .where(Conversation.contact_id.in_(wanted))
+        .group_by(Conversation.contact_id)
+    )
+    return {contact_id: until for contact_id, until in rows if until is not None}
+
+
+def traces_of_contact(
+    session: Session, workspace: Workspace, contact_id: int, *, limit: int
+) -> Sequence[SendTrace]:
+    return session.scalars(
+        select(SendTrace)
+        .where(SendTrace.workspace_id == workspace.id, SendTrace.contact_id == contact_id)
+        .order_by(SendTrace.at.desc(), SendTrace.id.desc())
+        .limit(limit)
     ).all()

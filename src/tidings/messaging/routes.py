@@ -326,8 +326,9 @@ def delete_quick_reply(reply_id: int, ctx: Context) -> None:
 
 @router.post("/messages", status_code=202)
 def send_message(body: SendIn, ctx: Context) -> MessageRead:
-    """Queue a message to a contact (a bot, a shop system). Idempotent with a key; outside the
-    24-hour window a free-form message is recorded as skipped with its reason (P1, P7)."""
+    """Queue a message to a contact (a bot, a shop system). Idempotent with a key. The sending
+    policy decides at once: ``queued``, ``deferred`` until ``next_attempt_at``, or ``skipped``,
+    each with the rule in ``status_reason`` (P1-P5, P7, I3); nothing is silently dropped."""
     message = messaging.queue_message(
         ctx.session,
         workspace=ctx.workspace,
@@ -338,10 +339,23 @@ def send_message(body: SendIn, ctx: Context) -> MessageRead:
             purpose=body.purpose,
             number_id=body.number_id,
             idempotency_key=body.idempotency_key,
+            notification_type=body.notification_type,
         ),
         now=ctx.now,
     )
     return MessageRead.model_validate(message)
+
+
+@router.get("/contacts/{contact_id}/send-traces")
+def contact_send_traces(
+    contact_id: int, ctx: Context, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[TraceRead]:
+    """Why each message to this contact was sent, deferred, skipped, retried or failed (O3),
+    newest first, with the requirement ID in each reason."""
+    return [
+        TraceRead.model_validate(t)
+        for t in messaging.traces_of_contact(ctx.session, ctx.workspace, contact_id, limit=limit)
+    ]
 
 
 @router.get("/messages/{message_id}")

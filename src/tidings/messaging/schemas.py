@@ -100,6 +100,13 @@ class SendIn(BaseModel):
     number_id: int | None = None
     purpose: Purpose = Purpose.SERVICE
     idempotency_key: str | None = Field(None, max_length=300)
+    notification_type: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9_.-]+$",
+        description="service notifications of one type are kept 6 h apart (P4): parcel_update",
+    )
 
 
 class AssignIn(BaseModel):
@@ -174,6 +181,7 @@ class TraceRead(BaseModel):
 
     id: int
     message_id: int | None
+    contact_id: int
     outcome: str
     reason: str
     provider_code: int | None

@@ -9,7 +9,7 @@ transaction. The dispatcher (``tidings.messaging.dispatch``) sends it after the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from tidings.channels import service as channels
 from tidings.channels.domain import StatusUpdate
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
+from tidings.contacts.domain import Channel
 from tidings.messaging import inbox, repository
 from tidings.messaging.domain import (
     GiveUp,
@@ -28,17 +29,32 @@ from tidings.messaging.domain import (
     after_failure,
     check_idempotency_key,
     check_outbound_content,
-    is_window_open,
-    needs_open_window,
     next_outbound_status,
     summary_of,
     window_closed,
 )
 from tidings.messaging.orm import Conversation, Message, SendTrace
+from tidings.messaging.policy import (
+    Decision,
+    Defer,
+    Outgoing,
+    PastSend,
+    Recipient,
+    Send,
+    Skip,
+    content_digest,
+    decide_send,
+    history_horizon,
+    is_opt_out_request,
+    opt_out_confirmation,
+)
 from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import WorkspacePolicy
 from tidings.workspaces.orm import Workspace
 
 UNCERTAIN_AFTER = timedelta(minutes=5)
+OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # the one message an opted-out contact gets
+CHANNEL = "whatsapp"  # the outbox holds WhatsApp messages; e-mail brings its own channel
 
 
 def resend_by_default(purpose: Purpose) -> bool:
@@ -83,6 +99,8 @@ class SendRequest:
     resend_if_uncertain: bool | None = None
     # An agent is told at once that the window is closed; automation gets a skipped message.
     reject_closed_window: bool = False
+    # Service notifications of one type are spaced out (P4): "parcel_update", "payment" …
+    notification_type: str | None = None
 
 
 def queue_message(
@@ -104,47 +122,156 @@ def queue_message(
     conversation = _conversation_for(session, workspace, request, now)
     policy = workspaces.policy_for(workspace)
     recipient = _recipient(session, workspace, contact.id, contact.phone)
-    skip_reason = None
-    if contact.do_not_contact:
-        skip_reason = "P5: the contact is marked do-not-contact"
-    elif recipient is None:
-        skip_reason = "the contact has no WhatsApp number or id"
-    elif needs_open_window(content["type"]) and not is_window_open(
-        conversation.last_inbound_at, now, timedelta(hours=policy.service_window_hours)
-    ):
-        if request.reject_closed_window:
-            raise window_closed()
-        skip_reason = "P1: the 24-hour window is closed and this is not a template"
-    resend = (
-        request.resend_if_uncertain
-        if request.resend_if_uncertain is not None
-        else resend_by_default(request.purpose)
-    )
     values = {
         "kind": content["type"],
         "text": summary_of(content),
         "content": content,
-        "status": MessageStatus.SKIPPED.value if skip_reason else MessageStatus.QUEUED.value,
-        "status_reason": skip_reason,
+        "status": MessageStatus.QUEUED.value,
         "reply_to": (content.get("context") or {}).get("message_id"),
         "origin": request.origin.value,
         "purpose": request.purpose.value,
         "author_id": request.author_id,
         "idempotency_key": key,
         "recipient": recipient,
-        "resend_if_uncertain": resend,
-        "next_attempt_at": None if skip_reason else now,
+        "resend_if_uncertain": (
+            request.resend_if_uncertain
+            if request.resend_if_uncertain is not None
+            else resend_by_default(request.purpose)
+        ),
+        "content_digest": content_digest(content),
+        "notification_type": request.notification_type,
+        "next_attempt_at": now,
     }
-    message = inbox.add_outbound(session, conversation=conversation, values=values, now=now)
-    if skip_reason:
-        trace(session, message, outcome="skipped", reason=skip_reason, now=now)
+    if recipient is None:
+        decision: Decision = Skip("the contact has no WhatsApp number or id")
     else:
-        trace(session, message, outcome="queued", reason=f"queued by {request.origin}", now=now)
+        facts = PolicyFacts.load(session, [contact.id], since=now - history_horizon(policy))
+        decision = facts.decide(
+            outgoing_of(Message(**values)),
+            contact.id,
+            last_inbound_at=conversation.last_inbound_at,
+            policy=policy,
+            default_timezone=workspace.timezone,
+            now=now,
+        )
+    if (
+        isinstance(decision, Skip)
+        and request.reject_closed_window
+        and decision.reason.startswith("P1")
+    ):
+        raise window_closed()
+    message = inbox.add_outbound(session, conversation=conversation, values=values, now=now)
+    settle(session, message, decision, now=now, queued_reason=f"queued by {request.origin}")
     if request.origin == Origin.AGENT:
         inbox.note_human_reply(
             conversation, pause=timedelta(hours=policy.human_reply_pause_hours), now=now
         )
     return message
+
+
+@dataclass
+class PolicyFacts:
+    """What the sending policy needs about many contacts, loaded in a few queries; the
+    dispatcher adds each message it hands out so the rest of its batch sees it."""
+
+    contacts: dict[int, contacts.SendingFacts]
+    pauses: dict[int, datetime]
+    history: dict[int, list[PastSend]]
+
+    @classmethod
+    def load(cls, session: Session, contact_ids: list[int], *, since: datetime) -> PolicyFacts:
+        sent = repository.dispatched_since(session, contact_ids, since)
+        return cls(
+            contacts=contacts.sending_facts(session, contact_ids),
+            pauses=repository.automation_pauses(session, contact_ids),
+            history={
+                contact_id: [_past(m) for m in rows if m.dispatched_at is not None]
+                for contact_id, rows in sent.items()
+            },
+        )
+
+    def decide(
+        self,
+        outgoing: Outgoing,
+        contact_id: int,
+        *,
+        last_inbound_at: datetime | None,
+        policy: WorkspacePolicy,
+        default_timezone: str,
+        now: datetime,
+    ) -> Decision:
+        facts = self.contacts.get(contact_id)
+        if facts is None:
+            return Skip("the contact was deleted")
+        recipient = Recipient(
+            do_not_contact=facts.do_not_contact,
+            consents=facts.consents,
+            timezone=facts.timezone or default_timezone,
+            last_inbound_at=last_inbound_at,
+            automation_paused_until=self.pauses.get(contact_id),
+        )
+        return decide_send(outgoing, recipient, self.history.get(contact_id, []), policy, now)
+
+    def dispatched(self, message: Message, at: datetime) -> None:
+        self.history.setdefault(message.contact_id, []).append(replace(_past(message), at=at))
+
+
+def outgoing_of(message: Message) -> Outgoing:
+    return Outgoing(
+        channel=CHANNEL,
+        purpose=Purpose(message.purpose or Purpose.SERVICE.value),
+        origin=Origin(message.origin or Origin.API.value),
+        is_template=message.kind == "template",
+        content_digest=message.content_digest or content_digest(message.content),
+        notification_type=message.notification_type,
+        confirms_opt_out=message.notification_type == OPT_OUT_CONFIRMATION,
+    )
+
+
+def _past(message: Message) -> PastSend:
+    automated = message.origin != Origin.AGENT.value
+    return PastSend(
+        at=message.dispatched_at or message.updated_at,
+        channel=CHANNEL,
+        purpose=Purpose(message.purpose or Purpose.SERVICE.value),
+        is_template=message.kind == "template",
+        # An agent's words are a conversation, not a campaign: they do not count for P3.
+        content_digest=message.content_digest if automated else None,
+        notification_type=message.notification_type,
+    )
+
+
+def settle(
+    session: Session, message: Message, decision: Decision, *, now: datetime, queued_reason: str
+) -> bool:
+    """Put the policy's decision on the message, with a trace; True when it may go now."""
+    message.updated_at = now
+    if isinstance(decision, Send):
+        if message.status == MessageStatus.DEFERRED.value:
+            message.status = MessageStatus.QUEUED.value
+            message.status_reason = None
+        if message.next_attempt_at is None or message.next_attempt_at > now:
+            message.next_attempt_at = now
+        if queued_reason:
+            trace(session, message, outcome="queued", reason=queued_reason, now=now)
+        return True
+    if isinstance(decision, Defer):
+        message.status = MessageStatus.DEFERRED.value
+        message.next_attempt_at = decision.until
+        message.status_reason = decision.reason[:300]
+        trace(
+            session,
+            message,
+            outcome="deferred",
+            reason=f"{decision.reason} (until {decision.until.isoformat()})",
+            now=now,
+        )
+        return False
+    message.status = MessageStatus.SKIPPED.value
+    message.next_attempt_at = None
+    message.status_reason = decision.reason[:300]
+    trace(session, message, outcome="skipped", reason=decision.reason, now=now)
+    return False
 
 
 def _conversation_for(
@@ -204,6 +331,58 @@ def queue_reply(
         ),
         now=now,
     )
+
+
+def honour_opt_out(
+    session: Session,
+    *,
+    workspace: Workspace,
+    contact_id: int,
+    number_id: int,
+    text: str | None,
+    message_id: str,
+    now: datetime,
+) -> bool:
+    """A customer wrote an opt-out keyword (P5): opt them out of WhatsApp at once, for every
+    purpose — queued and deferred messages are then skipped by the dispatcher — and send the
+    one confirmation. True when the message was such a request."""
+    policy = workspaces.policy_for(workspace)
+    if not is_opt_out_request(text, policy.opt_out_keywords):
+        return False
+    contact = contacts.get_contact_or_404(session, workspace, contact_id)
+    contacts.opt_out(
+        session,
+        workspace=workspace,
+        contact=contact,
+        channel=Channel.WHATSAPP,
+        source="whatsapp_keyword",
+        now=now,
+    )
+    queue_message(
+        session,
+        workspace=workspace,
+        request=SendRequest(
+            contact_id=contact_id,
+            content={
+                "type": "text",
+                "text": {"body": opt_out_confirmation(contact.locale or workspace.locale)},
+            },
+            origin=Origin.SYSTEM,
+            purpose=Purpose.SERVICE,
+            number_id=number_id,
+            idempotency_key=f"opt-out:{message_id}",
+            notification_type=OPT_OUT_CONFIRMATION,
+        ),
+        now=now,
+    )
+    return True
+
+
+def traces_of_contact(
+    session: Session, workspace: Workspace, contact_id: int, *, limit: int
+) -> list[SendTrace]:
+    contact = contacts.get_contact_or_404(session, workspace, contact_id)
+    return list(repository.traces_of_contact(session, workspace, contact.id, limit=limit))
 
 
 def traces_of(session: Session, workspace: Workspace, message_id: int) -> list[SendTrace]:

@@ -61,7 +61,7 @@ class WorkspacePolicy(BaseModel):
     promotional_per_week: int = Field(1, ge=0, description="P4")
     promotional_slot_weekday: int = Field(2, ge=0, le=6, description="P4, Monday=0; Wednesday")
     promotional_slot_time: time = Field(time(14, 0), description="P4 local send slot")
-    service_same_event_gap_hours: float = Field(6, ge=0, description="P4")
+    service_same_event_gap_hours: float = Field(6, ge=0, le=720, description="P4")
     quiet_hours_start: time = Field(
         time(21, 0), description="no automated marketing or utility messages from (local time)"
     )

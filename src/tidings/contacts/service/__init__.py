@@ -6,8 +6,10 @@ cases by concern; this package exposes them all under one name.
 """
 
 from tidings.contacts.service.consent import (
+    SendingFacts,
     external_ids,
     opt_out,
+    sending_facts,
     set_consent,
     set_external_id,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "EVENT_TYPE_MAX",
     "MATCH_KEYS",
     "ContactView",
+    "SendingFacts",
     "add_tags",
     "count_all_contacts",
     "create_contact",
@@ -69,6 +72,7 @@ __all__ = [
     "opt_out",
     "record_event",
     "remove_tag",
+    "sending_facts",
     "set_consent",
     "set_external_id",
     "update_contact",

@@ -5,6 +5,8 @@ Runs inside the caller's transaction and never commits.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import update
@@ -142,3 +144,29 @@ def external_ids(session: Session, workspace: Workspace, contact_id: int) -> dic
     if repository.get_contact(session, workspace, contact_id) is None:
         return {}
     return dict(repository.external_ids_of(session, [contact_id]).get(contact_id, {}))
+
+
+@dataclass(frozen=True)
+class SendingFacts:
+    """What the sending policy needs to know of a contact (P5 and local time)."""
+
+    do_not_contact: bool
+    timezone: str | None
+    consents: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def sending_facts(session: Session, contact_ids: Iterable[int]) -> dict[int, SendingFacts]:
+    """Do-not-contact, time zone and consent of many contacts in two queries, by id.
+
+    The ids come from rows the caller already holds (a claimed batch spans workspaces).
+    """
+    wanted = list(set(contact_ids))
+    consents = repository.consents_of(session, wanted)
+    return {
+        row.id: SendingFacts(
+            do_not_contact=bool(row.do_not_contact),
+            timezone=row.timezone,
+            consents={(c.channel, c.purpose): c.status for c in consents.get(row.id, [])},
+        )
+        for row in repository.sending_rows(session, wanted)
+    }
