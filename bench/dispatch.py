@@ -177,11 +177,21 @@ def main() -> None:
         with inst.db.transaction() as session:
             fresh = workspaces.get_workspace(session, workspace.id)
             assert fresh is not None
-            # The benchmark measures our overhead, so our own pacing is lifted too (P6 figures).
+            # The benchmark measures our overhead, so our own limits are lifted too (P6
+            # figures, quiet hours); every rule is still evaluated for every message.
             workspaces.update_workspace(
                 session,
                 workspace=fresh,
-                changes={"policy": {"throughput_per_number_per_second": 1_000_000}},
+                changes={
+                    "policy": {
+                        "throughput_per_number_per_second": 1_000_000,
+                        "daily_quota_per_number": 10_000_000,
+                        "warmup_first_day_quota": None,
+                        "messaging_tier_limit": None,
+                        "quiet_hours_start": "00:00",
+                        "quiet_hours_end": "00:00",
+                    }
+                },
                 now=inst.clock.now(),
             )
             number = channels.add_number(

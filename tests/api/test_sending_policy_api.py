@@ -181,3 +181,67 @@ def test_send_traces_of_another_workspaces_contact_are_not_found(
     other = make_tenant(tidings, "other-shop")
     answer = client.get(f"{API}/contacts/{contact_id}/send-traces", headers=other.headers())
     assert answer.status_code == 404
+
+
+def customers(client: TestClient, tenant: Tenant, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        answer = client.post(
+            f"{API}/contacts",
+            json={"name": f"客戶 {n}", "phone": f"0912 345 {n:03d}"},
+            headers=tenant.headers(),
+        )
+        assert answer.status_code == 201, answer.text
+        ids.append(int(answer.json()["id"]))
+    return ids
+
+
+def set_policy(client: TestClient, tenant: Tenant, **figures: Any) -> None:
+    answer = client.patch(f"{API}/workspace", json={"policy": figures}, headers=tenant.headers())
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_numbers_daily_quota_defers_the_rest_until_the_day_rolls_on(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
+) -> None:
+    set_policy(client, tenant, daily_quota_per_number=2, warmup_first_day_quota=None)
+    ids = [
+        send(client, tenant, contact_id, promotion("order_shipped"), purpose="utility")["id"]
+        for contact_id in customers(client, tenant, 3)
+    ]
+    assert claim(tidings, clock) == ids[:2]
+    held = message(client, tenant, ids[2])
+    assert held["status"] == "deferred" and held["status_reason"].startswith("P6")
+    assert held["next_attempt_at"] == "2026-11-24T06:00:00.000Z"
+    clock.advance(timedelta(hours=24))
+    assert claim(tidings, clock) == ids[2:]
+
+
+def test_a_new_number_sends_no_more_than_its_warm_up_quota(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
+) -> None:
+    set_policy(client, tenant, warmup_first_day_quota=1, daily_quota_per_number=1000)
+    ids = [
+        send(client, tenant, contact_id, promotion("order_shipped"), purpose="utility")["id"]
+        for contact_id in customers(client, tenant, 2)
+    ]
+    assert claim(tidings, clock) == ids[:1]
+    assert "warming up" in message(client, tenant, ids[1])["status_reason"]
+
+
+def test_the_messaging_tier_counts_unique_contacts_reached_outside_their_window(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
+) -> None:
+    set_policy(client, tenant, messaging_tier_limit=2, non_opted_in_templates_per_day=5)
+    first, second, third = customers(client, tenant, 3)
+    ids = [
+        send(client, tenant, contact_id, promotion("order_shipped"), purpose="utility")["id"]
+        for contact_id in (first, second, third)
+    ]
+    assert claim(tidings, clock) == ids[:2]
+    held = message(client, tenant, ids[2])
+    assert held["status"] == "deferred" and "tier" in held["status_reason"]
+    # A contact already reached today does not count twice (6 s later: the pair limit).
+    clock.advance(timedelta(seconds=6))
+    again = send(client, tenant, first, promotion("order_delivered"), purpose="utility")
+    assert claim(tidings, clock) == [again["id"]]

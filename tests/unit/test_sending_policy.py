@@ -392,3 +392,35 @@ def test_every_decision_names_its_rule(purpose: Purpose) -> None:
     decision = decide_send(outgoing(purpose=purpose), stranger, history, POLICY, NOW)
     assert not isinstance(decision, Send)
     assert decision.reason[:2] in ("P2", "P3", "P4", "I3")
+
+
+# --- P6: numbers and portfolios ------------------------------------------------------------
+
+
+def test_a_new_number_warms_up_by_doubling_its_daily_quota() -> None:
+    from tidings.messaging.policy import daily_quota
+
+    quotas = [daily_quota(POLICY, timedelta(days=d, hours=5)) for d in range(4)]
+    assert quotas == [250, 500, 1000, 1000]
+    no_warmup = POLICY.model_copy(update={"warmup_first_day_quota": None})
+    assert daily_quota(no_warmup, timedelta(0)) == 1000
+    assert daily_quota(POLICY, timedelta(days=400)) == 1000
+
+
+def test_a_rolling_limit_frees_when_enough_old_sends_leave_the_day() -> None:
+    from tidings.messaging.policy import capacity_frees_at
+
+    oldest = [NOW - 20 * HOUR, NOW - 10 * HOUR, NOW - 5 * HOUR]
+    assert capacity_frees_at(oldest, used=5, limit=5) == NOW + 4 * HOUR
+    assert capacity_frees_at(oldest, used=7, limit=5) == NOW + 19 * HOUR
+
+
+def test_a_large_send_is_spread_into_daily_batches_above_80_percent() -> None:
+    from tidings.messaging.policy import plan_batches
+
+    small = plan_batches(200, daily_limit=1000, policy=POLICY)  # 600 expected ≤ 800
+    assert small.batches == 1 and small.size == 200
+    large = plan_batches(1000, daily_limit=1000, policy=POLICY)  # 3,000 expected > 800
+    assert (large.batches, large.size, large.every) == (4, 266, DAY)
+    assert large.reason.startswith("P6") and "3,000" in large.reason
+    assert plan_batches(0, daily_limit=1000, policy=POLICY).batches == 1

@@ -312,6 +312,11 @@ def endpoints_for(
     }
 
 
+def numbers_created_at(session: Session, number_ids: Sequence[int]) -> dict[int, datetime]:
+    """When each number was connected: a new number warms up (P6)."""
+    return {n.id: n.created_at for n in repository.numbers_by_ids(session, number_ids)}
+
+
 def default_number(session: Session, workspace: Workspace) -> WhatsAppNumber:
     """The number a message goes out on when nobody chose one: the first active number.
 

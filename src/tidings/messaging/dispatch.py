@@ -43,9 +43,11 @@ from tidings.messaging.domain import (
     MessageStatus,
     Pacer,
     after_failure,
+    is_window_open,
     next_outbound_status,
 )
 from tidings.messaging.orm import Message
+from tidings.messaging.policy import DAY, Defer, capacity_frees_at, daily_quota
 from tidings.messaging.service import (
     PolicyFacts,
     fail_message,
@@ -72,6 +74,70 @@ class SendJob:
     recipient: str
     content: dict[str, Any]
     rate_per_second: float
+
+
+@dataclass
+class BatchCapacity:
+    """What each number and workspace of a claimed batch may still send (P6): a number's
+    rolling daily quota (with the warm-up of a new number) and the business portfolio's
+    messaging tier — unique contacts reached outside their window in a rolling 24 h."""
+
+    used: dict[int, int]
+    reached: dict[int, set[int]]
+    created: dict[int, datetime]
+
+    @classmethod
+    def load(cls, session: Session, rows: Sequence[Message], now: datetime) -> BatchCapacity:
+        number_ids = [row.number_id for row in rows]
+        since = now - DAY
+        return cls(
+            used=repository.dispatched_per_number(session, number_ids, since),
+            reached=repository.reached_outside_window(
+                session, [row.workspace_id for row in rows], since
+            ),
+            created=channels.numbers_created_at(session, number_ids),
+        )
+
+    def check(
+        self,
+        session: Session,
+        row: Message,
+        *,
+        outside_window: bool,
+        policy: WorkspacePolicy,
+        now: datetime,
+    ) -> Defer | None:
+        """A deferral to when there is room again, or None when the message fits now."""
+        created = self.created.get(row.number_id, now)
+        quota = daily_quota(policy, now - created)
+        used = self.used.get(row.number_id, 0)
+        if used >= quota:
+            oldest = repository.oldest_dispatches(
+                session, since=now - DAY, limit=used - quota + 1, number_id=row.number_id
+            )
+            warming = " (warming up)" if quota < policy.daily_quota_per_number else ""
+            return Defer(
+                capacity_frees_at(oldest, used=used, limit=quota) if oldest else now + DAY,
+                f"P6: the number's quota of {quota:,} messages a day{warming} is used up",
+            )
+        tier = policy.messaging_tier_limit
+        reached = self.reached.setdefault(row.workspace_id, set())
+        new_contact = outside_window and row.contact_id not in reached
+        if new_contact and tier is not None and len(reached) >= tier:
+            oldest = repository.oldest_dispatches(
+                session, since=now - DAY, limit=1, workspace_id=row.workspace_id
+            )
+            return Defer(
+                (oldest[0] + DAY) if oldest else now + DAY,
+                f"P6: the messaging tier of {tier:,} contacts a day outside their window "
+                "is reached",
+            )
+        return None
+
+    def take(self, row: Message, *, outside_window: bool) -> None:
+        self.used[row.number_id] = self.used.get(row.number_id, 0) + 1
+        if outside_window:
+            self.reached.setdefault(row.workspace_id, set()).add(row.contact_id)
 
 
 @dataclass
@@ -139,6 +205,7 @@ class OutboundDispatcher:
             [row.contact_id for row in rows],
             since=now - LONGEST_HORIZON,
         )
+        capacity = BatchCapacity.load(session, rows, now)
         workers = max(
             1, len(scheduler.live_workers(session, now=now, within=timedelta(seconds=90)))
         )
@@ -175,6 +242,16 @@ class OutboundDispatcher:
             if not settle(session, row, decision, now=now, queued_reason=""):
                 held += 1
                 continue
+            outside_window = not is_window_open(
+                conversation.last_inbound_at, now, timedelta(hours=policy.service_window_hours)
+            )
+            full = capacity.check(
+                session, row, outside_window=outside_window, policy=policy, now=now
+            )
+            if full is not None:
+                settle(session, row, full, now=now, queued_reason="")
+                held += 1
+                continue
             # P6 pair limit: one message per contact and number every few seconds.
             gap = timedelta(seconds=policy.same_user_min_interval_seconds)
             last = conversation.last_outbound_sent_at
@@ -185,6 +262,8 @@ class OutboundDispatcher:
             conversation.last_outbound_sent_at = now
             if row.dispatched_at is None:
                 row.dispatched_at = now
+                row.outside_window = outside_window
+                capacity.take(row, outside_window=outside_window)
             facts.dispatched(row, now)
             row.status = MessageStatus.SENDING.value
             row.attempts += 1

@@ -59,6 +59,8 @@ class Message(WorkspaceOwned, Base):
         Index("ix_messages_contact", "contact_id", "direction", "created_at"),
         # The sending policy's history of a contact (P2-P4): what went out, and when.
         Index("ix_messages_contact_dispatched", "contact_id", "dispatched_at"),
+        # A number's daily quota and the portfolio's messaging tier (P6).
+        Index("ix_messages_number_dispatched", "number_id", "dispatched_at"),
     )
 
     conversation_id: Mapped[int] = mapped_column(
@@ -94,6 +96,8 @@ class Message(WorkspaceOwned, Base):
     content_digest: Mapped[str | None] = mapped_column(String(32))
     notification_type: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[datetime | None]  # first handed to the provider
+    # Sent while the contact's window was closed: counts toward the messaging tier (P6).
+    outside_window: Mapped[bool | None]
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]

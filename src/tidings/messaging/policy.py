@@ -409,3 +409,53 @@ def quiet_hours_end(at: datetime, *, start: time, end: time, timezone: str) -> d
 def _local_moment(day: date, at_time: time, zone: ZoneInfo) -> datetime:
     # A wall time skipped by a DST jump resolves forwards (fold=0), never to an earlier instant.
     return datetime.combine(day, at_time, tzinfo=zone).astimezone(UTC)
+
+
+# --- P6: what a number and a business portfolio may send ----------------------------------------
+
+
+def daily_quota(policy: WorkspacePolicy, number_age: timedelta) -> int:
+    """Messages a number may send in a rolling 24 h. A new number warms up: its first day's
+    quota doubles every day until it reaches the workspace's daily quota."""
+    full = policy.daily_quota_per_number
+    first = policy.warmup_first_day_quota
+    if first is None or first >= full:
+        return full
+    days = max(0, number_age // DAY)
+    return full if days >= 31 else min(full, first * 2**days)
+
+
+def capacity_frees_at(oldest_in_window: Sequence[datetime], *, used: int, limit: int) -> datetime:
+    """When a rolling-24-h limit has room again: when enough of the oldest sends (ascending)
+    leave the window for ``used`` to drop below ``limit``."""
+    excess = used - limit  # ≥ 0 when called: the (excess+1)-th oldest must leave
+    return oldest_in_window[min(excess, len(oldest_in_window) - 1)] + DAY
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a large send is spread out (P6 "batch mode"): ``size`` recipients every ``every``."""
+
+    batches: int
+    size: int
+    every: timedelta
+    reason: str
+
+
+def plan_batches(recipients: int, *, daily_limit: int, policy: WorkspacePolicy) -> BatchPlan:
+    """Estimate the load of a send (recipients × expected interactions); above the threshold
+    of the daily limit, spread it over days in batches instead of letting sends fail."""
+    expected = recipients * policy.interactions_per_recipient
+    ceiling = max(1, int(daily_limit * policy.batch_mode_threshold))
+    if expected <= ceiling or recipients == 0:
+        return BatchPlan(1, recipients, timedelta(0), "P6: within the limit; one batch")
+    per_day = max(1, ceiling // policy.interactions_per_recipient)
+    batches = -(-recipients // per_day)
+    return BatchPlan(
+        batches,
+        per_day,
+        DAY,
+        f"P6: {recipients:,} recipients × {policy.interactions_per_recipient} interactions = "
+        f"{expected:,} > {policy.batch_mode_threshold:.0%} of {daily_limit:,} a day; "
+        f"{batches} daily batches of {per_day:,}",
+    )

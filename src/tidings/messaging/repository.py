@@ -303,7 +303,7 @@ def dispatched_since(
     rows = session.scalars(
         select(Message).where(
             Message.contact_id.in_(wanted),
-            Message.dispatched_at >= since,
+            Message.dispatched_at > since,
             Message.status.in_(DISPATCHED),
         )
     )
@@ -334,3 +334,59 @@ def traces_of_contact(
         .order_by(SendTrace.at.desc(), SendTrace.id.desc())
         .limit(limit)
     ).all()
+
+
+def dispatched_per_number(
+    session: Session, number_ids: Iterable[int], since: datetime
+) -> dict[int, int]:
+    """How many messages each number handed out since ``since`` (its daily quota, P6)."""
+    wanted = list(set(number_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Message.number_id, func.count())
+        .where(Message.number_id.in_(wanted), Message.dispatched_at > since)
+        .group_by(Message.number_id)
+    )
+    return {number_id: int(count) for number_id, count in rows}
+
+
+def oldest_dispatches(
+    session: Session,
+    *,
+    since: datetime,
+    limit: int,
+    number_id: int | None = None,
+    workspace_id: int | None = None,
+) -> list[datetime]:
+    """The oldest dispatch times since ``since`` of a number, or of a workspace's sends outside
+    the window (the messaging tier): when a rolling limit has room again."""
+    query = select(Message.dispatched_at).where(Message.dispatched_at > since)
+    if number_id is not None:
+        query = query.where(Message.number_id == number_id)
+    if workspace_id is not None:
+        query = query.where(Message.workspace_id == workspace_id, Message.outside_window.is_(True))
+    rows = session.scalars(query.order_by(Message.dispatched_at).limit(limit))
+    return [at for at in rows if at is not None]
+
+
+def reached_outside_window(
+    session: Session, workspace_ids: Iterable[int], since: datetime
+) -> dict[int, set[int]]:
+    """Contacts each workspace reached outside their window since ``since`` (tier, P6)."""
+    wanted = list(set(workspace_ids))
+    found: dict[int, set[int]] = defaultdict(set)
+    if not wanted:
+        return found
+    rows = session.execute(
+        select(Message.workspace_id, Message.contact_id)
+        .where(
+            Message.workspace_id.in_(wanted),
+            Message.dispatched_at > since,
+            Message.outside_window.is_(True),
+        )
+        .distinct()
+    )
+    for workspace_id, contact_id in rows:
+        found[workspace_id].add(contact_id)
+    return found

@@ -73,6 +73,9 @@ class WorkspacePolicy(BaseModel):
     messaging_tier_limit: int | None = Field(
         250, ge=1, description="P6 unique contacts outside the window per 24 h; None = unlimited"
     )
+    warmup_first_day_quota: int | None = Field(
+        250, ge=1, description="P6 warm-up: a new number's first-day quota, doubling daily"
+    )
     throughput_per_number_per_second: float = Field(80, gt=0, description="P6")
     same_user_min_interval_seconds: float = Field(6, ge=0, description="P6")
     batch_mode_threshold: float = Field(0.8, gt=0, le=1, description="P6")
