@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
+from tidings.broadcasts.jobs import BroadcastPlanner
 from tidings.channels.jobs import (
     MEDIA_JOB,
     DeliverySplitter,
@@ -133,7 +134,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
         settings=chosen,
         clock=clock or SystemClock(),
         db=Database(engine),
-        work_sources=[DeliverySplitter(), InboundEventSource()],
+        work_sources=[DeliverySplitter(), InboundEventSource(), BroadcastPlanner()],
         periodic=[
             PeriodicTask(
                 PeriodicJob("messaging.recover_in_flight", timedelta(minutes=1)),

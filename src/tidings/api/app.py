@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import tidings
 from tidings.api.errors import install_error_handlers
 from tidings.bootstrap import RequestActivity, Tidings
+from tidings.broadcasts.routes import router as broadcasts_router
 from tidings.channels.routes import router as channels_router
 from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
@@ -56,6 +57,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(workspaces_router, prefix=API_PREFIX)
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
+    app.include_router(broadcasts_router, prefix=API_PREFIX)
     app.include_router(messaging_router, prefix=API_PREFIX)
     app.include_router(whatsapp_webhooks)
 

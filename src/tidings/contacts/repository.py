@@ -115,6 +115,7 @@ class ContactFilter:
     phone: str | None = None
     email: str | None = None
     tag_keys: tuple[str, ...] = ()
+    exclude_tag_keys: tuple[str, ...] = ()
     list_id: int | None = None
     lifecycle_stage: str | None = None
     custom_fields: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +166,14 @@ def _filtered(query: Select[Any], workspace: Workspace, criteria: ContactFilter)
     for key in criteria.tag_keys:
         conditions.append(
             Contact.id.in_(
+                select(ContactTag.contact_id)
+                .join(Tag, Tag.id == ContactTag.tag_id)
+                .where(Tag.workspace_id == workspace.id, Tag.key == key)
+            )
+        )
+    for key in criteria.exclude_tag_keys:
+        conditions.append(
+            Contact.id.not_in(
                 select(ContactTag.contact_id)
                 .join(Tag, Tag.id == ContactTag.tag_id)
                 .where(Tag.workspace_id == workspace.id, Tag.key == key)
@@ -445,4 +454,29 @@ def sending_rows(
         return []
     return session.execute(
         select(Contact.id, Contact.do_not_contact, Contact.timezone).where(Contact.id.in_(wanted))
+    ).all()
+
+
+def audience_rows(
+    session: Session, workspace: Workspace, criteria: ContactFilter, *, after_id: int, limit: int
+) -> Sequence[Row[Any]]:
+    """Plain rows of the matching contacts with ids above ``after_id``, oldest first: what a
+    mass send needs to address and personalise each one, without loading ORM objects."""
+    query = _filtered(
+        select(
+            Contact.id,
+            Contact.phone,
+            Contact.name,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.locale,
+            Contact.timezone,
+            Contact.country,
+            Contact.custom_fields,
+        ),
+        workspace,
+        criteria,
+    )
+    return session.execute(
+        query.where(Contact.id > after_id).order_by(Contact.id).limit(limit)
     ).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tidings.broadcasts import orm as broadcasts_orm
 from tidings.channels import orm as channels_orm
 from tidings.contacts import orm as contacts_orm
 from tidings.db.base import Base
@@ -10,6 +11,7 @@ from tidings.scheduler import orm as scheduler_orm
 from tidings.workspaces import orm as workspaces_orm
 
 REGISTERED = (
+    broadcasts_orm,
     channels_orm,
     contacts_orm,
     messaging_orm,

@@ -61,6 +61,7 @@ class Message(WorkspaceOwned, Base):
         Index("ix_messages_contact_dispatched", "contact_id", "dispatched_at"),
         # A number's daily quota and the portfolio's messaging tier (P6).
         Index("ix_messages_number_dispatched", "number_id", "dispatched_at"),
+        Index("ix_messages_broadcast", "broadcast_id", "status"),
     )
 
     conversation_id: Mapped[int] = mapped_column(
@@ -96,6 +97,9 @@ class Message(WorkspaceOwned, Base):
     content_digest: Mapped[str | None] = mapped_column(String(32))
     notification_type: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[datetime | None]  # first handed to the provider
+    broadcast_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("broadcasts.id", ondelete="SET NULL")
+    )
     # Sent while the contact's window was closed: counts toward the messaging tier (P6).
     outside_window: Mapped[bool | None]
     sent_at: Mapped[datetime | None]

@@ -5,6 +5,14 @@ also appended to the contact's timeline in the same transaction. The modules spl
 cases by concern; this package exposes them all under one name.
 """
 
+from tidings.contacts.service.audience import (
+    ContactFilter,
+    Member,
+    audience_criteria,
+    audience_page,
+    count_audience,
+    whatsapp_ids,
+)
 from tidings.contacts.service.consent import (
     SendingFacts,
     external_ids,
@@ -49,10 +57,15 @@ from tidings.contacts.service.timeline import (
 __all__ = [
     "EVENT_TYPE_MAX",
     "MATCH_KEYS",
+    "ContactFilter",
     "ContactView",
+    "Member",
     "SendingFacts",
     "add_tags",
+    "audience_criteria",
+    "audience_page",
     "count_all_contacts",
+    "count_audience",
     "create_contact",
     "create_field_definition",
     "create_list",
@@ -77,4 +90,5 @@ __all__ = [
     "set_external_id",
     "update_contact",
     "upsert_contact",
+    "whatsapp_ids",
 ]

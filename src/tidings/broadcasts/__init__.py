@@ -1,0 +1,1 @@
+"""Broadcasts (P8): one template to an audience, scheduled, paced, obeying the sending policy."""

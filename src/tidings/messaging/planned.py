@@ -1,0 +1,245 @@
+"""Queueing many messages at once: the set-based twin of ``queue_message`` for mass sends
+(broadcasts now, sequence steps later).
+
+The caller has already decided each message with ``decide_send`` (pure, in a loop); this
+writes the outcome with one statement per table for the whole chunk: conversations that do
+not exist yet, the messages (``ON CONFLICT DO NOTHING`` on their idempotency key, so a chunk
+planned again after a crash adds nothing), and one trace per new message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from tidings.db.base import insert_new, table_of
+from tidings.messaging.domain import ConversationStatus, MessageStatus, Origin, Purpose
+from tidings.messaging.orm import Conversation, Message, SendTrace
+from tidings.messaging.policy import Decision, Defer, Send
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One decided message of a mass send."""
+
+    contact_id: int
+    recipient: str
+    content: dict[str, Any]
+    summary: str | None
+    content_digest: str
+    idempotency_key: str
+    decision: Decision
+    send_at: datetime  # when a message the policy lets through should go (its schedule)
+
+
+def queue_planned(
+    session: Session,
+    *,
+    workspace_id: int,
+    number_id: int,
+    origin: Origin,
+    purpose: Purpose,
+    broadcast_id: int | None,
+    planned: Sequence[Planned],
+    now: datetime,
+) -> int:
+    """Write a chunk of decided messages; returns how many were new (not already queued)."""
+    if not planned:
+        return 0
+    keys = [p.idempotency_key for p in planned]
+    known = set(
+        session.scalars(
+            select(Message.idempotency_key).where(
+                Message.workspace_id == workspace_id, Message.idempotency_key.in_(keys)
+            )
+        )
+    )
+    fresh = [p for p in planned if p.idempotency_key not in known]
+    if not fresh:
+        return 0
+    conversations = _conversations(session, workspace_id, number_id, fresh, now)
+    rows = []
+    for item in fresh:
+        status, at, reason = _state(item)
+        rows.append(
+            {
+                "workspace_id": workspace_id,
+                "conversation_id": conversations[item.contact_id],
+                "contact_id": item.contact_id,
+                "number_id": number_id,
+                "direction": "out",
+                "kind": item.content["type"],
+                "text": item.summary,
+                "content": item.content,
+                "status": status,
+                "status_reason": reason,
+                "origin": origin.value,
+                "purpose": purpose.value,
+                "idempotency_key": item.idempotency_key,
+                "recipient": item.recipient,
+                "resend_if_uncertain": purpose != Purpose.MARKETING,
+                "content_digest": item.content_digest,
+                "broadcast_id": broadcast_id,
+                "next_attempt_at": at,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    added = insert_new(session, table_of(Message), rows)
+    ids = dict(
+        session.execute(
+            select(Message.idempotency_key, Message.id).where(
+                Message.workspace_id == workspace_id,
+                Message.idempotency_key.in_([r["idempotency_key"] for r in rows]),
+            )
+        ).all()
+    )
+    session.execute(
+        insert(table_of(SendTrace)),
+        [
+            {
+                "workspace_id": workspace_id,
+                "message_id": ids[row["idempotency_key"]],
+                "contact_id": row["contact_id"],
+                "outcome": "queued"
+                if row["status"] == MessageStatus.QUEUED.value
+                else row["status"],
+                "reason": _trace_reason(row, origin),
+                "provider_code": None,
+                "at": now,
+            }
+            for row in rows
+            if row["idempotency_key"] in ids
+        ],
+    )
+    return added
+
+
+def _state(item: Planned) -> tuple[str, datetime | None, str | None]:
+    decision = item.decision
+    if isinstance(decision, Send):
+        return MessageStatus.QUEUED.value, item.send_at, None
+    if isinstance(decision, Defer):
+        return (
+            MessageStatus.DEFERRED.value,
+            max(decision.until, item.send_at),
+            decision.reason[:300],
+        )
+    return MessageStatus.SKIPPED.value, None, decision.reason[:300]
+
+
+def _trace_reason(row: dict[str, Any], origin: Origin) -> str:
+    if row["status"] == MessageStatus.QUEUED.value:
+        return f"queued by {origin} for {row['next_attempt_at'].isoformat()}"
+    if row["status"] == MessageStatus.DEFERRED.value:
+        return f"{row['status_reason']} (until {row['next_attempt_at'].isoformat()})"
+    return str(row["status_reason"])
+
+
+def _conversations(
+    session: Session, workspace_id: int, number_id: int, planned: Sequence[Planned], now: datetime
+) -> dict[int, int]:
+    contact_ids = sorted({p.contact_id for p in planned})
+    insert_new(
+        session,
+        table_of(Conversation),
+        [
+            {
+                "workspace_id": workspace_id,
+                "number_id": number_id,
+                "contact_id": contact_id,
+                # Nobody has written yet: kept out of the open inbox until the customer answers
+                # (an answer reopens it), so a mass send does not bury the agents' queue.
+                "status": ConversationStatus.RESOLVED.value,
+                "unread_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for contact_id in contact_ids
+        ],
+    )
+    rows = session.execute(
+        select(Conversation.contact_id, Conversation.id).where(
+            Conversation.number_id == number_id, Conversation.contact_id.in_(contact_ids)
+        )
+    )
+    return dict(rows.all())
+
+
+PENDING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value, MessageStatus.SENDING.value)
+
+
+def outcomes_of_broadcast(session: Session, broadcast_id: int) -> dict[str, int]:
+    """How many of a broadcast's messages are in each status."""
+    rows = session.execute(
+        select(Message.status, func.count())
+        .where(Message.broadcast_id == broadcast_id)
+        .group_by(Message.status)
+    )
+    return {status: int(count) for status, count in rows}
+
+
+def reasons_of_broadcast(session: Session, broadcast_id: int) -> dict[str, dict[str, int]]:
+    """Why its messages were skipped, deferred or failed: status → reason → count."""
+    rows = session.execute(
+        select(Message.status, Message.status_reason, func.count())
+        .where(
+            Message.broadcast_id == broadcast_id,
+            Message.status.in_(("skipped", "deferred", "failed", "uncertain")),
+        )
+        .group_by(Message.status, Message.status_reason)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for status, reason, count in rows:
+        found.setdefault(status, {})[reason or "(no reason)"] = int(count)
+    return found
+
+
+def pending_of_broadcast(session: Session, broadcast_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Message.broadcast_id == broadcast_id, Message.status.in_(PENDING)
+            )
+        )
+        or 0
+    )
+
+
+def skip_pending_of_broadcast(
+    session: Session, *, workspace_id: int, broadcast_id: int, reason: str, now: datetime
+) -> int:
+    """Cancel what has not gone yet (queued or deferred), with a trace each; returns how many."""
+    waiting = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value)
+    # RETURNING: exactly the rows this statement took, even with a dispatcher claiming beside it.
+    rows = session.execute(
+        update(Message)
+        .where(Message.broadcast_id == broadcast_id, Message.status.in_(waiting))
+        .values(status="skipped", status_reason=reason, next_attempt_at=None, updated_at=now)
+        .returning(Message.id, Message.contact_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not rows:
+        return 0
+    session.execute(
+        insert(table_of(SendTrace)),
+        [
+            {
+                "workspace_id": workspace_id,
+                "message_id": message_id,
+                "contact_id": contact_id,
+                "outcome": "skipped",
+                "reason": reason,
+                "provider_code": None,
+                "at": now,
+            }
+            for message_id, contact_id in rows
+        ],
+    )
+    return len(rows)
