@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import fresh_installation, machine, make_workspace
+from tidings.bootstrap import tune_garbage_collector
 from tidings.contacts import jobs
 from tidings.contacts import service as contacts
 from tidings.contacts.csv_format import ContactRow, parse_row, plan_columns
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, default=3_000)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
+    tune_garbage_collector()  # as every tidings process does (CLI start-up)
     folder = Path(tempfile.mkdtemp(prefix="tidings-import-"))
     source = folder / "contacts.csv"
     write_csv(source, args.rows)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.orm import Session
 
-from tidings.bootstrap import Tidings, build
+from tidings.bootstrap import Tidings, build, tune_garbage_collector
 from tidings.db.migrate import current_revision, head_revision
 from tidings.kernel.errors import TidingsError, invalid
 from tidings.settings import load_settings
@@ -29,6 +29,7 @@ def installation(**overrides: object) -> Iterator[Tidings]:
     """Build from the environment; any ``TidingsError`` becomes a message and exit code 2."""
     try:
         inst = build(load_settings(**overrides))
+        tune_garbage_collector()
     except TidingsError as error:
         errors.print(f"[bold red]error[/]: {escape(error.message)}", highlight=False)
         raise typer.Exit(2) from None

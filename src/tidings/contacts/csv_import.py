@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
@@ -30,7 +30,7 @@ from tidings.contacts.orm import (
     ListMembership,
 )
 from tidings.contacts.service import ensure_tags
-from tidings.db.base import allocate_ids, table_of
+from tidings.db.base import allocate_ids, bulk_insert, table_of
 from tidings.workspaces.orm import Workspace
 
 CONSENT_STATUS = {True: "opted_in", False: "opted_out"}
@@ -125,7 +125,7 @@ def _write_chunk(
     touched |= _apply_external_ids(session, workspace, rows, ids_by_line)
     touched |= _apply_consents(session, workspace, rows, ids_by_line, source, now, events)
     if events:
-        session.execute(insert(table_of(ContactEvent)), events)
+        bulk_insert(session, table_of(ContactEvent), events)
     late = touched - {u["id"] for u in updates} - set(ids)
     if late:
         _update_by_id(session, [{"id": i, "updated_at": now} for i in late])
@@ -225,7 +225,7 @@ def _insert_contacts(
     ids = allocate_ids(session, table, len(values))
     for item, new_id in zip(values, ids, strict=True):
         item["id"] = new_id
-    session.execute(insert(table), values)
+    bulk_insert(session, table, values)
     return ids
 
 
@@ -284,8 +284,9 @@ def _apply_tags(
     present = repository.tagged_pairs(session, old, {t for _, t in wanted})
     missing = sorted(wanted - present)
     if missing:
-        session.execute(
-            insert(table_of(ContactTag)),
+        bulk_insert(
+            session,
+            table_of(ContactTag),
             [{"contact_id": c, "tag_id": t, "created_at": now} for c, t in missing],
         )
         by_id = {t.id: t.name for t in tags.values()}
@@ -311,8 +312,9 @@ def _apply_lists(
     lists = repository.lists_by_name(session, workspace, names)
     absent = names - set(lists)
     if absent:
-        session.execute(
-            insert(table_of(ContactList)),
+        bulk_insert(
+            session,
+            table_of(ContactList),
             [
                 {"workspace_id": workspace.id, "name": n, "description": "", "created_at": now}
                 for n in sorted(absent)
@@ -324,8 +326,9 @@ def _apply_lists(
     present = repository.member_pairs(session, old, {lst for _, lst in wanted})
     missing = sorted(wanted - present)
     if missing:
-        session.execute(
-            insert(table_of(ListMembership)),
+        bulk_insert(
+            session,
+            table_of(ListMembership),
             [{"contact_id": c, "list_id": lst, "joined_at": now} for c, lst in missing],
         )
         by_id = {lst.id: lst.name for lst in lists.values()}
@@ -365,7 +368,7 @@ def _apply_external_ids(
                 .values(external_id=value)
             )
     if inserts:
-        session.execute(insert(table_of(ExternalId)), inserts)
+        bulk_insert(session, table_of(ExternalId), inserts)
     return changed
 
 
@@ -429,7 +432,7 @@ def _apply_consents(
             )
         )
     if inserts:
-        session.execute(insert(table_of(Consent)), inserts)
+        bulk_insert(session, table_of(Consent), inserts)
     return changed
 
 

@@ -26,7 +26,7 @@ from tidings.contacts.orm import (
     ListMembership,
     Tag,
 )
-from tidings.db.base import table_of
+from tidings.db.base import among, table_of
 from tidings.workspaces.orm import Workspace
 
 
@@ -453,7 +453,9 @@ def sending_rows(
     if not wanted:
         return []
     return session.execute(
-        select(Contact.id, Contact.do_not_contact, Contact.timezone).where(Contact.id.in_(wanted))
+        select(Contact.id, Contact.do_not_contact, Contact.timezone).where(
+            among(session, Contact.id, wanted)
+        )
     ).all()
 
 
@@ -479,4 +481,18 @@ def audience_rows(
     )
     return session.execute(
         query.where(Contact.id > after_id).order_by(Contact.id).limit(limit)
+    ).all()
+
+
+def consent_states(
+    session: Session, contact_ids: Iterable[int]
+) -> Sequence[Row[int, str, str, str]]:
+    """``(contact_id, channel, purpose, status)`` of many contacts, as plain rows."""
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return []
+    return session.execute(
+        select(Consent.contact_id, Consent.channel, Consent.purpose, Consent.status).where(
+            among(session, Consent.contact_id, wanted)
+        )
     ).all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -24,15 +25,33 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        echo=echo,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
     )
+
+
+def json_text(value: Any) -> str:
+    """JSON columns are written by orjson: the same JSON as the standard library's, compact
+    and in UTF-8, several times faster (mass sends write one document per recipient)."""
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+    engine = create_engine(
+        url,
+        echo=echo,
+        connect_args={"check_same_thread": False},
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from tidings.db.base import insert_new, table_of
+from tidings.db.base import among, bulk_insert, table_of, values_of
 from tidings.messaging.domain import ConversationStatus, MessageStatus, Origin, Purpose
 from tidings.messaging.orm import Conversation, Message, SendTrace
 from tidings.messaging.policy import Decision, Defer, Send
@@ -55,7 +57,8 @@ def queue_planned(
     known = set(
         session.scalars(
             select(Message.idempotency_key).where(
-                Message.workspace_id == workspace_id, Message.idempotency_key.in_(keys)
+                Message.workspace_id == workspace_id,
+                among(session, Message.idempotency_key, keys),
             )
         )
     )
@@ -91,34 +94,28 @@ def queue_planned(
                 "updated_at": now,
             }
         )
-    added = insert_new(session, table_of(Message), rows)
-    ids = dict(
-        session.execute(
-            select(Message.idempotency_key, Message.id).where(
-                Message.workspace_id == workspace_id,
-                Message.idempotency_key.in_([r["idempotency_key"] for r in rows]),
-            )
-        ).all()
-    )
+    bulk_insert(session, table_of(Message), rows, skip_conflicts=True)
+    # One trace per new message, written by the database from the rows just inserted: the
+    # outcome is the status (queued, deferred, skipped), the reason the rule's (P7).
+    keys = [row["idempotency_key"] for row in rows]
+    traces = table_of(SendTrace)
     session.execute(
-        insert(table_of(SendTrace)),
-        [
-            {
-                "workspace_id": workspace_id,
-                "message_id": ids[row["idempotency_key"]],
-                "contact_id": row["contact_id"],
-                "outcome": "queued"
-                if row["status"] == MessageStatus.QUEUED.value
-                else row["status"],
-                "reason": _trace_reason(row, origin),
-                "provider_code": None,
-                "at": now,
-            }
-            for row in rows
-            if row["idempotency_key"] in ids
-        ],
+        insert(traces).from_select(
+            ["workspace_id", "message_id", "contact_id", "outcome", "reason", "at"],
+            select(
+                Message.workspace_id,
+                Message.id,
+                Message.contact_id,
+                Message.status,
+                func.coalesce(Message.status_reason, literal(f"queued by {origin}")),
+                literal(now, type_=traces.c.at.type),
+            ).where(
+                Message.workspace_id == workspace_id,
+                among(session, Message.idempotency_key, keys),
+            ),
+        )
     )
-    return added
+    return len(rows)
 
 
 def _state(item: Planned) -> tuple[str, datetime | None, str | None]:
@@ -134,42 +131,56 @@ def _state(item: Planned) -> tuple[str, datetime | None, str | None]:
     return MessageStatus.SKIPPED.value, None, decision.reason[:300]
 
 
-def _trace_reason(row: dict[str, Any], origin: Origin) -> str:
-    if row["status"] == MessageStatus.QUEUED.value:
-        return f"queued by {origin} for {row['next_attempt_at'].isoformat()}"
-    if row["status"] == MessageStatus.DEFERRED.value:
-        return f"{row['status_reason']} (until {row['next_attempt_at'].isoformat()})"
-    return str(row["status_reason"])
-
-
 def _conversations(
     session: Session, workspace_id: int, number_id: int, planned: Sequence[Planned], now: datetime
 ) -> dict[int, int]:
     contact_ids = sorted({p.contact_id for p in planned})
-    insert_new(
-        session,
-        table_of(Conversation),
-        [
-            {
-                "workspace_id": workspace_id,
-                "number_id": number_id,
-                "contact_id": contact_id,
-                # Nobody has written yet: kept out of the open inbox until the customer answers
-                # (an answer reopens it), so a mass send does not bury the agents' queue.
-                "status": ConversationStatus.RESOLVED.value,
-                "unread_count": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for contact_id in contact_ids
-        ],
+    existing = dict(
+        session.execute(
+            select(Conversation.contact_id, Conversation.id).where(
+                Conversation.number_id == number_id,
+                among(session, Conversation.contact_id, contact_ids),
+            )
+        ).all()
     )
-    rows = session.execute(
+    missing = [c for c in contact_ids if c not in existing]
+    if not missing:
+        return existing
+    # Nobody has written yet: kept out of the open inbox until the customer answers (an
+    # answer reopens it), so a mass send does not bury the agents' queue. Written by the
+    # database from the id list, ON CONFLICT for a customer writing at this very moment.
+    ids = values_of(session, missing, Conversation.__table__.c.contact_id.type).subquery()
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        dialect_insert(table_of(Conversation))
+        .from_select(
+            [
+                "workspace_id",
+                "number_id",
+                "contact_id",
+                "status",
+                "unread_count",
+                "created_at",
+                "updated_at",
+            ],
+            select(
+                literal(workspace_id),
+                literal(number_id),
+                ids.c.value,
+                literal(ConversationStatus.RESOLVED.value),
+                literal(0),
+                literal(now, type_=Conversation.__table__.c.created_at.type),
+                literal(now, type_=Conversation.__table__.c.updated_at.type),
+            ).where(literal(True)),  # SQLite needs a WHERE before ON CONFLICT
+        )
+        .on_conflict_do_nothing()
+    )
+    created = session.execute(
         select(Conversation.contact_id, Conversation.id).where(
-            Conversation.number_id == number_id, Conversation.contact_id.in_(contact_ids)
+            Conversation.number_id == number_id, among(session, Conversation.contact_id, missing)
         )
     )
-    return dict(rows.all())
+    return {**existing, **dict(created.all())}
 
 
 PENDING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value, MessageStatus.SENDING.value)

@@ -17,12 +17,13 @@ same week are two. Consent is separate for marketing and for transactional messa
 from __future__ import annotations
 
 import hashlib
-import json
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from tidings.messaging.domain import Origin, Purpose
 from tidings.workspaces.domain import WorkspacePolicy
@@ -99,8 +100,8 @@ def content_digest(content: Mapping[str, object]) -> str:
     """What makes two messages "the same content" (P3): the content without the quoted reply,
     in canonical form. Personalised parameters are part of it; the recipient is not."""
     canonical = {k: v for k, v in content.items() if k != "context"}
-    encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
+    encoded = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 # Punctuation a customer may add around the word: "Stop!", "ยกเลิก ค่ะ" is not matched (a
@@ -217,6 +218,8 @@ def earliest_under_cap(
     the trailing ``period``; None when ``limit`` is 0 (never)."""
     if limit <= 0:
         return None
+    if len(times) < limit:
+        return at
     recent = sorted(t for t in times if at - period < t <= at)
     if len(recent) < limit:
         return at

@@ -6,10 +6,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from tidings.db.base import among
 from tidings.messaging.orm import (
     Conversation,
     ConversationLabel,
@@ -294,15 +296,25 @@ DISPATCHED = ("sending", "uncertain", "accepted", "sent", "delivered", "read", "
 
 def dispatched_since(
     session: Session, contact_ids: Iterable[int], since: datetime
-) -> dict[int, list[Message]]:
-    """Messages handed to a provider since ``since``, by contact (ids come from our own rows)."""
+) -> dict[int, list[Any]]:
+    """What went out to these contacts since ``since``, as plain rows by contact (the ids come
+    from our own rows): what the sending policy counts."""
     wanted = list(set(contact_ids))
-    found: dict[int, list[Message]] = defaultdict(list)
+    found: dict[int, list[Any]] = defaultdict(list)
     if not wanted:
         return found
-    rows = session.scalars(
-        select(Message).where(
-            Message.contact_id.in_(wanted),
+    rows = session.execute(
+        select(
+            Message.contact_id,
+            Message.dispatched_at,
+            Message.updated_at,
+            Message.purpose,
+            Message.origin,
+            Message.kind,
+            Message.content_digest,
+            Message.notification_type,
+        ).where(
+            among(session, Message.contact_id, wanted),
             Message.dispatched_at > since,
             Message.status.in_(DISPATCHED),
         )
@@ -319,7 +331,7 @@ def automation_pauses(session: Session, contact_ids: Iterable[int]) -> dict[int,
         return {}
     rows = session.execute(
         select(Conversation.contact_id, func.max(Conversation.automation_paused_until))
-        .where(Conversation.contact_id.in_(wanted))
+        .where(among(session, Conversation.contact_id, wanted))
         .group_by(Conversation.contact_id)
     )
     return {contact_id: until for contact_id, until in rows if until is not None}

@@ -228,7 +228,8 @@ def outgoing_of(message: Message) -> Outgoing:
     )
 
 
-def _past(message: Message) -> PastSend:
+def _past(message: Any) -> PastSend:
+    """A message (row or plain row of the same columns) as the policy's history sees it."""
     automated = message.origin != Origin.AGENT.value
     return PastSend(
         at=message.dispatched_at or message.updated_at,

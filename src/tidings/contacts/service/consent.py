@@ -161,12 +161,14 @@ def sending_facts(session: Session, contact_ids: Iterable[int]) -> dict[int, Sen
     The ids come from rows the caller already holds (a claimed batch spans workspaces).
     """
     wanted = list(set(contact_ids))
-    consents = repository.consents_of(session, wanted)
+    consents: dict[int, dict[tuple[str, str], str]] = {}
+    for c in repository.consent_states(session, wanted):
+        consents.setdefault(c.contact_id, {})[(c.channel, c.purpose)] = c.status
     return {
         row.id: SendingFacts(
             do_not_contact=bool(row.do_not_contact),
             timezone=row.timezone,
-            consents={(c.channel, c.purpose): c.status for c in consents.get(row.id, [])},
+            consents=consents.get(row.id, {}),
         )
         for row in repository.sending_rows(session, wanted)
     }
