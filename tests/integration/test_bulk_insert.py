@@ -14,7 +14,6 @@ from tidings.bootstrap import Tidings
 from tidings.contacts.orm import Contact
 from tidings.db.base import bulk_insert, table_of
 
-
 PREFIXES = ["core", "bulk", "once", "naive"]
 
 
@@ -65,13 +64,13 @@ def test_conflicts_are_skipped_when_asked_and_refused_otherwise(
             session, table_of(Contact), rows(tenant.workspace_id, "once"), skip_conflicts=True
         )
     assert len(read(tidings, "once")) == 5
-    with pytest.raises(Exception, match="(?i)unique"), tidings.db.transaction() as session:
+    with pytest.raises(Exception, match=r"(?i)unique"), tidings.db.transaction() as session:
         bulk_insert(session, table_of(Contact), rows(tenant.workspace_id, "once"))
 
 
 def test_naive_times_are_refused(tidings: Tidings, tenant: Tenant) -> None:
     bad = rows(tenant.workspace_id, "naive")
-    bad[0]["updated_at"] = datetime(2026, 11, 23, 6, 0)  # noqa: DTZ001
+    bad[0]["updated_at"] = datetime(2026, 11, 23, 6, 0)
     with pytest.raises(Exception, match="naive"), tidings.db.transaction() as session:
         bulk_insert(session, table_of(Contact), bad)
     assert read(tidings, "naive") == []

@@ -16,6 +16,7 @@ from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from tidings.kernel.errors import invalid
 from tidings.kernel.localization import check_locale, check_region, check_timezone
@@ -81,6 +82,9 @@ def parse_phone(raw: str, default_region: str, *, field: str = "phone") -> tuple
         raise invalid("invalid_phone", "the phone number is empty", field=field)
     if text.startswith("00"):
         text = "+" + text[2:]
+    quick = quick_phone(text, default_region)
+    if quick is not None:
+        return quick
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as error:
@@ -97,6 +101,114 @@ def parse_phone(raw: str, default_region: str, *, field: str = "phone") -> tuple
     number_region = phonenumbers.region_code_for_number(number)
     country = None if number_region in (None, "ZZ", "001") else str(number_region)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), country
+
+
+# --- a fast path for the common shapes of phone numbers ---------------------------------------
+#
+# phonenumbers.parse + is_valid_number cost ~35 µs, most of a CSV row's checking. For plain
+# digits (with spaces, dashes, dots or brackets) in a region whose rules are simple — one
+# region per country code, a national prefix that is just stripped — the same metadata
+# patterns are applied directly in ~3 µs. Anything else returns None and takes the library's
+# full path. A hypothesis property holds the two to the same answers.
+
+_SEPARATORS = str.maketrans("", "", " -.()\t")
+_DIGITS = re.compile(r"\+?[0-9]{4,17}")
+
+
+@dataclass(frozen=True)
+class _RegionRules:
+    country_code: str
+    national_prefix: str | None
+    international_prefix: re.Pattern[str] | None
+    general: tuple[frozenset[int], re.Pattern[str]]
+    types: tuple[tuple[frozenset[int], re.Pattern[str]], ...]
+
+
+_RULES: dict[str, _RegionRules | None] = {}
+
+
+def _rules_for(region: str) -> _RegionRules | None:
+    if region in _RULES:
+        return _RULES[region]
+    metadata = PhoneMetadata.metadata_for_region(region)
+    rules = None
+    if (
+        metadata is not None
+        and metadata.country_code is not None
+        and len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(metadata.country_code, ())) == 1
+        and metadata.national_prefix_transform_rule is None
+        and metadata.national_prefix_for_parsing in (None, metadata.national_prefix)
+        and not metadata.leading_digits
+        and metadata.general_desc is not None
+        and metadata.general_desc.national_number_pattern
+    ):
+
+        def desc(d: Any) -> tuple[frozenset[int], re.Pattern[str]] | None:
+            if d is None or not d.national_number_pattern:
+                return None
+            return frozenset(d.possible_length or ()), re.compile(d.national_number_pattern)
+
+        kinds = [
+            metadata.premium_rate, metadata.toll_free, metadata.shared_cost, metadata.voip,
+            metadata.personal_number, metadata.pager, metadata.uan, metadata.voicemail,
+            metadata.fixed_line, metadata.mobile,
+        ]  # fmt: skip
+        general = desc(metadata.general_desc)
+        assert general is not None
+        rules = _RegionRules(
+            country_code=str(metadata.country_code),
+            national_prefix=metadata.national_prefix or None,
+            international_prefix=(
+                re.compile(metadata.international_prefix) if metadata.international_prefix else None
+            ),
+            general=general,
+            types=tuple(d for d in (desc(k) for k in kinds) if d is not None),
+        )
+    _RULES[region] = rules
+    return rules
+
+
+def _valid_national(national: str, rules: _RegionRules) -> bool:
+    def matches(lengths: frozenset[int], pattern: re.Pattern[str]) -> bool:
+        return (not lengths or len(national) in lengths) and pattern.fullmatch(national) is not None
+
+    return matches(*rules.general) and any(matches(*kind) for kind in rules.types)
+
+
+def quick_phone(text: str, default_region: str) -> tuple[str, str] | None:
+    """``(E.164, region)`` for a plainly written valid number, or None to use the full path."""
+    digits = text.translate(_SEPARATORS)
+    if not _DIGITS.fullmatch(digits):
+        return None
+    if digits.startswith("+"):
+        digits = digits[1:]
+        if digits.startswith("0"):
+            return None  # no country code starts with 0
+        for size in (1, 2, 3):
+            regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:size]))
+            if regions:
+                break
+        else:
+            return None
+        if len(regions) != 1 or (rules := _rules_for(regions[0])) is None:
+            return None
+        region, national = regions[0], digits[size:]
+        if rules.national_prefix and national.startswith(rules.national_prefix):
+            return None  # "+886 0912…": the library decides whether that 0 is dropped
+    else:
+        rules = _rules_for(default_region)
+        if rules is None or digits.startswith(rules.country_code):
+            return None  # a country code typed without "+" is the library's call
+        if rules.international_prefix and rules.international_prefix.match(digits):
+            return None
+        region, national = default_region, digits
+        if rules.national_prefix and national.startswith(rules.national_prefix):
+            national = national[len(rules.national_prefix) :]
+            if not _valid_national(national, rules):
+                return None
+    if national.startswith("0") or not _valid_national(national, rules):
+        return None
+    return f"+{rules.country_code}{national}", region
 
 
 def normalize_phone(raw: str, default_region: str, *, field: str = "phone") -> str:
