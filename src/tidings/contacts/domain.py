@@ -148,10 +148,11 @@ def _rules_for(region: str) -> _RegionRules | None:
                 return None
             return frozenset(d.possible_length or ()), re.compile(d.national_number_pattern)
 
+        # Validity is "matches any type": the types people give first, to stop early.
         kinds = [
-            metadata.premium_rate, metadata.toll_free, metadata.shared_cost, metadata.voip,
-            metadata.personal_number, metadata.pager, metadata.uan, metadata.voicemail,
-            metadata.fixed_line, metadata.mobile,
+            metadata.mobile, metadata.fixed_line, metadata.premium_rate, metadata.toll_free,
+            metadata.shared_cost, metadata.voip, metadata.personal_number, metadata.pager,
+            metadata.uan, metadata.voicemail,
         ]  # fmt: skip
         general = desc(metadata.general_desc)
         assert general is not None
