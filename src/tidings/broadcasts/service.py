@@ -29,6 +29,7 @@ from tidings.channels import service as channels
 from tidings.contacts import service as contacts
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
 from tidings.messaging import planned as mass
+from tidings.messaging import registry
 from tidings.messaging.domain import Origin, Purpose, check_outbound_content, summary_of
 from tidings.messaging.policy import (
     BatchPlan,
@@ -82,6 +83,14 @@ def create_broadcast(
     )
     specs = contacts.field_specs(session, workspace)
     template = _template(data.get("template"), set(specs))
+    sample = {"type": "template", "template": _sample(template)}
+    try:
+        purpose = registry.check_template_message(
+            session, number_id=number.id, content=sample, purpose=purpose
+        )
+    except TidingsError as error:  # named as this request spells it: template.…
+        error.field = (error.field or "").removeprefix("content.") or "template"
+        raise
     criteria = contacts.audience_criteria(session, workspace, data.get("audience") or {})
     send_at, local_date, local_time = _schedule(data, now)
     policy = workspaces.policy_for(workspace)
@@ -134,10 +143,10 @@ def _template(value: Any, field_keys: set[str]) -> dict[str, Any]:
             "required", "an approved template: name, language, components", field="template"
         )
     components = check_parameters(value.get("components"), field_keys)
-    # The message as the first recipient would get it, fallbacks filled: checked once here.
-    sample = {**value, "components": personalise(components, {})} if components else dict(value)
     try:
-        checked = check_outbound_content({"type": "template", "template": sample})
+        checked = check_outbound_content(
+            {"type": "template", "template": _sample({**value, "components": components})}
+        )
     except TidingsError as error:  # named as this request spells it: template.…, not content.…
         error.field = (error.field or "").removeprefix("content.") or "template"
         raise
@@ -145,6 +154,13 @@ def _template(value: Any, field_keys: set[str]) -> dict[str, Any]:
     if components:
         template["components"] = components
     return template
+
+
+def _sample(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The message as a contact with no fields would get it (fallbacks filled): what is
+    checked once, before the broadcast is accepted."""
+    components = list(template.get("components") or [])
+    return {**template, "components": personalise(components, {})} if components else dict(template)
 
 
 def _schedule(data: Mapping[str, Any], now: datetime) -> tuple[datetime, date | None, time | None]:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, IdType, WorkspaceOwned
+from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned
 
 
 class Conversation(WorkspaceOwned, Base):
@@ -171,3 +171,25 @@ class SendTrace(WorkspaceOwned, Base):
     reason: Mapped[str] = mapped_column(String(500))
     provider_code: Mapped[int | None]
     at: Mapped[datetime]
+
+
+class MessageTemplate(WorkspaceOwned, Base):
+    """A WhatsApp message template of one number's business account: synced from the
+    provider (with its approval status) or defined here."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("number_id", "name", "language"),)
+
+    number_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    components: Mapped[list[Any]] = mapped_column(JsonType)
+    source: Mapped[str] = mapped_column(String(8))  # "synced" or "local"
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    synced_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 
 from tidings.api.deps import Context
 from tidings.kernel.errors import invalid
-from tidings.messaging import inbox
+from tidings.messaging import inbox, registry
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import Origin, is_window_open
 from tidings.messaging.inbox import ConversationFilter, ConversationView
@@ -34,6 +34,9 @@ from tidings.messaging.schemas import (
     SendIn,
     SnoozeIn,
     StatusIn,
+    TemplateIn,
+    TemplateRead,
+    TemplateSyncRead,
     TraceRead,
 )
 from tidings.workspaces import service as workspaces
@@ -380,3 +383,54 @@ def message_media(message_id: int, ctx: Context) -> FileResponse:
     stored = inbox.stored_media_of(ctx.session, ctx.workspace, message_id)
     path = ctx.tidings.media_store.path_of(str(stored["path"]))
     return FileResponse(path, media_type=str(stored["mime_type"]))
+
+
+# --- The template registry --------------------------------------------------------------------
+
+
+@router.get("/templates")
+def list_templates(ctx: Context, number_id: int | None = None) -> list[TemplateRead]:
+    """The WhatsApp templates of the workspace's numbers, with their approval status."""
+    return [
+        TemplateRead.model_validate(t)
+        for t in registry.list_templates(ctx.session, ctx.workspace, number_id=number_id)
+    ]
+
+
+@router.post("/templates", status_code=201)
+def define_template(body: TemplateIn, ctx: Context) -> TemplateRead:
+    """Register a template defined outside Tidings (status ``local``); synced ones come from
+    ``POST /whatsapp-numbers/{id}/templates/sync``."""
+    ctx.require(Role.ADMIN, action="managing templates")
+    template = registry.define_template(
+        ctx.session,
+        workspace=ctx.workspace,
+        number_id=body.number_id,
+        data=body.model_dump(exclude={"number_id"}),
+        now=ctx.now,
+    )
+    return TemplateRead.model_validate(template)
+
+
+@router.delete("/templates/{template_id}", status_code=204)
+def delete_template(template_id: int, ctx: Context) -> None:
+    ctx.require(Role.ADMIN, action="managing templates")
+    registry.delete_template(ctx.session, workspace=ctx.workspace, template_id=template_id)
+
+
+@router.post("/whatsapp-numbers/{number_id}/templates/sync")
+def sync_templates(number_id: int, ctx: Context) -> TemplateSyncRead:
+    """Fetch the number's business-account templates from WhatsApp and update the registry;
+    from then on template messages on this number are checked against it before sending."""
+    ctx.require(Role.ADMIN, action="syncing templates")
+    report = registry.sync_templates(
+        ctx.session,
+        workspace=ctx.workspace,
+        number_id=number_id,
+        client=ctx.tidings.whatsapp,
+        box=ctx.tidings.secret_box,
+        now=ctx.now,
+    )
+    return TemplateSyncRead(
+        added=report.added, updated=report.updated, unchanged=report.unchanged, gone=report.gone
+    )

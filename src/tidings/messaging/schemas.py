@@ -186,3 +186,37 @@ class TraceRead(BaseModel):
     reason: str
     provider_code: int | None
     at: Timestamp
+
+
+class TemplateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number_id: int | None = Field(None, description="the workspace's first number by default")
+    name: str
+    language: str = Field(description="en, th, zh_TW …")
+    category: str = Field(description="marketing, utility or authentication")
+    components: list[dict[str, Any]] = Field(
+        description='Meta\'s component objects: {"type": "BODY", "text": "Hi {{1}}"} …'
+    )
+
+
+class TemplateRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    number_id: int
+    name: str
+    language: str
+    category: str
+    status: str
+    components: list[Any]
+    source: str
+    synced_at: Timestamp | None
+    updated_at: Timestamp
+
+
+class TemplateSyncRead(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    gone: int = Field(description="synced before, no longer listed: marked disabled")

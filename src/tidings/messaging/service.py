@@ -20,7 +20,7 @@ from tidings.channels.domain import StatusUpdate
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel
-from tidings.messaging import inbox, repository
+from tidings.messaging import inbox, registry, repository
 from tidings.messaging.domain import (
     GiveUp,
     MessageStatus,
@@ -120,6 +120,11 @@ def queue_message(
     content = check_outbound_content(request.content)
     contact = contacts.get_contact_or_404(session, workspace, request.contact_id)
     conversation = _conversation_for(session, workspace, request, now)
+    # The registry checks a template against the number's approved ones (name, status,
+    # parameter counts); a marketing template is sent as marketing whatever was asked.
+    purpose = registry.check_template_message(
+        session, number_id=conversation.number_id, content=content, purpose=request.purpose
+    )
     policy = workspaces.policy_for(workspace)
     recipient = _recipient(session, workspace, contact.id, contact.phone)
     values = {
@@ -129,14 +134,14 @@ def queue_message(
         "status": MessageStatus.QUEUED.value,
         "reply_to": (content.get("context") or {}).get("message_id"),
         "origin": request.origin.value,
-        "purpose": request.purpose.value,
+        "purpose": purpose.value,
         "author_id": request.author_id,
         "idempotency_key": key,
         "recipient": recipient,
         "resend_if_uncertain": (
             request.resend_if_uncertain
             if request.resend_if_uncertain is not None
-            else resend_by_default(request.purpose)
+            else resend_by_default(purpose)
         ),
         "content_digest": content_digest(content),
         "notification_type": request.notification_type,

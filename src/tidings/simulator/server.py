@@ -114,6 +114,8 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.lock = threading.Lock()
         self.ledger: list[LedgerEntry] = []
+        # The business account's templates: tests change them to play Meta pausing one.
+        self.templates: list[dict[str, Any]] = [dict(t) for t in TEMPLATES]
         self.by_wamid: dict[str, LedgerEntry] = {}
         self.media: dict[str, tuple[bytes, str]] = {}
         self.last_inbound: dict[str, datetime] = {}
@@ -621,7 +623,9 @@ def create_simulator_app(simulator: Simulator) -> Starlette:
         return Response(found[0], media_type=found[1])
 
     async def templates(request: Request) -> Response:
-        return JSONResponse({"data": TEMPLATES, "paging": {"cursors": {}}})
+        with simulator.lock:
+            listed = list(simulator.templates)
+        return JSONResponse({"data": listed, "paging": {"cursors": {}}})
 
     async def ledger(request: Request) -> Response:
         since = int(request.query_params.get("since", "0"))

@@ -183,6 +183,32 @@ class CloudApiClient:
             raise MediaError(parse_error(response))
         return str(response.json()["id"])
 
+    def list_templates(
+        self, endpoint: NumberEndpoint, business_account_id: str, *, page_limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Every template of a business account (``GET /{WABA-ID}/message_templates``),
+        page by page. Raises :class:`ProviderRequestError`."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {
+            "fields": "id,name,language,status,category,components",
+            "limit": 100,
+        }
+        for _ in range(page_limit):
+            response = self._http.get(
+                endpoint.url(business_account_id, "message_templates"),
+                params=params,
+                headers={"Authorization": f"Bearer {endpoint.access_token}"},
+            )
+            if response.status_code >= 400:
+                raise ProviderRequestError(parse_error(response))
+            body = response.json()
+            found += [t for t in body.get("data") or [] if isinstance(t, dict)]
+            after = ((body.get("paging") or {}).get("cursors") or {}).get("after")
+            if not after or not (body.get("paging") or {}).get("next"):
+                break
+            params = {**params, "after": after}
+        return found
+
     def download_media(self, endpoint: NumberEndpoint, media_id: str) -> tuple[bytes, str]:
         """The bytes and MIME type of an inbound media id (two calls: its URL, then the file).
 
@@ -202,6 +228,14 @@ class CloudApiClient:
             raise MediaError(parse_error(file))
         mime_type = str(described.get("mime_type") or file.headers.get("content-type") or "")
         return file.content, mime_type
+
+
+class ProviderRequestError(Exception):
+    """The provider refused a request that is not a message (listing templates …)."""
+
+    def __init__(self, error: ProviderError) -> None:
+        super().__init__(f"{error.code}: {error.title}")
+        self.error = error
 
 
 class MediaError(Exception):
