@@ -44,7 +44,7 @@ def queue(tidings: Tidings, tenant: Tenant, conversation_id: int, **extra: Any) 
             workspace=workspace,
             request=messaging.SendRequest(
                 contact_id=conversation.contact_id,
-                content={"type": "text", "text": {"body": "hello"}},
+                content=extra.pop("content", {"type": "text", "text": {"body": "hello"}}),
                 origin=extra.pop("origin", Origin.API),
                 **extra,
             ),

@@ -44,6 +44,8 @@ def create_broadcast(body: BroadcastIn, ctx: Context) -> BroadcastCreated:
             batch_size=estimate.plan.size,
             batch_every_seconds=int(estimate.plan.every.total_seconds()),
             reason=estimate.plan.reason,
+            expected_cost=estimate.expected_cost,
+            currency=estimate.currency,
         ),
     )
 
@@ -66,7 +68,7 @@ def read_broadcast(broadcast_id: int, ctx: Context) -> BroadcastRead:
 def broadcast_statistics(broadcast_id: int, ctx: Context) -> StatisticsRead:
     """Messages by status, and why the skipped, deferred and failed ones were (P7, P8)."""
     stats = service.statistics(ctx.session, ctx.workspace, broadcast_id)
-    return StatisticsRead(outcomes=stats.outcomes, reasons=stats.reasons)
+    return StatisticsRead(outcomes=stats.outcomes, reasons=stats.reasons, cost=stats.cost)
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel")

@@ -38,6 +38,8 @@ class EstimateRead(BaseModel):
     batch_size: int
     batch_every_seconds: int
     reason: str
+    expected_cost: float = Field(description="if every message is delivered (P9)")
+    currency: str
 
 
 class BroadcastRead(BaseModel):
@@ -72,3 +74,4 @@ class StatisticsRead(BaseModel):
     reasons: dict[str, dict[str, int]] = Field(
         description="skipped, deferred, failed: reason → count"
     )
+    cost: float = Field(description="of its delivered messages so far (P9)")

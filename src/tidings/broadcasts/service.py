@@ -28,8 +28,8 @@ from tidings.broadcasts.orm import Broadcast
 from tidings.channels import service as channels
 from tidings.contacts import service as contacts
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
+from tidings.messaging import costs, registry
 from tidings.messaging import planned as mass
-from tidings.messaging import registry
 from tidings.messaging.domain import Origin, Purpose, check_outbound_content, summary_of
 from tidings.messaging.policy import (
     BatchPlan,
@@ -56,6 +56,8 @@ class Estimate:
     expected_interactions: int
     daily_limit: int
     plan: BatchPlan
+    expected_cost: float  # if every message is delivered (P9)
+    currency: str
 
 
 def create_broadcast(
@@ -98,7 +100,18 @@ def create_broadcast(
     limit = daily_quota(policy, now - created)
     recipients = contacts.count_audience(session, workspace, criteria)
     plan = plan_batches(recipients, daily_limit=limit, policy=policy)
-    estimate = Estimate(recipients, recipients * policy.interactions_per_recipient, limit, plan)
+    category = "marketing" if purpose == Purpose.MARKETING else "utility"
+    expected_cost = costs.estimate(
+        policy, contacts.audience_countries(session, workspace, criteria), category
+    )
+    estimate = Estimate(
+        recipients,
+        recipients * policy.interactions_per_recipient,
+        limit,
+        plan,
+        expected_cost,
+        policy.price_currency,
+    )
     if dry_run:
         return None, estimate
     broadcast = Broadcast(
@@ -244,6 +257,7 @@ def cancel_broadcast(
 class Statistics:
     outcomes: dict[str, int]
     reasons: dict[str, dict[str, int]]
+    cost: float  # of its delivered messages so far (P9)
 
 
 def statistics(session: Session, workspace: Workspace, broadcast_id: int) -> Statistics:
@@ -251,6 +265,7 @@ def statistics(session: Session, workspace: Workspace, broadcast_id: int) -> Sta
     return Statistics(
         outcomes=mass.outcomes_of_broadcast(session, broadcast.id),
         reasons=mass.reasons_of_broadcast(session, broadcast.id),
+        cost=round(mass.cost_of_broadcast(session, broadcast.id), 6),
     )
 
 

@@ -496,3 +496,37 @@ def consent_states(
             among(session, Consent.contact_id, wanted)
         )
     ).all()
+
+
+def country_rows(session: Session, contact_ids: Iterable[int]) -> Sequence[Row[int, str | None]]:
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return []
+    return session.execute(
+        select(Contact.id, Contact.country).where(among(session, Contact.id, wanted))
+    ).all()
+
+
+def countries_of_audience(
+    session: Session, workspace: Workspace, criteria: ContactFilter
+) -> dict[str | None, int]:
+    """How many matching contacts per country: a mass send's cost estimate (P9)."""
+    counted: Any = select(Contact.country, func.count(Contact.id))
+    query = _filtered(counted, workspace, criteria).group_by(Contact.country)
+    return {country: int(n) for country, n in session.execute(query)}
+
+
+def first_events_between(
+    session: Session, workspace: Workspace, event_type: str, since: datetime, until: datetime
+) -> int:
+    """How many contacts had their first ``event_type`` in [since, until)."""
+    firsts = (
+        select(ContactEvent.contact_id, func.min(ContactEvent.occurred_at).label("first"))
+        .where(ContactEvent.workspace_id == workspace.id, ContactEvent.event_type == event_type)
+        .group_by(ContactEvent.contact_id)
+        .subquery()
+    )
+    found = session.scalar(
+        select(func.count()).where(firsts.c.first >= since, firsts.c.first < until)
+    )
+    return int(found or 0)

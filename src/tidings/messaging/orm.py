@@ -97,6 +97,11 @@ class Message(WorkspaceOwned, Base):
     content_digest: Mapped[str | None] = mapped_column(String(32))
     notification_type: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[datetime | None]  # first handed to the provider
+    # What WhatsApp said it charged as (P9), and what that cost by the workspace's rate card.
+    pricing_category: Mapped[str | None] = mapped_column(String(32))
+    pricing_type: Mapped[str | None] = mapped_column(String(32))
+    cost: Mapped[float | None]
+    cost_currency: Mapped[str | None] = mapped_column(String(3))
     broadcast_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("broadcasts.id", ondelete="SET NULL")
     )

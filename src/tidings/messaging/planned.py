@@ -254,3 +254,14 @@ def skip_pending_of_broadcast(
         ],
     )
     return len(rows)
+
+
+def cost_of_broadcast(session: Session, broadcast_id: int) -> float:
+    return float(
+        session.scalar(
+            select(func.coalesce(func.sum(Message.cost), 0.0)).where(
+                Message.broadcast_id == broadcast_id
+            )
+        )
+        or 0.0
+    )

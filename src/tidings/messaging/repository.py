@@ -402,3 +402,44 @@ def reached_outside_window(
     for workspace_id, contact_id in rows:
         found[workspace_id].add(contact_id)
     return found
+
+
+def cost_by_category(
+    session: Session, workspace: Workspace, since: datetime, until: datetime
+) -> list[tuple[str | None, int, float, int]]:
+    """Per pricing category: messages charged, their cost, and distinct conversations, for
+    messages delivered in [since, until)."""
+    rows = session.execute(
+        select(
+            Message.pricing_category,
+            func.count(),
+            func.coalesce(func.sum(Message.cost), 0.0),
+            func.count(func.distinct(Message.conversation_id)),
+        )
+        .where(
+            Message.workspace_id == workspace.id,
+            Message.cost.is_not(None),
+            Message.delivered_at >= since,
+            Message.delivered_at < until,
+        )
+        .group_by(Message.pricing_category)
+    )
+    return [
+        (c, int(n), float(total or 0.0), int(conversations)) for c, n, total, conversations in rows
+    ]
+
+
+def paid_conversations(
+    session: Session, workspace: Workspace, since: datetime, until: datetime
+) -> int:
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(Message.conversation_id))).where(
+                Message.workspace_id == workspace.id,
+                Message.cost > 0,
+                Message.delivered_at >= since,
+                Message.delivered_at < until,
+            )
+        )
+        or 0
+    )

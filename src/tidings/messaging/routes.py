@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -22,6 +23,7 @@ from tidings.messaging.schemas import (
     AssignIn,
     ConversationPage,
     ConversationRead,
+    CostReportRead,
     LabelsIn,
     MessagePage,
     MessageRead,
@@ -434,3 +436,18 @@ def sync_templates(number_id: int, ctx: Context) -> TemplateSyncRead:
     return TemplateSyncRead(
         added=report.added, updated=report.updated, unchanged=report.unchanged, gone=report.gone
     )
+
+
+@router.get("/reports/costs")
+def cost_report(
+    ctx: Context,
+    since: Annotated[datetime, Query(description="start (ISO-8601 with a zone)")],
+    until: Annotated[datetime | None, Query(description="end; now by default")] = None,
+) -> CostReportRead:
+    """What WhatsApp messages delivered in the period cost (P9), per category, per paid
+    conversation and per customer acquired (first order in the period)."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise invalid("naive_time", "give the time with its zone (…Z or +08:00)", field=name)
+    report = messaging.cost_report(ctx.session, ctx.workspace, since=since, until=until or ctx.now)
+    return CostReportRead(**dataclasses.asdict(report))

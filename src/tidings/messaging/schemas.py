@@ -56,6 +56,9 @@ class MessageRead(BaseModel):
     error_title: str | None
     error_details: str | None
     next_attempt_at: Timestamp | None
+    pricing_category: str | None = Field(None, description="the category WhatsApp charged as")
+    cost: float | None = Field(None, description="once delivered, by the rate card (P9)")
+    cost_currency: str | None = None
     sent_at: Timestamp | None
     delivered_at: Timestamp | None
     read_at: Timestamp | None
@@ -220,3 +223,15 @@ class TemplateSyncRead(BaseModel):
     updated: int
     unchanged: int
     gone: int = Field(description="synced before, no longer listed: marked disabled")
+
+
+class CostReportRead(BaseModel):
+    currency: str
+    total: float
+    by_category: dict[str, dict[str, float]]
+    paid_conversations: int
+    cost_per_conversation: float | None
+    customers_acquired: int = Field(
+        description="contacts whose first order.placed is in the period"
+    )
+    cost_per_acquisition: float | None

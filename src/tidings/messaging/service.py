@@ -20,7 +20,8 @@ from tidings.channels.domain import StatusUpdate
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel
-from tidings.messaging import inbox, registry, repository
+from tidings.kernel.errors import invalid
+from tidings.messaging import costs, inbox, registry, repository
 from tidings.messaging.domain import (
     GiveUp,
     MessageStatus,
@@ -425,6 +426,43 @@ def apply_status(session: Session, *, number_id: int, update: StatusUpdate, now:
     message = repository.message_by_provider_id(session, number_id, update.message_id)
     if message is None:
         raise UnknownMessageError(update.message_id)
+    if update.pricing_category or update.pricing_type:
+        message.pricing_category = update.pricing_category or message.pricing_category
+        message.pricing_type = update.pricing_type or message.pricing_type
+    changed = _apply_reported(session, message, update, now)
+    return _charge_if_delivered(session, message) or changed
+
+
+CHARGED_STATUSES = frozenset(
+    {MessageStatus.DELIVERED.value, MessageStatus.READ.value, MessageStatus.PLAYED.value}
+)
+
+
+def _charge_if_delivered(session: Session, message: Message) -> bool:
+    """Per-message pricing (P9): a message costs something once delivered, at the rate of
+    the category WhatsApp applied and the recipient's country; free types cost 0."""
+    if message.cost is not None or message.status not in CHARGED_STATUSES:
+        return False
+    category: str | None
+    if message.pricing_type is None and message.kind != "template":
+        category, pricing_type = "service", "free_customer_service"
+    elif message.pricing_type is None:
+        return False  # the pricing comes with a later report
+    else:
+        category, pricing_type = message.pricing_category, message.pricing_type
+    workspace = workspaces.get_workspace(session, message.workspace_id)
+    policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+    country = contacts.countries(session, [message.contact_id]).get(message.contact_id)
+    message.cost = costs.charge(
+        policy, country=country, pricing_type=pricing_type, category=category
+    )
+    message.cost_currency = policy.price_currency
+    return True
+
+
+def _apply_reported(
+    session: Session, message: Message, update: StatusUpdate, now: datetime
+) -> bool:
     reported = (
         MessageStatus(update.status.value)
         if update.status.value in {s.value for s in STATUS_TIMES}
@@ -533,3 +571,41 @@ def recover_in_flight(session: Session, *, now: datetime, limit: int = 1000) -> 
             message.status_reason = "uncertain: the worker stopped mid-send; not resent"
             trace(session, message, outcome="uncertain", reason=message.status_reason, now=now)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """What WhatsApp messages cost in a period (P9): by category, per conversation that cost
+    anything, and per customer acquired (first order) in the period (R4)."""
+
+    currency: str
+    total: float
+    by_category: dict[str, dict[str, float]]
+    paid_conversations: int
+    cost_per_conversation: float | None
+    customers_acquired: int
+    cost_per_acquisition: float | None
+
+
+def cost_report(
+    session: Session, workspace: Workspace, *, since: datetime, until: datetime
+) -> CostReport:
+    """Raises ``TidingsError`` (422 on ``since``) for an empty or reversed period."""
+    if since >= until:
+        raise invalid("invalid_period", "since must be before until", field="since")
+    rows = repository.cost_by_category(session, workspace, since, until)
+    total = round(sum(r[2] for r in rows), 6)
+    conversations = repository.paid_conversations(session, workspace, since, until)
+    acquired = contacts.customers_acquired(session, workspace, since=since, until=until)
+    return CostReport(
+        currency=workspaces.policy_for(workspace).price_currency,
+        total=total,
+        by_category={
+            category or "unknown": {"messages": n, "cost": round(cost, 6)}
+            for category, n, cost, _ in rows
+        },
+        paid_conversations=conversations,
+        cost_per_conversation=round(total / conversations, 6) if conversations else None,
+        customers_acquired=acquired,
+        cost_per_acquisition=round(total / acquired, 6) if acquired else None,
+    )

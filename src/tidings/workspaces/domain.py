@@ -80,6 +80,16 @@ class WorkspacePolicy(BaseModel):
     same_user_min_interval_seconds: float = Field(6, ge=0, description="P6")
     batch_mode_threshold: float = Field(0.8, gt=0, le=1, description="P6")
     interactions_per_recipient: int = Field(3, ge=1, description="P6 load estimate")
+    price_currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="P9")
+    message_prices: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            # Meta's 2025 per-message rates for "Rest of Asia Pacific" (HK, TW, TH … are
+            # billed there), USD per delivered template; set your own card per country.
+            "*": {"marketing": 0.0732, "utility": 0.0113, "authentication": 0.0113},
+        },
+        description="P9 price per delivered template: country (ISO, or * for the rest) → "
+        "category (marketing, utility, authentication) → price",
+    )
     human_reply_pause_hours: float = Field(12, ge=0, description="I3")
     message_retries: int = Field(2, ge=0, le=10, description="X3")
     sync_retries: int = Field(3, ge=0, le=10, description="X3")
@@ -89,6 +99,21 @@ class WorkspacePolicy(BaseModel):
     duplicate_name_ratio: float = Field(80, ge=0, le=100, description="C3")
     duplicate_evidence_days: int = Field(90, ge=1, description="C3")
     slow_response_seconds: int = Field(360, ge=1, description="R1: flag agents above 6 min")
+
+    @field_validator("message_prices")
+    @classmethod
+    def _prices_make_sense(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if "*" not in value:
+            raise ValueError("give a '*' row: the price for countries not listed (P9)")
+        for country, row in value.items():
+            if country != "*" and not (len(country) == 2 and country.isalpha()):
+                raise ValueError(f"{country!r} is not a two-letter country code")
+            for category, price in row.items():
+                if category not in ("marketing", "utility", "authentication", "service"):
+                    raise ValueError(f"{category!r} is not a template category")
+                if price < 0:
+                    raise ValueError("prices are not negative")
+        return {c.upper() if c != "*" else c: dict(row) for c, row in value.items()}
 
     @field_validator("opt_out_keywords")
     @classmethod

@@ -8,6 +8,7 @@ cases by concern; this package exposes them all under one name.
 from tidings.contacts.service.audience import (
     ContactFilter,
     Member,
+    audience_countries,
     audience_criteria,
     audience_page,
     count_audience,
@@ -15,6 +16,7 @@ from tidings.contacts.service.audience import (
 )
 from tidings.contacts.service.consent import (
     SendingFacts,
+    countries,
     external_ids,
     opt_out,
     sending_facts,
@@ -50,6 +52,7 @@ from tidings.contacts.service.records import (
 )
 from tidings.contacts.service.timeline import (
     EVENT_TYPE_MAX,
+    customers_acquired,
     log_event,
     record_event,
 )
@@ -62,13 +65,16 @@ __all__ = [
     "Member",
     "SendingFacts",
     "add_tags",
+    "audience_countries",
     "audience_criteria",
     "audience_page",
     "count_all_contacts",
     "count_audience",
+    "countries",
     "create_contact",
     "create_field_definition",
     "create_list",
+    "customers_acquired",
     "delete_contact",
     "delete_field_definition",
     "delete_list",

@@ -126,3 +126,10 @@ def whatsapp_ids(session: Session, contact_ids: Sequence[int]) -> dict[int, str]
         for contact_id, ids in repository.external_ids_of(session, contact_ids).items()
         if "whatsapp" in ids
     }
+
+
+def audience_countries(
+    session: Session, workspace: Workspace, criteria: ContactFilter
+) -> dict[str | None, int]:
+    """How many contacts of the audience live in each country (for a cost estimate, P9)."""
+    return repository.countries_of_audience(session, workspace, criteria)

@@ -172,3 +172,8 @@ def sending_facts(session: Session, contact_ids: Iterable[int]) -> dict[int, Sen
         )
         for row in repository.sending_rows(session, wanted)
     }
+
+
+def countries(session: Session, contact_ids: Iterable[int]) -> dict[int, str | None]:
+    """The country of each contact (from its phone number, C2): what a message costs (P9)."""
+    return {row.id: row.country for row in repository.country_rows(session, contact_ids)}

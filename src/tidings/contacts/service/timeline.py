@@ -89,3 +89,14 @@ def record_event(
     session.add(event)
     session.flush()
     return event, True
+
+
+ORDER_EVENT = "order.placed"
+
+
+def customers_acquired(
+    session: Session, workspace: Workspace, *, since: datetime, until: datetime
+) -> int:
+    """Contacts whose first order (``order.placed``) falls in [since, until): the acquisitions
+    that cost per acquisition divides by (P9, R4)."""
+    return repository.first_events_between(session, workspace, ORDER_EVENT, since, until)
