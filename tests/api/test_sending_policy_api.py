@@ -245,3 +245,34 @@ def test_the_messaging_tier_counts_unique_contacts_reached_outside_their_window(
     clock.advance(timedelta(seconds=6))
     again = send(client, tenant, first, promotion("order_delivered"), purpose="utility")
     assert claim(tidings, clock) == [again["id"]]
+
+
+def test_start_opts_the_contact_back_in_with_its_source_and_confirms(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
+) -> None:
+    conversation_id = a_conversation(client, tidings, tenant, webhook_path)
+    contact_id = contact_of(client, tenant, conversation_id)
+    for wamid, words in (("wamid.off", "STOP"), ("wamid.on", "ｓｔａｒｔ")):
+        body = batch(wamid)
+        inbound = body["entry"][0]["changes"][0]["value"]["messages"][0]
+        inbound["text"]["body"] = words
+        inbound["timestamp"] = str(int(clock.now().timestamp()))
+        post(client, webhook_path, body)
+        tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
+        clock.advance(timedelta(minutes=1))
+    contact = client.get(f"{API}/contacts/{contact_id}", headers=tenant.headers()).json()
+    assert {
+        (c["channel"], c["purpose"], c["status"], c["source"]) for c in contact["consents"]
+    } == {
+        ("whatsapp", "marketing", "opted_in", "whatsapp_keyword"),
+        ("whatsapp", "transactional", "opted_in", "whatsapp_keyword"),
+    }
+    thread = client.get(
+        f"{API}/conversations/{conversation_id}/messages", headers=tenant.headers()
+    ).json()["items"]
+    confirmations = sorted(m["text"] for m in thread if m["origin"] == "system")
+    assert len(confirmations) == 2 and any("重新訂閱" in t for t in confirmations)
+    assert send(client, tenant, contact_id, promotion("sale_e"), purpose="marketing")["status"] in (
+        "queued",
+        "deferred",
+    )

@@ -188,7 +188,7 @@ def record_inbound_message(
         now=now,
     )
     if row is not None:
-        messaging.honour_opt_out(
+        messaging.honour_keywords(
             session,
             workspace=workspace,
             contact_id=contact_id,

@@ -109,9 +109,9 @@ def content_digest(content: Mapping[str, object]) -> str:
 _AROUND = " \t\r\n.,!?;:'\"()[]…。，！？；：「」『』（）"
 
 
-def is_opt_out_request(text: str | None, keywords: Sequence[str]) -> bool:
-    """Whether a customer's whole message is one of the opt-out keywords (P5), in any case
-    and width (NFKC: "ＳＴＯＰ" is "STOP")."""
+def is_keyword(text: str | None, keywords: Sequence[str]) -> bool:
+    """Whether a customer's whole message is one of ``keywords`` (opt-out or opt-in, P5), in
+    any case and width (NFKC: "ＳＴＯＰ" is "STOP")."""
     if not text:
         return False
     said = unicodedata.normalize("NFKC", text).strip(_AROUND).casefold()
@@ -125,10 +125,26 @@ OPT_OUT_CONFIRMATIONS = {
 }
 
 
+OPT_IN_CONFIRMATIONS = {
+    "th": "คุณได้สมัครรับข้อความจากเราทาง WhatsApp อีกครั้งแล้ว ส่ง ยกเลิก เพื่อหยุดรับ",
+    "zh": "您已重新訂閱，我們會透過 WhatsApp 與您聯絡。回覆「退訂」即可取消。",
+    "en": "You are subscribed again on WhatsApp. Reply STOP to unsubscribe.",
+}
+
+
+def _in_language(texts: Mapping[str, str], locale: str | None) -> str:
+    language = (locale or "en").replace("_", "-").split("-")[0].lower()
+    return texts.get(language, texts["en"])
+
+
 def opt_out_confirmation(locale: str | None) -> str:
     """The one confirmation an opted-out contact receives, in their language (or English)."""
-    language = (locale or "en").replace("_", "-").split("-")[0].lower()
-    return OPT_OUT_CONFIRMATIONS.get(language, OPT_OUT_CONFIRMATIONS["en"])
+    return _in_language(OPT_OUT_CONFIRMATIONS, locale)
+
+
+def opt_in_confirmation(locale: str | None) -> str:
+    """The confirmation a contact who opts back in receives, in their language."""
+    return _in_language(OPT_IN_CONFIRMATIONS, locale)
 
 
 def consent_purpose(purpose: Purpose) -> str:

@@ -19,7 +19,7 @@ from tidings.channels import service as channels
 from tidings.channels.domain import StatusUpdate
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
-from tidings.contacts.domain import Channel
+from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus
 from tidings.kernel.errors import invalid
 from tidings.messaging import costs, inbox, registry, repository
 from tidings.messaging.domain import (
@@ -46,7 +46,8 @@ from tidings.messaging.policy import (
     content_digest,
     decide_send,
     history_horizon,
-    is_opt_out_request,
+    is_keyword,
+    opt_in_confirmation,
     opt_out_confirmation,
 )
 from tidings.workspaces import service as workspaces
@@ -55,6 +56,7 @@ from tidings.workspaces.orm import Workspace
 
 UNCERTAIN_AFTER = timedelta(minutes=5)
 OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # the one message an opted-out contact gets
+OPT_IN_CONFIRMATION = "opt_in_confirmation"
 CHANNEL = "whatsapp"  # the outbox holds WhatsApp messages; e-mail brings its own channel
 
 
@@ -340,7 +342,7 @@ def queue_reply(
     )
 
 
-def honour_opt_out(
+def honour_keywords(
     session: Session,
     *,
     workspace: Workspace,
@@ -350,35 +352,50 @@ def honour_opt_out(
     message_id: str,
     now: datetime,
 ) -> bool:
-    """A customer wrote an opt-out keyword (P5): opt them out of WhatsApp at once, for every
-    purpose — queued and deferred messages are then skipped by the dispatcher — and send the
-    one confirmation. True when the message was such a request."""
+    """A customer wrote an opt-out or opt-in keyword (P5). Opt-out: out of WhatsApp at once
+    for every purpose — queued and deferred messages are then skipped by the dispatcher — and
+    one confirmation. Opt-in: consent for both purposes, recorded with its source and time,
+    and a confirmation. True when the message was such a request."""
     policy = workspaces.policy_for(workspace)
-    if not is_opt_out_request(text, policy.opt_out_keywords):
+    opting_out = is_keyword(text, policy.opt_out_keywords)
+    if not opting_out and not is_keyword(text, policy.opt_in_keywords):
         return False
     contact = contacts.get_contact_or_404(session, workspace, contact_id)
-    contacts.opt_out(
-        session,
-        workspace=workspace,
-        contact=contact,
-        channel=Channel.WHATSAPP,
-        source="whatsapp_keyword",
-        now=now,
-    )
+    locale = contact.locale or workspace.locale
+    if opting_out:
+        contacts.opt_out(
+            session,
+            workspace=workspace,
+            contact=contact,
+            channel=Channel.WHATSAPP,
+            source="whatsapp_keyword",
+            now=now,
+        )
+        body, kind = opt_out_confirmation(locale), OPT_OUT_CONFIRMATION
+    else:
+        for purpose in ConsentPurpose:
+            contacts.set_consent(
+                session,
+                workspace=workspace,
+                contact=contact,
+                channel=Channel.WHATSAPP,
+                purpose=purpose,
+                status=ConsentStatus.OPTED_IN,
+                source="whatsapp_keyword",
+                now=now,
+            )
+        body, kind = opt_in_confirmation(locale), OPT_IN_CONFIRMATION
     queue_message(
         session,
         workspace=workspace,
         request=SendRequest(
             contact_id=contact_id,
-            content={
-                "type": "text",
-                "text": {"body": opt_out_confirmation(contact.locale or workspace.locale)},
-            },
+            content={"type": "text", "text": {"body": body}},
             origin=Origin.SYSTEM,
             purpose=Purpose.SERVICE,
             number_id=number_id,
-            idempotency_key=f"opt-out:{message_id}",
-            notification_type=OPT_OUT_CONFIRMATION,
+            idempotency_key=f"keyword:{message_id}",
+            notification_type=kind,
         ),
         now=now,
     )

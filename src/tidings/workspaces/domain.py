@@ -69,6 +69,9 @@ class WorkspacePolicy(BaseModel):
     opt_out_keywords: tuple[str, ...] = Field(
         ("STOP", "UNSUBSCRIBE", "ยกเลิก", "退訂", "取消訂閱"), description="P5"
     )
+    opt_in_keywords: tuple[str, ...] = Field(
+        ("START", "SUBSCRIBE", "เริ่ม", "訂閱", "订阅"), description="P5: opting back in"
+    )
     daily_quota_per_number: int = Field(1000, ge=1, description="P6")
     messaging_tier_limit: int | None = Field(
         250, ge=1, description="P6 unique contacts outside the window per 24 h; None = unlimited"
