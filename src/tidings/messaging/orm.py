@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned
@@ -58,9 +59,23 @@ class Message(WorkspaceOwned, Base):
         Index("ix_messages_dispatch", "status", "next_attempt_at"),
         Index("ix_messages_contact", "contact_id", "direction", "created_at"),
         # The sending policy's history of a contact (P2-P4): what went out, and when.
-        Index("ix_messages_contact_dispatched", "contact_id", "dispatched_at"),
+        # Partial: a message enters them when it goes out, so queueing a million (a
+        # broadcast) does not pay for them, and the dispatcher, paced anyway, does.
+        Index(
+            "ix_messages_contact_dispatched",
+            "contact_id",
+            "dispatched_at",
+            sqlite_where=sql_text("dispatched_at IS NOT NULL"),
+            postgresql_where=sql_text("dispatched_at IS NOT NULL"),
+        ),
         # A number's daily quota and the portfolio's messaging tier (P6).
-        Index("ix_messages_number_dispatched", "number_id", "dispatched_at"),
+        Index(
+            "ix_messages_number_dispatched",
+            "number_id",
+            "dispatched_at",
+            sqlite_where=sql_text("dispatched_at IS NOT NULL"),
+            postgresql_where=sql_text("dispatched_at IS NOT NULL"),
+        ),
         Index("ix_messages_broadcast", "broadcast_id", "status"),
     )
 

@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -390,6 +391,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+@lru_cache(maxsize=4096)  # a mass send asks the same (time, zone) for thousands of contacts
 def next_weekly_slot(at: datetime, *, weekday: int, at_time: time, timezone: str) -> datetime:
     """The first moment ≥ ``at`` that is ``weekday`` ``at_time`` in ``timezone`` (aware UTC)."""
     zone = _zone(timezone)
@@ -404,6 +406,7 @@ def next_weekly_slot(at: datetime, *, weekday: int, at_time: time, timezone: str
     raise AssertionError("a weekday recurs within eight days")  # pragma: no cover
 
 
+@lru_cache(maxsize=4096)
 def quiet_hours_end(at: datetime, *, start: time, end: time, timezone: str) -> datetime | None:
     """When the quiet hours ``at`` falls in end (aware UTC), or None outside them.
 

@@ -28,10 +28,18 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("outside_window", sa.Boolean(), nullable=True))
         batch_op.create_index(
-            "ix_messages_contact_dispatched", ["contact_id", "dispatched_at"], unique=False
+            "ix_messages_contact_dispatched",
+            ["contact_id", "dispatched_at"],
+            unique=False,
+            sqlite_where=sa.text("dispatched_at IS NOT NULL"),
+            postgresql_where=sa.text("dispatched_at IS NOT NULL"),
         )
         batch_op.create_index(
-            "ix_messages_number_dispatched", ["number_id", "dispatched_at"], unique=False
+            "ix_messages_number_dispatched",
+            ["number_id", "dispatched_at"],
+            unique=False,
+            sqlite_where=sa.text("dispatched_at IS NOT NULL"),
+            postgresql_where=sa.text("dispatched_at IS NOT NULL"),
         )
     # Messages sent before this revision count against the caps from their last change on.
     op.execute(
