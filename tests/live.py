@@ -111,7 +111,11 @@ class Stack:
 
 
 @contextmanager
-def live_stack(tidings: Tidings, tenant: Tenant, config: SimulatorConfig) -> Iterator[Stack]:
+def simulated_number(
+    tidings: Tidings, tenant: Tenant, config: SimulatorConfig
+) -> Iterator[tuple[RunningSimulator, int, str]]:
+    """A running simulator and a number of ``tenant`` that sends to it: (simulator, number
+    id, the number's webhook path)."""
     simulator = start_simulator(config, clock=tidings.clock)
     try:
         with tidings.db.transaction() as session:
@@ -134,11 +138,17 @@ def live_stack(tidings: Tidings, tenant: Tenant, config: SimulatorConfig) -> Ite
                 now=tidings.clock.now(),
             )
             number_id, path = number.id, channels.webhook_path(number)
-        with (
-            serve_app(tidings) as app_url,
-            httpx.Client(base_url=app_url, headers=tenant.headers(), timeout=10) as api,
-        ):
-            config.webhook_url = app_url + path
-            yield Stack(tidings, tenant, app_url, simulator, number_id, tidings.make_worker(), api)
+        yield simulator, number_id, path
     finally:
         simulator.stop()
+
+
+@contextmanager
+def live_stack(tidings: Tidings, tenant: Tenant, config: SimulatorConfig) -> Iterator[Stack]:
+    with (
+        simulated_number(tidings, tenant, config) as (simulator, number_id, path),
+        serve_app(tidings) as app_url,
+        httpx.Client(base_url=app_url, headers=tenant.headers(), timeout=10) as api,
+    ):
+        config.webhook_url = app_url + path
+        yield Stack(tidings, tenant, app_url, simulator, number_id, tidings.make_worker(), api)

@@ -13,10 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
+from tests.live import simulated_number
 from tidings.bootstrap import Tidings
-from tidings.channels import service as channels
-from tidings.simulator.server import RunningSimulator, SimulatorConfig, start_simulator
-from tidings.workspaces import service as workspaces
+from tidings.simulator.server import RunningSimulator, SimulatorConfig
 
 API = "/api/v1"
 CONTACTS = 10_000
@@ -43,33 +42,14 @@ def simulator(tidings: Tidings, tenant: Tenant) -> Iterator[RunningSimulator]:
     # Statuses are not the point here, and the provider's own limits are lifted: the ledger
     # then shows only what our rules let through.
     config = SimulatorConfig(
-        delivered_rate=0.0, read_rate=0.0, reply_rate=0.0, throughput_per_second=None,
+        delivered_rate=0.0,
+        read_rate=0.0,
+        reply_rate=0.0,
+        throughput_per_second=None,
         pair_interval=None,
-    )  # fmt: skip
-    running = start_simulator(config, clock=tidings.clock)
-    with tidings.db.transaction() as session:
-        workspace = workspaces.get_workspace(session, tenant.workspace_id)
-        assert workspace is not None
-        channels.add_number(
-            session,
-            workspace=workspace,
-            data={
-                "name": "Simulated shop",
-                "phone_number_id": config.phone_number_id,
-                "business_account_id": config.business_account_id,
-                "display_phone_number": "+" + config.display_phone_number,
-                "api_base_url": running.url,
-                "access_token": config.access_token,
-                "app_secret": config.app_secret,
-                "verify_token": "a verify token",
-            },
-            box=tidings.secret_box,
-            now=tidings.clock.now(),
-        )
-    try:
+    )
+    with simulated_number(tidings, tenant, config) as (running, _, _):
         yield running
-    finally:
-        running.stop()
 
 
 def import_audience(client: TestClient, tenant: Tenant) -> None:

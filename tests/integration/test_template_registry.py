@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
+from tests.live import simulated_number
 from tidings.bootstrap import Tidings
 from tidings.kernel.errors import TidingsError
 from tidings.messaging.templates import (
@@ -19,37 +20,16 @@ from tidings.messaging.templates import (
     check_definition,
     check_send,
 )
-from tidings.simulator.server import RunningSimulator, SimulatorConfig, start_simulator
+from tidings.simulator.server import RunningSimulator, SimulatorConfig
 from tidings.workspaces.domain import Role
 
 API = "/api/v1"
 
 
 @pytest.fixture
-def simulated_number(
-    client: TestClient, tidings: Tidings, tenant: Tenant
-) -> Iterator[tuple[int, RunningSimulator]]:
-    config = SimulatorConfig()
-    running = start_simulator(config, clock=tidings.clock)
-    answer = client.post(
-        f"{API}/whatsapp-numbers",
-        json={
-            "name": "Simulated shop",
-            "phone_number_id": config.phone_number_id,
-            "business_account_id": config.business_account_id,
-            "display_phone_number": "+" + config.display_phone_number,
-            "api_base_url": running.url,
-            "access_token": config.access_token,
-            "app_secret": config.app_secret,
-            "verify_token": "a verify token",
-        },
-        headers=tenant.headers(),
-    )
-    assert answer.status_code == 201, answer.text
-    try:
-        yield int(answer.json()["id"]), running
-    finally:
-        running.stop()
+def simulated(tidings: Tidings, tenant: Tenant) -> Iterator[tuple[int, RunningSimulator]]:
+    with simulated_number(tidings, tenant, SimulatorConfig()) as (running, number_id, _):
+        yield number_id, running
 
 
 def template(name: str, language: str, *parameters: str) -> dict[str, Any]:
@@ -72,9 +52,9 @@ def send(
 
 
 def test_templates_sync_and_every_template_message_is_checked_against_them(
-    client: TestClient, tenant: Tenant, simulated_number: tuple[int, RunningSimulator]
+    client: TestClient, tenant: Tenant, simulated: tuple[int, RunningSimulator]
 ) -> None:
-    number_id, _ = simulated_number
+    number_id, _ = simulated
     contact = client.post(
         f"{API}/contacts",
         json={"name": "林怡君", "phone": "0912 345 678"},
@@ -120,9 +100,9 @@ def test_templates_sync_and_every_template_message_is_checked_against_them(
 
 
 def test_a_local_definition_is_checked_and_a_withdrawn_template_is_refused(
-    client: TestClient, tenant: Tenant, simulated_number: tuple[int, RunningSimulator]
+    client: TestClient, tenant: Tenant, simulated: tuple[int, RunningSimulator]
 ) -> None:
-    number_id, running = simulated_number
+    number_id, running = simulated
     body = {
         "name": "store_reopening",
         "language": "th",

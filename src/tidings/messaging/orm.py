@@ -24,6 +24,8 @@ class Conversation(WorkspaceOwned, Base):
     __tablename__ = "conversations"
     __table_args__ = (
         UniqueConstraint("number_id", "contact_id"),
+        # A contact's conversations over all numbers: the window, the I3 pause, history.
+        Index("ix_conversations_contact", "contact_id"),
         Index("ix_conversations_inbox", "workspace_id", "status", "last_message_at"),
         Index("ix_conversations_assignee", "workspace_id", "assignee_id", "status"),
     )

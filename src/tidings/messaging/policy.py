@@ -169,10 +169,11 @@ def decide_send(
     if skip is not None:
         return skip
     at, reasons = now, []
+    case = Case(request, recipient, history, policy)
     for _ in range(MAX_ROUNDS):
         moved = False
         for rule in _TIMING_RULES:
-            outcome = rule(request, recipient, history, policy, at)
+            outcome = rule(case, at)
             if isinstance(outcome, Skip):
                 return outcome
             if outcome is not None and outcome[0] > at:
@@ -228,6 +229,16 @@ def _window_closes(recipient: Recipient, policy: WorkspacePolicy) -> datetime | 
 TimingOutcome = tuple[datetime, str] | Skip | None
 
 
+@dataclass(frozen=True)
+class Case:
+    """Everything a timing rule looks at, but the moment it is asked about."""
+
+    request: Outgoing
+    recipient: Recipient
+    history: Sequence[PastSend]
+    policy: WorkspacePolicy
+
+
 def earliest_under_cap(
     times: Sequence[datetime], *, limit: int, period: timedelta, at: datetime
 ) -> datetime | None:
@@ -252,65 +263,50 @@ def _cap(
     return (allowed, reason) if allowed > at else None
 
 
-def _automation_pause(
-    request: Outgoing,
-    recipient: Recipient,
-    history: Sequence[PastSend],
-    policy: WorkspacePolicy,
-    at: datetime,
-) -> TimingOutcome:
-    paused = recipient.automation_paused_until
-    if request.automated and not request.confirms_opt_out and paused is not None and at < paused:
+def _automation_pause(case: Case, at: datetime) -> TimingOutcome:
+    paused = case.recipient.automation_paused_until
+    if (
+        case.request.automated
+        and not case.request.confirms_opt_out
+        and paused is not None
+        and at < paused
+    ):
         return paused, "I3: automation waits after a human agent's reply"
     return None
 
 
-def _non_opted_in_templates(
-    request: Outgoing,
-    recipient: Recipient,
-    history: Sequence[PastSend],
-    policy: WorkspacePolicy,
-    at: datetime,
-) -> TimingOutcome:
-    if request.channel != "whatsapp" or not request.is_template or request.confirms_opt_out:
+def _non_opted_in_templates(case: Case, at: datetime) -> TimingOutcome:
+    if (
+        case.request.channel != "whatsapp"
+        or not case.request.is_template
+        or case.request.confirms_opt_out
+    ):
         return None
     opted_in = any(
         status == "opted_in"
-        for (channel, _), status in recipient.consents.items()
-        if channel == request.channel
+        for (channel, _), status in case.recipient.consents.items()
+        if channel == case.request.channel
     )
     if opted_in:
         return None
-    sent = [p.at for p in history if p.channel == request.channel and p.is_template]
-    limit = policy.non_opted_in_templates_per_day
+    sent = [p.at for p in case.history if p.channel == case.request.channel and p.is_template]
+    limit = case.policy.non_opted_in_templates_per_day
     return _cap(sent, limit, DAY, at, f"P2: at most {limit} template a day before opt-in")
 
 
-def _same_content(
-    request: Outgoing,
-    recipient: Recipient,
-    history: Sequence[PastSend],
-    policy: WorkspacePolicy,
-    at: datetime,
-) -> TimingOutcome:
-    if not request.automated or request.confirms_opt_out:
+def _same_content(case: Case, at: datetime) -> TimingOutcome:
+    if not case.request.automated or case.request.confirms_opt_out:
         return None  # an agent typing "thank you" again is a conversation, not a campaign
-    sent = [p.at for p in history if p.content_digest == request.content_digest]
-    limit = policy.same_content_per_month
+    sent = [p.at for p in case.history if p.content_digest == case.request.content_digest]
+    limit = case.policy.same_content_per_month
     return _cap(sent, limit, MONTH, at, f"P3: the same content at most {limit} times in 30 days")
 
 
-def _promotional(
-    request: Outgoing,
-    recipient: Recipient,
-    history: Sequence[PastSend],
-    policy: WorkspacePolicy,
-    at: datetime,
-) -> TimingOutcome:
-    if request.purpose != Purpose.MARKETING:
+def _promotional(case: Case, at: datetime) -> TimingOutcome:
+    if case.request.purpose != Purpose.MARKETING:
         return None
-    sent = [p.at for p in history if p.purpose == Purpose.MARKETING]
-    limit = policy.promotional_per_week
+    sent = [p.at for p in case.history if p.purpose == Purpose.MARKETING]
+    limit = case.policy.promotional_per_week
     reason = f"P4: at most {limit} promotional message a week, across channels"
     outcome = _cap(sent, limit, WEEK, at, reason)
     if not isinstance(outcome, tuple):
@@ -318,54 +314,42 @@ def _promotional(
     # A promotion held back by the cap goes out in the workspace's weekly slot.
     slot = next_weekly_slot(
         outcome[0],
-        weekday=policy.promotional_slot_weekday,
-        at_time=policy.promotional_slot_time,
-        timezone=recipient.timezone,
+        weekday=case.policy.promotional_slot_weekday,
+        at_time=case.policy.promotional_slot_time,
+        timezone=case.recipient.timezone,
     )
-    return slot, reason + f"; next slot {_WEEKDAYS[policy.promotional_slot_weekday]} " + (
-        f"{policy.promotional_slot_time:%H:%M} local time"
+    return slot, reason + f"; next slot {_WEEKDAYS[case.policy.promotional_slot_weekday]} " + (
+        f"{case.policy.promotional_slot_time:%H:%M} local time"
     )
 
 
-def _same_notification(
-    request: Outgoing,
-    recipient: Recipient,
-    history: Sequence[PastSend],
-    policy: WorkspacePolicy,
-    at: datetime,
-) -> TimingOutcome:
-    kind = request.notification_type
-    if kind is None or request.purpose == Purpose.MARKETING:
+def _same_notification(case: Case, at: datetime) -> TimingOutcome:
+    kind = case.request.notification_type
+    if kind is None or case.request.purpose == Purpose.MARKETING:
         return None
-    gap = timedelta(hours=policy.service_same_event_gap_hours)
+    gap = timedelta(hours=case.policy.service_same_event_gap_hours)
     if gap <= timedelta(0):
         return None
-    sent = [p.at for p in history if p.notification_type == kind]
-    hours = f"{policy.service_same_event_gap_hours:g}"
+    sent = [p.at for p in case.history if p.notification_type == kind]
+    hours = f"{case.policy.service_same_event_gap_hours:g}"
     return _cap(sent, 1, gap, at, f"P4: '{kind}' notifications at least {hours} h apart")
 
 
-def _quiet_hours(
-    request: Outgoing,
-    recipient: Recipient,
-    history: Sequence[PastSend],
-    policy: WorkspacePolicy,
-    at: datetime,
-) -> TimingOutcome:
-    if not request.automated or request.confirms_opt_out:
+def _quiet_hours(case: Case, at: datetime) -> TimingOutcome:
+    if not case.request.automated or case.request.confirms_opt_out:
         return None
-    if request.purpose in (Purpose.SERVICE, Purpose.AUTHENTICATION):
+    if case.request.purpose in (Purpose.SERVICE, Purpose.AUTHENTICATION):
         return None  # answers and one-time codes are awaited; they are not interruptions
     ends = quiet_hours_end(
         at,
-        start=policy.quiet_hours_start,
-        end=policy.quiet_hours_end,
-        timezone=recipient.timezone,
+        start=case.policy.quiet_hours_start,
+        end=case.policy.quiet_hours_end,
+        timezone=case.recipient.timezone,
     )
     if ends is None:
         return None
     return ends, (
-        f"quiet hours {policy.quiet_hours_start:%H:%M}–{policy.quiet_hours_end:%H:%M} "
+        f"quiet hours {case.policy.quiet_hours_start:%H:%M}–{case.policy.quiet_hours_end:%H:%M} "
         "in the contact's time zone"
     )
 
