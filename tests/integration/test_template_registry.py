@@ -103,6 +103,10 @@ def test_a_local_definition_is_checked_and_a_withdrawn_template_is_refused(
     client: TestClient, tenant: Tenant, simulated: tuple[int, RunningSimulator]
 ) -> None:
     number_id, running = simulated
+    # The simulator charges a template as its own category, as Meta reports it (P9).
+    sent = {"type": "template", "template": {"name": "order_update", "language": {"code": "en"}}}
+    assert running.simulator.pricing_category(sent) == "utility"
+    assert running.simulator.pricing_category({"type": "text"}) == "service"
     body = {
         "name": "store_reopening",
         "language": "th",

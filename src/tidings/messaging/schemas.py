@@ -228,7 +228,9 @@ class TemplateSyncRead(BaseModel):
 class CostReportRead(BaseModel):
     currency: str
     total: float
-    by_category: dict[str, dict[str, float]]
+    by_category: dict[str, dict[str, int | float]] = Field(
+        description="category → messages (count) and cost"
+    )
     paid_conversations: int
     cost_per_conversation: float | None
     customers_acquired: int = Field(

@@ -448,6 +448,19 @@ class Simulator:
             persona = self.rng.choice(customers.PERSONAS)
         self.customer_says(persona.wa_id, None)
 
+    def pricing_category(self, payload: Mapping[str, Any]) -> str:
+        """What Meta reports a message was charged as: a template's own category (one the
+        account does not have counts as marketing), anything else is a service message."""
+        if payload.get("type") != "template":
+            return "service"
+        template = payload.get("template") or {}
+        language = (template.get("language") or {}).get("code")
+        with self.lock:
+            for known in self.templates:
+                if known["name"] == template.get("name") and known["language"] == language:
+                    return str(known["category"]).lower()
+        return "marketing"
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             outcomes = Counter(entry.outcome for entry in self.ledger)
@@ -470,7 +483,7 @@ def _status_builder(
     error: dict[str, Any] | None,
     payload: Mapping[str, Any],
 ) -> Any:
-    category = "marketing" if payload.get("type") == "template" else "service"
+    category = simulator.pricing_category(payload)  # now, outside the webhook thread
     return lambda: simulator.status_payload(wamid, wa_id, status, when, error, category)
 
 
