@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,15 +87,39 @@ class BatchCapacity:
     created: dict[int, datetime]
 
     @classmethod
-    def load(cls, session: Session, rows: Sequence[Message], now: datetime) -> BatchCapacity:
-        number_ids = [row.number_id for row in rows]
+    def load(
+        cls,
+        session: Session,
+        rows: Sequence[Message],
+        now: datetime,
+        policies: Mapping[int, WorkspacePolicy],
+    ) -> BatchCapacity:
+        """Counts bounded by the limits: a number's sends up to its quota, a workspace's
+        reached contacts up to its tier — what decides is whether the limit is reached, and
+        an unbounded count would grow with every message of the day."""
         since = now - DAY
+        created = channels.numbers_created_at(session, [row.number_id for row in rows])
+        quotas: dict[int, int] = {}
+        for row in rows:
+            age = now - created.get(row.number_id, now)
+            quotas[row.number_id] = daily_quota(policies[row.workspace_id], age)
+        tiers = {
+            row.workspace_id: tier
+            for row in rows
+            if (tier := policies[row.workspace_id].messaging_tier_limit) is not None
+        }
         return cls(
-            used=repository.dispatched_per_number(session, number_ids, since),
-            reached=repository.reached_outside_window(
-                session, [row.workspace_id for row in rows], since
-            ),
-            created=channels.numbers_created_at(session, number_ids),
+            used={
+                number_id: repository.dispatched_by_number(session, number_id, since, at_most=quota)
+                for number_id, quota in quotas.items()
+            },
+            reached={
+                workspace_id: repository.reached_outside_window(
+                    session, workspace_id, since, at_most=tier
+                )
+                for workspace_id, tier in tiers.items()
+            },
+            created=created,
         )
 
     def check(
@@ -200,27 +224,28 @@ class OutboundDispatcher:
         )
         endpoints = channels.endpoints_for(session, [row.number_id for row in rows], self.box)
         policies: dict[int, tuple[WorkspacePolicy, str]] = {}
+        for workspace_id in {row.workspace_id for row in rows}:
+            workspace = workspaces.get_workspace(session, workspace_id)
+            policies[workspace_id] = (
+                (workspaces.policy_for(workspace), workspace.timezone)
+                if workspace
+                else (WorkspacePolicy(), "UTC")
+            )
         facts = PolicyFacts.load(
             session,
             [row.contact_id for row in rows],
             since=now - LONGEST_HORIZON,
         )
-        capacity = BatchCapacity.load(session, rows, now)
+        capacity = BatchCapacity.load(
+            session, rows, now, {w: policy for w, (policy, _) in policies.items()}
+        )
         workers = max(
             1, len(scheduler.live_workers(session, now=now, within=timedelta(seconds=90)))
         )
         jobs: list[SendJob] = []
         held = 0
         for row in rows:
-            known = policies.get(row.workspace_id)
-            if known is None:
-                workspace = workspaces.get_workspace(session, row.workspace_id)
-                known = policies[row.workspace_id] = (
-                    (workspaces.policy_for(workspace), workspace.timezone)
-                    if workspace
-                    else (WorkspacePolicy(), "UTC")
-                )
-            policy, default_timezone = known
+            policy, default_timezone = policies[row.workspace_id]
             conversation = conversations[row.conversation_id]
             endpoint = endpoints.get(row.number_id)
             if endpoint is None:

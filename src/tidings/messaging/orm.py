@@ -79,6 +79,14 @@ class Message(WorkspaceOwned, Base):
             postgresql_where=sql_text("dispatched_at IS NOT NULL"),
         ),
         Index("ix_messages_broadcast", "broadcast_id", "status"),
+        # The messaging tier: who was reached outside their window today (P6).
+        Index(
+            "ix_messages_outside_window",
+            "workspace_id",
+            "dispatched_at",
+            sqlite_where=sql_text("outside_window IS 1"),
+            postgresql_where=sql_text("outside_window IS true"),
+        ),
     )
 
     conversation_id: Mapped[int] = mapped_column(

@@ -348,19 +348,16 @@ def traces_of_contact(
     ).all()
 
 
-def dispatched_per_number(
-    session: Session, number_ids: Iterable[int], since: datetime
-) -> dict[int, int]:
-    """How many messages each number handed out since ``since`` (its daily quota, P6)."""
-    wanted = list(set(number_ids))
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(Message.number_id, func.count())
-        .where(Message.number_id.in_(wanted), Message.dispatched_at > since)
-        .group_by(Message.number_id)
+def dispatched_by_number(session: Session, number_id: int, since: datetime, *, at_most: int) -> int:
+    """How many messages a number handed out since ``since``, counted up to ``at_most``
+    (its daily quota, P6): enough to know whether the quota is reached."""
+    handed = (
+        select(Message.id)
+        .where(Message.number_id == number_id, Message.dispatched_at > since)
+        .limit(at_most)
+        .subquery()
     )
-    return {number_id: int(count) for number_id, count in rows}
+    return int(session.scalar(select(func.count()).select_from(handed)) or 0)
 
 
 def oldest_dispatches(
@@ -383,25 +380,21 @@ def oldest_dispatches(
 
 
 def reached_outside_window(
-    session: Session, workspace_ids: Iterable[int], since: datetime
-) -> dict[int, set[int]]:
-    """Contacts each workspace reached outside their window since ``since`` (tier, P6)."""
-    wanted = list(set(workspace_ids))
-    found: dict[int, set[int]] = defaultdict(set)
-    if not wanted:
-        return found
-    rows = session.execute(
-        select(Message.workspace_id, Message.contact_id)
+    session: Session, workspace_id: int, since: datetime, *, at_most: int
+) -> set[int]:
+    """Contacts a workspace reached outside their window since ``since`` (its messaging
+    tier, P6), up to ``at_most`` of them."""
+    rows = session.scalars(
+        select(Message.contact_id)
         .where(
-            Message.workspace_id.in_(wanted),
+            Message.workspace_id == workspace_id,
             Message.dispatched_at > since,
             Message.outside_window.is_(True),
         )
         .distinct()
+        .limit(at_most)
     )
-    for workspace_id, contact_id in rows:
-        found[workspace_id].add(contact_id)
-    return found
+    return set(rows)
 
 
 def cost_by_category(
