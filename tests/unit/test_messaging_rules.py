@@ -26,7 +26,6 @@ from tidings.messaging.domain import (
     check_shortcut,
     check_snooze,
     is_window_open,
-    needs_open_window,
     next_outbound_status,
     status_after_inbound,
     summary_of,
@@ -144,8 +143,6 @@ def test_the_window_is_open_for_24_hours_after_the_last_inbound_message() -> Non
     assert not is_window_open(None, NOW, DAY)
     assert is_window_open(NOW - DAY + timedelta(seconds=1), NOW, DAY)
     assert not is_window_open(NOW - DAY, NOW, DAY)
-    assert needs_open_window("text") and needs_open_window("image")
-    assert not needs_open_window("template")
 
 
 def test_transient_failures_back_off_and_permanent_ones_fail_at_once() -> None:

@@ -416,11 +416,6 @@ def summary_of(content: Mapping[str, Any]) -> str | None:
 # --- P1: the customer-service window -------------------------------------------------------
 
 
-def needs_open_window(kind: str) -> bool:
-    """Everything but an approved template needs the 24-hour window (P1)."""
-    return kind != "template"
-
-
 def window_closes_at(last_inbound_at: datetime | None, window: timedelta) -> datetime | None:
     return last_inbound_at + window if last_inbound_at is not None else None
 
