@@ -96,10 +96,11 @@ class InboundEventSource:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        seen: dict[int, Workspace | None] = {}  # one lookup per workspace for the batch
         for row in rows:
             try:
                 with session.begin_nested():
-                    process_event(session, row, now=now)
+                    process_event(session, row, now=now, workspaces_seen=seen)
                 row.processed_at = now
             except Exception as error:  # kept with its error, retried, then given up
                 if isinstance(error, messaging.UnknownMessageError):
@@ -114,9 +115,18 @@ class InboundEventSource:
         return len(rows)
 
 
-def process_event(session: Session, row: WhatsAppInboundEvent, *, now: datetime) -> None:
+def process_event(
+    session: Session,
+    row: WhatsAppInboundEvent,
+    *,
+    now: datetime,
+    workspaces_seen: dict[int, Workspace | None] | None = None,
+) -> None:
     """Apply one stored update: a message to its conversation, a status to its message."""
-    workspace = workspaces.get_workspace(session, row.workspace_id)
+    seen = workspaces_seen if workspaces_seen is not None else {}
+    if row.workspace_id not in seen:
+        seen[row.workspace_id] = workspaces.get_workspace(session, row.workspace_id)
+    workspace = seen[row.workspace_id]
     if workspace is None:
         return
     batch = parse_webhook(row.payload)
@@ -137,22 +147,23 @@ def record_inbound_message(
     now: datetime,
 ) -> int:
     """Find or create the sender's contact, put the message on its timeline once; its id."""
-    contact_id, name_is_blank, created = _sender_contact(session, workspace, message, now)
+    # A new contact is created with its WhatsApp name and lead source (I6) in one go.
+    lead_source = "ad_referral" if message.referral is not None else "whatsapp"
+    on_create: dict[str, Any] = {"lead_source": lead_source}
+    if message.sender.profile_name:
+        on_create["name"] = message.sender.profile_name
+    contact, created = _sender_contact(session, workspace, message, now, on_create)
     # The WhatsApp profile name only fills a blank: a name an agent typed is never overwritten.
-    filled: dict[str, Any] = {}
-    if name_is_blank and message.sender.profile_name:
-        filled["name"] = message.sender.profile_name
-    if created:
-        filled["lead_source"] = "ad_referral" if message.referral is not None else "whatsapp"
-    if filled:
-        contacts.update_contact(
+    if not created and contact.name is None and message.sender.profile_name:
+        contact = contacts.update_contact(
             session,
             workspace=workspace,
-            contact_id=contact_id,
-            data=filled,
+            contact_id=contact.id,
+            data={"name": message.sender.profile_name},
             source="whatsapp",
             now=now,
         )
+    contact_id: int = contact.id
     properties: dict[str, Any] = {
         "wamid": message.message_id,
         "type": message.kind.value,
@@ -170,7 +181,7 @@ def record_inbound_message(
     contacts.record_event(
         session,
         workspace=workspace,
-        contact=contacts.get_contact_or_404(session, workspace, contact_id),
+        contact=contact,
         event_type="message.received",
         occurred_at=occurred,
         properties=properties,
@@ -216,9 +227,13 @@ def record_inbound_message(
 
 
 def _sender_contact(
-    session: Session, workspace: Workspace, message: InboundMessage, now: datetime
-) -> tuple[int, bool, bool]:
-    """``(contact id, has no name yet, was created)`` for the sender.
+    session: Session,
+    workspace: Workspace,
+    message: InboundMessage,
+    now: datetime,
+    on_create: dict[str, Any],
+) -> tuple[Any, bool]:
+    """The sender's contact row and whether it was created (with ``on_create`` then).
 
     Matched by BSUID, then phone, then the raw ``wa_id``: phone fields may be missing (username
     users) or not a valid number, and identity must not depend on them alone.
@@ -232,28 +247,28 @@ def _sender_contact(
     data: dict[str, Any] = {"external_ids": external}
     if sender.phone_e164:
         try:
-            contact, created = contacts.upsert_contact(
+            return contacts.upsert_contact(
                 session,
                 workspace=workspace,
                 data={**data, "phone": sender.phone_e164},
                 match_on=["external_id", "phone"],
                 source="whatsapp",
                 now=now,
+                on_create=on_create,
             )
-            return contact.id, contact.name is None, created
         except TidingsError as error:
             if error.code != "invalid_phone":
                 raise
             log.info("sender %s has no valid phone number; matched by WhatsApp id", sender.key)
-    contact, created = contacts.upsert_contact(
+    return contacts.upsert_contact(
         session,
         workspace=workspace,
         data=data,
         match_on=["external_id"],
         source="whatsapp",
         now=now,
+        on_create=on_create,
     )
-    return contact.id, contact.name is None, created
 
 
 @dataclass

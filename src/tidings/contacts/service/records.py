@@ -123,8 +123,10 @@ def upsert_contact(
     match_on: Sequence[str],
     source: str,
     now: datetime,
+    on_create: Mapping[str, Any] | None = None,
 ) -> tuple[Contact, bool]:
-    """Update the contact matched by the first of ``match_on`` that finds one, else create it.
+    """Update the contact matched by the first of ``match_on`` that finds one, else create it
+    (with ``on_create`` added: fields only a new contact gets, such as its lead source).
 
     Returns the contact and whether it was created.
 
@@ -138,7 +140,10 @@ def upsert_contact(
             )
     found = _find_match(session, workspace, data, match_on)
     if found is None:
-        return create_contact(session, workspace=workspace, data=data, source=source, now=now), True
+        created = create_contact(
+            session, workspace=workspace, data={**data, **(on_create or {})}, source=source, now=now
+        )
+        return created, True
     updated = update_contact(
         session, workspace=workspace, contact_id=found.id, data=data, source=source, now=now
     )
