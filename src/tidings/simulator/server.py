@@ -773,6 +773,7 @@ def start_simulator(
             port=port,
             log_level="warning",
             lifespan="off",
+            timeout_keep_alive=30,  # well beyond our client's 2 s idle expiry
         )
     )
     thread = threading.Thread(target=server.run, name="simulator", daemon=True)

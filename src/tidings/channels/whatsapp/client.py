@@ -110,8 +110,14 @@ class CloudApiClient:
     ) -> None:
         self._http = http or httpx.Client(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            # Idle connections are dropped before a server would close them (5 s is common):
+            # a request sent on a connection the server is closing at that moment fails after
+            # leaving, and a send that may have arrived is "uncertain" (not resent if
+            # marketing). Reconnecting after 2 s idle costs a handshake, nothing else.
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=2.0,
             ),
             headers={"User-Agent": USER_AGENT},
         )
