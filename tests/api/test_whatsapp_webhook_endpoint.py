@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
 from tidings.channels.whatsapp.webhook import parse_webhook, sign
 
@@ -166,3 +167,19 @@ def test_a_signed_body_that_is_not_a_webhook_is_a_400(
     )
     assert response.status_code == 400
     assert post(client, webhook_path, {"object": "page"}).status_code == 400
+
+
+def test_a_rotated_app_secret_counts_at_once(
+    client: TestClient, tenant: Tenant, webhook_path: str
+) -> None:
+    assert post(client, webhook_path, batch("wamid.before")).status_code == 200
+    number_id = client.get("/api/v1/whatsapp-numbers", headers=tenant.headers()).json()[0]["id"]
+    rotated = client.patch(
+        f"/api/v1/whatsapp-numbers/{number_id}",
+        json={"app_secret": "a-rotated-app-secret"},
+        headers=tenant.headers(),
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert post(client, webhook_path, batch("wamid.old")).status_code == 401
+    accepted = post(client, webhook_path, batch("wamid.new"), secret="a-rotated-app-secret")
+    assert accepted.status_code == 200

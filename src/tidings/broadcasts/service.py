@@ -8,7 +8,8 @@ messages' idempotency keys make planning resumable after a crash without sending
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -86,13 +87,10 @@ def create_broadcast(
     specs = contacts.field_specs(session, workspace)
     template = _template(data.get("template"), set(specs))
     sample = {"type": "template", "template": _sample(template)}
-    try:
+    with _fields_as_this_request_names_them():
         purpose = registry.check_template_message(
             session, number_id=number.id, content=sample, purpose=purpose
         )
-    except TidingsError as error:  # named as this request spells it: template.…
-        error.field = (error.field or "").removeprefix("content.") or "template"
-        raise
     criteria = contacts.audience_criteria(session, workspace, data.get("audience") or {})
     send_at, local_date, local_time = _schedule(data, now)
     policy = workspaces.policy_for(workspace)
@@ -156,17 +154,25 @@ def _template(value: Any, field_keys: set[str]) -> dict[str, Any]:
             "required", "an approved template: name, language, components", field="template"
         )
     components = check_parameters(value.get("components"), field_keys)
-    try:
+    with _fields_as_this_request_names_them():
         checked = check_outbound_content(
             {"type": "template", "template": _sample({**value, "components": components})}
         )
-    except TidingsError as error:  # named as this request spells it: template.…, not content.…
-        error.field = (error.field or "").removeprefix("content.") or "template"
-        raise
     template = dict(checked["template"])
     if components:
         template["components"] = components
     return template
+
+
+@contextmanager
+def _fields_as_this_request_names_them() -> Iterator[None]:
+    """Message checks name ``content.template.…``; a broadcast request spells it
+    ``template.…``."""
+    try:
+        yield
+    except TidingsError as error:
+        error.field = (error.field or "").removeprefix("content.") or "template"
+        raise
 
 
 def _sample(template: Mapping[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def update_number(number_id: int, body: NumberUpdate, ctx: Context) -> NumberRea
         box=ctx.tidings.secret_box,
         now=ctx.now,
     )
+    # A rotated app secret or a deactivated number counts at once in this process (others
+    # see it within the directory's 30 s).
+    ctx.tidings.webhook_directory.forget()
     return _read(number, ctx)
 
 

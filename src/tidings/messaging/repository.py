@@ -399,15 +399,14 @@ def reached_outside_window(
 
 def cost_by_category(
     session: Session, workspace: Workspace, since: datetime, until: datetime
-) -> list[tuple[str | None, int, float, int]]:
-    """Per pricing category: messages charged, their cost, and distinct conversations, for
-    messages delivered in [since, until)."""
+) -> list[tuple[str | None, int, float]]:
+    """Per pricing category: messages charged and their cost, for messages delivered in
+    [since, until)."""
     rows = session.execute(
         select(
             Message.pricing_category,
             func.count(),
             func.coalesce(func.sum(Message.cost), 0.0),
-            func.count(func.distinct(Message.conversation_id)),
         )
         .where(
             Message.workspace_id == workspace.id,
@@ -417,9 +416,7 @@ def cost_by_category(
         )
         .group_by(Message.pricing_category)
     )
-    return [
-        (c, int(n), float(total or 0.0), int(conversations)) for c, n, total, conversations in rows
-    ]
+    return [(c, int(n), float(total or 0.0)) for c, n, total in rows]
 
 
 def paid_conversations(

@@ -619,7 +619,7 @@ def cost_report(
         total=total,
         by_category={
             category or "unknown": {"messages": n, "cost": round(cost, 6)}
-            for category, n, cost, _ in rows
+            for category, n, cost in rows
         },
         paid_conversations=conversations,
         cost_per_conversation=round(total / conversations, 6) if conversations else None,
