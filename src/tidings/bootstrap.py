@@ -24,6 +24,7 @@ from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
+from tidings.integrations.webhooks import WebhookPoster
 from tidings.kernel.clock import Clock, SystemClock
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
@@ -39,6 +40,7 @@ from tidings.scheduler.worker import (
     Worker,
     WorkSource,
 )
+from tidings.sequences.jobs import WEBHOOK_JOB, SequenceEvents, SequenceRunner
 from tidings.settings import Settings, load_settings
 
 
@@ -129,7 +131,15 @@ class Tidings:
 
     def all_sources(self) -> list[WorkSource | PassSource]:
         downloader = MediaDownloader(self.secret_box, self.whatsapp, self.media_store)
-        handlers = {MEDIA_JOB: JobHandler(MEDIA_JOB, downloader.handle), **self.job_handlers}
+        poster = WebhookPoster(
+            self.settings.secret_key.get_secret_value(),
+            allow_private=self.settings.allow_private_webhooks,
+        )
+        handlers = {
+            MEDIA_JOB: JobHandler(MEDIA_JOB, downloader.handle),
+            WEBHOOK_JOB: JobHandler(WEBHOOK_JOB, poster.handle),
+            **self.job_handlers,
+        }
         return [
             *self.work_sources,
             OutboundDispatcher(box=self.secret_box, client=self.whatsapp),
@@ -150,7 +160,13 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
         settings=chosen,
         clock=clock or SystemClock(),
         db=Database(engine),
-        work_sources=[DeliverySplitter(), InboundEventSource(), BroadcastPlanner()],
+        work_sources=[
+            DeliverySplitter(),
+            InboundEventSource(),
+            SequenceEvents(),  # before the runner: goals and exits apply before steps run
+            SequenceRunner(),
+            BroadcastPlanner(),
+        ],
         periodic=[
             PeriodicTask(
                 PeriodicJob("messaging.recover_in_flight", timedelta(minutes=1)),

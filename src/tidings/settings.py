@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     database_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
+    allow_private_webhooks: bool = Field(
+        default=False, description="Let outgoing webhooks reach private/loopback addresses."
+    )
 
     @model_validator(mode="after")
     def _fill_database_url(self) -> Settings:

@@ -20,6 +20,7 @@ from tidings.contacts.routes import router as contacts_router
 from tidings.db.migrate import current_revision, head_revision
 from tidings.messaging.routes import router as messaging_router
 from tidings.scheduler.service import live_workers
+from tidings.sequences.routes import router as sequences_router
 from tidings.workspaces.routes import router as workspaces_router
 
 API_PREFIX = "/api/v1"
@@ -58,6 +59,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
     app.include_router(broadcasts_router, prefix=API_PREFIX)
+    app.include_router(sequences_router, prefix=API_PREFIX)
     app.include_router(messaging_router, prefix=API_PREFIX)
     app.include_router(whatsapp_webhooks)
 

@@ -331,6 +331,17 @@ def default_number(session: Session, workspace: Workspace) -> WhatsAppNumber:
     )
 
 
+def sending_number_id(session: Session, *, workspace_id: int, number_id: int | None) -> int | None:
+    """The active number automation sends from: the chosen one, else the workspace's first
+    active number; None when there is none (the caller records why nothing went)."""
+    for number in sorted(
+        repository.list_numbers_of_workspace(session, workspace_id), key=lambda n: n.id
+    ):
+        if number.is_active and (number_id is None or number.id == number_id):
+            return number.id
+    return None
+
+
 def get_active_number(session: Session, workspace: Workspace, number_id: int) -> WhatsAppNumber:
     number = get_number_or_404(session, workspace, number_id)
     if not number.is_active:

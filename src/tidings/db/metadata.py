@@ -8,6 +8,7 @@ from tidings.contacts import orm as contacts_orm
 from tidings.db.base import Base
 from tidings.messaging import orm as messaging_orm
 from tidings.scheduler import orm as scheduler_orm
+from tidings.sequences import orm as sequences_orm
 from tidings.workspaces import orm as workspaces_orm
 
 REGISTERED = (
@@ -16,6 +17,7 @@ REGISTERED = (
     contacts_orm,
     messaging_orm,
     scheduler_orm,
+    sequences_orm,
     workspaces_orm,
 )
 target_metadata = Base.metadata

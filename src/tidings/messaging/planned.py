@@ -265,3 +265,18 @@ def cost_of_broadcast(session: Session, broadcast_id: int) -> float:
         )
         or 0.0
     )
+
+
+def message_ids_by_key(
+    session: Session, *, workspace_id: int, keys: Sequence[str]
+) -> dict[str, int]:
+    """The ids of a workspace's messages by idempotency key."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(Message.idempotency_key, Message.id).where(
+            Message.workspace_id == workspace_id,
+            among(session, Message.idempotency_key, list(keys)),
+        )
+    )
+    return {key: message_id for key, message_id in rows if key is not None}

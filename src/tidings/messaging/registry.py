@@ -204,6 +204,10 @@ def _category(value: Any) -> TemplateCategory:
         return TemplateCategory.MARKETING  # unknown: treat with the strictest caps
 
 
+def template_exists(session: Session, *, number_id: int, name: str, language: str) -> bool:
+    return _find(session, number_id, name, language) is not None
+
+
 def _find(session: Session, number_id: int, name: str, language: str) -> MessageTemplate | None:
     return session.scalar(
         select(MessageTemplate).where(

@@ -337,6 +337,35 @@ def automation_pauses(session: Session, contact_ids: Iterable[int]) -> dict[int,
     return {contact_id: until for contact_id, until in rows if until is not None}
 
 
+def message_moments(session: Session, message_ids: Iterable[int]) -> Sequence[Any]:
+    wanted = sorted(set(message_ids))
+    if not wanted:
+        return []
+    return session.execute(
+        select(
+            Message.id,
+            Message.status,
+            Message.dispatched_at,
+            Message.created_at,
+            Message.delivered_at,
+            Message.read_at,
+        ).where(among(session, Message.id, wanted))
+    ).all()
+
+
+def last_inbound_of_contacts(session: Session, contact_ids: Iterable[int]) -> dict[int, datetime]:
+    """Each contact's last message to any of our numbers (the P1 window), by contact id."""
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Conversation.contact_id, func.max(Conversation.last_inbound_at))
+        .where(among(session, Conversation.contact_id, wanted))
+        .group_by(Conversation.contact_id)
+    )
+    return {contact_id: at for contact_id, at in rows if at is not None}
+
+
 def traces_of_contact(
     session: Session, workspace: Workspace, contact_id: int, *, limit: int
 ) -> Sequence[SendTrace]:

@@ -223,6 +223,49 @@ class PolicyFacts:
     def dispatched(self, message: Message, at: datetime) -> None:
         self.history.setdefault(message.contact_id, []).append(replace(_past(message), at=at))
 
+    def planned(self, contact_id: int, outgoing: Outgoing, at: datetime) -> None:
+        """A message just decided for ``at``: later decisions in the same batch count it."""
+        self.history.setdefault(contact_id, []).append(
+            PastSend(
+                at=at,
+                channel=outgoing.channel,
+                purpose=outgoing.purpose,
+                is_template=outgoing.is_template,
+                content_digest=outgoing.content_digest,
+                notification_type=outgoing.notification_type,
+            )
+        )
+
+
+def last_inbound_of_contacts(session: Session, contact_ids: list[int]) -> dict[int, datetime]:
+    """When each contact last wrote to us (the start of its P1 window)."""
+    return repository.last_inbound_of_contacts(session, contact_ids)
+
+
+@dataclass(frozen=True)
+class MessageMoments:
+    """Where an outgoing message stands, for automation's conditions and statistics."""
+
+    status: str
+    sent_at: datetime  # handed to the provider (or queued, if not yet)
+    dispatched: bool
+    delivered_at: datetime | None
+    read_at: datetime | None
+
+
+def message_moments(session: Session, message_ids: list[int]) -> dict[int, MessageMoments]:
+    """By message id (ids the caller's own rows hold, e.g. a sequence's step runs)."""
+    return {
+        row.id: MessageMoments(
+            row.status,
+            row.dispatched_at or row.created_at,
+            row.dispatched_at is not None,
+            row.delivered_at,
+            row.read_at,
+        )
+        for row in repository.message_moments(session, message_ids)
+    }
+
 
 def outgoing_of(message: Message) -> Outgoing:
     return Outgoing(

@@ -358,6 +358,10 @@ def open_workspace(
     return workspace, key
 
 
+def find_user_by_email(session: Session, workspace: Workspace, email: str) -> User | None:
+    return repository.get_user_by_email(session, workspace, email.strip().lower())
+
+
 def get_workspace(session: Session, workspace_id: int) -> Workspace | None:
     return repository.get_workspace(session, workspace_id)
 

@@ -187,3 +187,30 @@ def leave_list(
     )
     contact.updated_at = now
     return True
+
+
+def change_list_by_name(
+    session: Session,
+    *,
+    workspace: Workspace,
+    contact: Contact,
+    name: str,
+    join: bool,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Join (creating the list when the workspace has none of that name) or leave a list
+    named by automation; True when membership changed."""
+    clean = " ".join(name.split())
+    found = repository.lists_by_name(session, workspace, [clean]).get(clean)
+    if found is None:
+        if not join:
+            return False
+        found = create_list(session, workspace=workspace, name=clean, description="", now=now)
+    if join:
+        return join_list(
+            session, workspace=workspace, contact=contact, list_id=found.id, source=source, now=now
+        )
+    return leave_list(
+        session, workspace=workspace, contact=contact, list_id=found.id, source=source, now=now
+    )

@@ -1,0 +1,211 @@
+"""What automation reads about many contacts at once: profiles for personalising, tags, lists
+and timeline events for conditions. Plain values in a few queries per batch, by contact id
+(the ids come from rows the caller already holds, e.g. a claimed batch of enrollments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tidings.conditions.domain import Event
+from tidings.contacts.orm import Contact, ContactEvent, ContactList, ContactTag, ListMembership, Tag
+from tidings.db.base import among
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: int
+    workspace_id: int
+    phone: str | None
+    email: str | None
+    name: str | None
+    first_name: str | None
+    last_name: str | None
+    locale: str | None
+    timezone: str | None
+    country: str | None
+    lifecycle_stage: str
+    score: int
+    custom_fields: dict[str, Any]
+
+    def variables(self) -> dict[str, Any]:
+        """``contact.*`` of user templates (``{{ contact.first_name }}``), as quick replies."""
+        first = self.first_name or (self.name.split()[0] if self.name else "")
+        return {
+            "name": self.name or "",
+            "first_name": first,
+            "last_name": self.last_name or "",
+            "phone": self.phone or "",
+            "email": self.email or "",
+            "country": self.country or "",
+            "fields": dict(self.custom_fields),
+        }
+
+    def condition_fields(self) -> dict[str, Any]:
+        """Standard and custom fields as conditions compare them."""
+        return {
+            **self.custom_fields,
+            "name": self.name,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "email": self.email,
+            "phone": self.phone,
+            "country": self.country,
+            "locale": self.locale,
+            "lifecycle_stage": self.lifecycle_stage,
+            "score": self.score,
+        }
+
+
+def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profile]:
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            Contact.id,
+            Contact.workspace_id,
+            Contact.phone,
+            Contact.email,
+            Contact.name,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.locale,
+            Contact.timezone,
+            Contact.country,
+            Contact.lifecycle_stage,
+            Contact.score,
+            Contact.custom_fields,
+        ).where(among(session, Contact.id, wanted))
+    )
+    return {
+        row.id: Profile(
+            id=row.id,
+            workspace_id=row.workspace_id,
+            phone=row.phone,
+            email=row.email,
+            name=row.name,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            locale=row.locale,
+            timezone=row.timezone,
+            country=row.country,
+            lifecycle_stage=row.lifecycle_stage,
+            score=row.score,
+            custom_fields=dict(row.custom_fields or {}),
+        )
+        for row in rows
+    }
+
+
+def tag_names(session: Session, contact_ids: Collection[int]) -> dict[int, set[str]]:
+    """Each contact's tags, case-folded."""
+    found: dict[int, set[str]] = {}
+    rows = session.execute(
+        select(ContactTag.contact_id, Tag.name)
+        .join(Tag, Tag.id == ContactTag.tag_id)
+        .where(among(session, ContactTag.contact_id, sorted(set(contact_ids))))
+    )
+    for contact_id, name in rows:
+        found.setdefault(contact_id, set()).add(name.casefold())
+    return found
+
+
+def list_names(session: Session, contact_ids: Collection[int]) -> dict[int, set[str]]:
+    """The names of each contact's lists, case-folded."""
+    found: dict[int, set[str]] = {}
+    rows = session.execute(
+        select(ListMembership.contact_id, ContactList.name)
+        .join(ContactList, ContactList.id == ListMembership.list_id)
+        .where(among(session, ListMembership.contact_id, sorted(set(contact_ids))))
+    )
+    for contact_id, name in rows:
+        found.setdefault(contact_id, set()).add(name.casefold())
+    return found
+
+
+def events_of(
+    session: Session,
+    contact_ids: Collection[int],
+    *,
+    types: Collection[str],
+    since: datetime | None = None,
+) -> dict[int, list[Event]]:
+    """Timeline events of these types, by event time (S8), per contact."""
+    if not types or not contact_ids:
+        return {}
+    query = select(
+        ContactEvent.contact_id,
+        ContactEvent.event_type,
+        ContactEvent.occurred_at,
+        ContactEvent.properties,
+    ).where(
+        among(session, ContactEvent.contact_id, sorted(set(contact_ids))),
+        ContactEvent.event_type.in_(sorted(types)),
+    )
+    if since is not None:
+        query = query.where(ContactEvent.occurred_at >= since)
+    found: dict[int, list[Event]] = {}
+    for contact_id, kind, at, properties in session.execute(
+        query.order_by(ContactEvent.occurred_at)
+    ):
+        found.setdefault(contact_id, []).append(Event(kind, at, properties or {}))
+    return found
+
+
+def events_after(
+    session: Session, *, position: int, received_by: datetime, limit: int
+) -> Sequence[Any]:
+    """Timeline events with ids above ``position``, in id order, up to the first one received
+    after ``received_by``: the feed that triggers, goals and exits read. Stopping there (not
+    skipping it) keeps the position safe to move past everything returned."""
+    rows = session.execute(
+        select(
+            ContactEvent.id,
+            ContactEvent.workspace_id,
+            ContactEvent.contact_id,
+            ContactEvent.event_type,
+            ContactEvent.occurred_at,
+            ContactEvent.properties,
+            ContactEvent.received_at,
+        )
+        .where(ContactEvent.id > position)
+        .order_by(ContactEvent.id)
+        .limit(limit)
+    ).all()
+    for index, row in enumerate(rows):
+        if row.received_at > received_by:
+            return rows[:index]
+    return rows
+
+
+STANDARD_FIELDS = (
+    "name",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "locale",
+    "timezone",
+    "country",
+    "lifecycle_stage",
+    "score",
+    "lead_source",
+)
+
+
+def field_change(field: str, value: Any) -> dict[str, Any]:
+    """``update_contact`` data that sets one field, standard or custom, by its name."""
+    if field in STANDARD_FIELDS:
+        return {field: value}
+    return {"custom_fields": {field: value}}
+
+
+def latest_event_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(ContactEvent.id))) or 0)

@@ -1,0 +1,1 @@
+"""Adapters to systems outside Tidings that are not messaging channels (outgoing webhooks …)."""

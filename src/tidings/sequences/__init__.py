@@ -1,0 +1,1 @@
+"""Sequences: durable, branching nurture flows (S1-S8)."""

@@ -1,0 +1,783 @@
+"""The worker's part of sequences: advancing due enrollments, and reacting to the timeline.
+
+``SequenceRunner`` claims a batch of due enrollments (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), loads what their steps need about the contacts in a few queries, runs the pure
+interpreter for each, and writes the outcome set-based: messages (through the outgoing
+pipeline's ``queue_planned``, with the sending policy's decision), one step-run row per step,
+and the enrollments' new positions — all in the batch's one transaction. A crash loses the
+batch whole and it is claimed again: a step neither runs twice nor is lost; the messages'
+idempotency keys (``sequence:<enrollment>:<visit>``) make sure of it.
+
+``SequenceEvents`` reads the contacts' timeline in id order from a stored position: triggers
+enroll, goals pull forward, replies and chosen events end enrollments, waits for an event end,
+and an opt-out from marketing ends marketing sequences (P5).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from tidings.channels import service as channels
+from tidings.conditions.domain import ContactFacts, Event, StepMessage
+from tidings.contacts import service as contacts
+from tidings.db.base import among, bulk_insert, table_of
+from tidings.messaging import inbox
+from tidings.messaging import planned as mass
+from tidings.messaging import service as messaging
+from tidings.messaging.domain import Origin, Purpose, summary_of
+from tidings.messaging.policy import (
+    Decision,
+    Outgoing,
+    Send,
+    Skip,
+    content_digest,
+    history_horizon,
+)
+from tidings.messaging.service import PolicyFacts
+from tidings.scheduler import service as scheduler
+from tidings.sequences import service
+from tidings.sequences.definition import SendWhatsApp, SequenceDefinition
+from tidings.sequences.domain import (
+    AddToScore,
+    Advance,
+    ChangeList,
+    ChangeTag,
+    Cursor,
+    EnrollInto,
+    JumpToGoal,
+    Lead,
+    Leave,
+    NotifyTeam,
+    PostWebhook,
+    SendEmailMessage,
+    SendWhatsAppMessage,
+    SetContactField,
+    StepRun,
+    Wake,
+    advance,
+    needs_of,
+    react,
+)
+from tidings.sequences.orm import (
+    Enrollment,
+    EventFeedPosition,
+    SequenceRecord,
+    SequenceVersion,
+    StepRunRecord,
+)
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.orm import Workspace
+
+log = logging.getLogger(__name__)
+WEBHOOK_JOB = "sequence.webhook"
+NO_NUMBER = "the workspace has no active WhatsApp number"
+NO_EMAIL = "the e-mail channel is not set up for this workspace"
+
+
+def _claim(session: Session, now: datetime, limit: int) -> Sequence[Any]:
+    query = (
+        select(
+            Enrollment.id,
+            Enrollment.workspace_id,
+            Enrollment.sequence_id,
+            Enrollment.version_id,
+            Enrollment.contact_id,
+            Enrollment.step_id,
+            Enrollment.arrived_at,
+            Enrollment.visit,
+            Enrollment.reached_goals,
+            Enrollment.enrolled_at,
+        )
+        .join(SequenceRecord, SequenceRecord.id == Enrollment.sequence_id)
+        .where(
+            Enrollment.status == service.RUNNING,
+            Enrollment.due_at <= now,
+            SequenceRecord.status == service.RUNNING,  # a paused sequence's contacts wait
+        )
+        .order_by(Enrollment.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Enrollment)
+    )
+    return session.execute(query).all()
+
+
+@dataclass
+class SequenceRunner:
+    """Advances due enrollments, a batch per transaction."""
+
+    name: str = "sequences"
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        claimed = _claim(session, now, limit)
+        if claimed:
+            advance_enrollments(session, claimed, now=now)
+        return len(claimed)
+
+
+@dataclass
+class _Batch:
+    """What one batch knows and what it has decided so far."""
+
+    now: datetime
+    definitions: dict[int, SequenceDefinition]
+    winners: dict[int, dict[str, int]]
+    profiles: dict[int, contacts.Profile]
+    workspaces: dict[int, Workspace]
+    policy_facts: PolicyFacts | None = None
+    tags: dict[int, set[str]] = field(default_factory=dict)
+    lists: dict[int, set[str]] = field(default_factory=dict)
+    events: dict[int, list[Event]] = field(default_factory=dict)
+    messages: dict[int, dict[str, StepMessage]] = field(default_factory=dict)
+    inbound: dict[int, datetime] = field(default_factory=dict)
+    whatsapp_ids: dict[int, str] = field(default_factory=dict)
+
+
+def advance_enrollments(session: Session, claimed: Sequence[Any], *, now: datetime) -> None:
+    """Run the due steps of the claimed enrollments and write everything they caused."""
+    batch = _load(session, claimed, now)
+    outcomes: list[tuple[Any, Advance]] = []
+    for row in claimed:
+        definition = batch.definitions.get(row.version_id)
+        if definition is None:
+            continue
+        outcomes.append((row, _advance_one(row, definition, batch)))
+    message_ids = _queue_messages(session, batch, outcomes)
+    _write_runs(session, outcomes, message_ids)
+    _carry_out(session, batch, outcomes)
+    _move(session, outcomes, now)
+
+
+def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
+    definitions = service.definitions_by_version(session, {r.version_id for r in claimed})
+    contact_ids = sorted({r.contact_id for r in claimed})
+    batch = _Batch(
+        now=now,
+        definitions=definitions,
+        winners=_winners(session, list(definitions)),
+        profiles=contacts.profiles(session, contact_ids),
+        workspaces={
+            w: ws
+            for w in {r.workspace_id for r in claimed}
+            if (ws := workspaces.get_workspace(session, w)) is not None
+        },
+    )
+    kinds: set[str] = set()
+    types: set[str] = set()
+    sends = False
+    for definition in definitions.values():
+        needs = needs_of(definition)
+        kinds |= needs.kinds
+        types |= needs.event_types
+        sends = sends or any(isinstance(s, SendWhatsApp) for s in definition.steps)
+    if "tags" in kinds:
+        batch.tags = contacts.tag_names(session, contact_ids)
+    if "lists" in kinds:
+        batch.lists = contacts.list_names(session, contact_ids)
+    if types:
+        batch.events = contacts.events_of(session, contact_ids, types=types)
+    if "messages" in kinds:
+        batch.messages = _step_messages(session, [r.id for r in claimed])
+    if sends:
+        horizon = max(history_horizon(workspaces.policy_for(w)) for w in batch.workspaces.values())
+        batch.policy_facts = PolicyFacts.load(session, contact_ids, since=now - horizon)
+        batch.inbound = _last_inbound(session, contact_ids) if "window" in kinds else {}
+        batch.whatsapp_ids = contacts.whatsapp_ids(
+            session, [c for c in contact_ids if c in batch.profiles and not batch.profiles[c].phone]
+        )
+    return batch
+
+
+def _last_inbound(session: Session, contact_ids: list[int]) -> dict[int, datetime]:
+    return messaging.last_inbound_of_contacts(session, contact_ids)
+
+
+def _winners(session: Session, version_ids: list[int]) -> dict[int, dict[str, int]]:
+    rows = session.execute(
+        select(SequenceVersion.id, SequenceVersion.winners).where(
+            among(session, SequenceVersion.id, version_ids)
+        )
+    )
+    return {vid: {k: int(v) for k, v in (w or {}).items()} for vid, w in rows}
+
+
+def _step_messages(
+    session: Session, enrollment_ids: list[int]
+) -> dict[int, dict[str, StepMessage]]:
+    """The message each step sent to each enrollment (the latest visit of a step wins)."""
+    rows = session.execute(
+        select(StepRunRecord.enrollment_id, StepRunRecord.step_id, StepRunRecord.message_id)
+        .where(
+            among(session, StepRunRecord.enrollment_id, enrollment_ids),
+            StepRunRecord.message_id.is_not(None),
+        )
+        .order_by(StepRunRecord.visit)
+    ).all()
+    moments = messaging.message_moments(session, [int(r.message_id) for r in rows])
+    found: dict[int, dict[str, StepMessage]] = defaultdict(dict)
+    for enrollment_id, step_id, message_id in rows:
+        known = moments.get(message_id or 0)
+        if known is not None:
+            found[enrollment_id][step_id] = StepMessage(
+                known.sent_at, known.delivered_at, known.read_at
+            )
+    return found
+
+
+def _advance_one(row: Any, definition: SequenceDefinition, batch: _Batch) -> Advance:
+    profile = batch.profiles.get(row.contact_id)
+    workspace = batch.workspaces.get(row.workspace_id)
+    if profile is None or workspace is None:
+        cursor = Cursor(row.step_id, row.arrived_at, row.visit)
+        return Advance((), cursor, None, ended="exited", end_reason="the contact was deleted")
+    timezone = profile.timezone or workspace.timezone
+    facts = ContactFacts(
+        tags=frozenset(batch.tags.get(row.contact_id, ())),
+        lists=frozenset(batch.lists.get(row.contact_id, ())),
+        fields=profile.condition_fields(),
+        events=batch.events.get(row.contact_id, ()),
+        enrolled_at=row.enrolled_at,
+        step_messages=batch.messages.get(row.id, {}),
+    )
+    lead = Lead(
+        enrollment_id=row.id,
+        timezone=timezone,
+        variables={"contact": profile.variables(), "workspace": {"name": workspace.name}},
+        facts=facts,
+        last_inbound_at=batch.inbound.get(row.contact_id),
+        reached_goals=frozenset(g for g in row.reached_goals.split(",") if g),
+    )
+    return advance(
+        definition,
+        Cursor(row.step_id, row.arrived_at, row.visit),
+        lead,
+        now=batch.now,
+        winners=batch.winners.get(row.version_id),
+        decide=_decider(batch, workspace, row.contact_id, profile),
+    )
+
+
+def _decider(
+    batch: _Batch, workspace: Workspace, contact_id: int, profile: contacts.Profile
+) -> Any:
+    policy = workspaces.policy_for(workspace)
+    reachable = bool(profile.phone) or contact_id in batch.whatsapp_ids
+
+    def decide(effect: SendWhatsAppMessage, at: datetime) -> Decision:
+        if not reachable:
+            return Skip("the contact has no WhatsApp number or id")
+        assert batch.policy_facts is not None
+        outgoing = Outgoing(
+            channel="whatsapp",
+            purpose=Purpose(effect.purpose),
+            origin=Origin.SEQUENCE,
+            is_template=effect.content["type"] == "template",
+            content_digest=content_digest(effect.content),
+        )
+        decision = batch.policy_facts.decide(
+            outgoing,
+            contact_id,
+            last_inbound_at=batch.inbound.get(contact_id),
+            policy=policy,
+            default_timezone=workspace.timezone,
+            now=at,
+        )
+        if not isinstance(decision, Skip):
+            goes = at if isinstance(decision, Send) else decision.until
+            batch.policy_facts.planned(contact_id, outgoing, goes)
+        return decision
+
+    return decide
+
+
+def _key(enrollment_id: int, visit: int) -> str:
+    return f"sequence:{enrollment_id}:{visit}"
+
+
+def _queue_messages(
+    session: Session, batch: _Batch, outcomes: list[tuple[Any, Advance]]
+) -> dict[str, int]:
+    """Queue every message of the batch through the outgoing pipeline; key → message id."""
+    groups: dict[tuple[int, int, str], list[mass.Planned]] = defaultdict(list)
+    numbers: dict[tuple[int, int | None], int | None] = {}
+    for row, moved in outcomes:
+        for run in moved.runs:
+            if not isinstance(run.effect, SendWhatsAppMessage) or run.decision is None:
+                continue
+            definition = batch.definitions[row.version_id]
+            number_id = _number(session, batch, row.workspace_id, definition, numbers)
+            if number_id is None:
+                continue
+            profile = batch.profiles[row.contact_id]
+            groups[(row.workspace_id, number_id, run.effect.purpose)].append(
+                mass.Planned(
+                    contact_id=row.contact_id,
+                    recipient=profile.phone or batch.whatsapp_ids.get(row.contact_id, ""),
+                    content=run.effect.content,
+                    summary=summary_of(run.effect.content),
+                    content_digest=content_digest(run.effect.content),
+                    idempotency_key=_key(row.id, run.visit),
+                    decision=run.decision,
+                    send_at=batch.now,
+                )
+            )
+    keys: dict[int, list[str]] = defaultdict(list)
+    for (workspace_id, number_id, purpose), planned in groups.items():
+        mass.queue_planned(
+            session,
+            workspace_id=workspace_id,
+            number_id=number_id,
+            origin=Origin.SEQUENCE,
+            purpose=Purpose(purpose),
+            broadcast_id=None,
+            planned=planned,
+            now=batch.now,
+        )
+        keys[workspace_id].extend(p.idempotency_key for p in planned)
+    found: dict[str, int] = {}
+    for workspace_id, wanted in keys.items():
+        found |= mass.message_ids_by_key(session, workspace_id=workspace_id, keys=wanted)
+    return found
+
+
+def _number(
+    session: Session,
+    batch: _Batch,
+    workspace_id: int,
+    definition: SequenceDefinition,
+    numbers: dict[tuple[int, int | None], int | None],
+) -> int | None:
+    key = (workspace_id, definition.settings.number_id)
+    if key not in numbers:
+        numbers[key] = channels.sending_number_id(
+            session, workspace_id=workspace_id, number_id=definition.settings.number_id
+        )
+    return numbers[key]
+
+
+def _write_runs(
+    session: Session, outcomes: list[tuple[Any, Advance]], message_ids: dict[str, int]
+) -> None:
+    rows = []
+    for row, moved in outcomes:
+        for run in moved.runs:
+            outcome, detail = run.outcome, run.detail
+            message_id = message_ids.get(_key(row.id, run.visit))
+            if isinstance(run.effect, SendWhatsAppMessage) and run.decision is not None:
+                if message_id is None:
+                    outcome, detail = "skipped", NO_NUMBER
+                elif outcome == "done":
+                    outcome = "sent" if isinstance(run.decision, Send) else "deferred"
+            elif isinstance(run.effect, SendEmailMessage):
+                outcome, detail = "skipped", NO_EMAIL
+            rows.append(
+                {
+                    "workspace_id": row.workspace_id,
+                    "enrollment_id": row.id,
+                    "sequence_id": row.sequence_id,
+                    "version_id": row.version_id,
+                    "contact_id": row.contact_id,
+                    "step_id": run.step_id,
+                    "visit": run.visit,
+                    "outcome": outcome,
+                    "detail": detail[:300],
+                    "message_id": message_id,
+                    "at": run.at,
+                }
+            )
+        if moved.ended is not None:
+            rows.append(_end_row(row, moved))
+    if rows:
+        bulk_insert(session, table_of(StepRunRecord), rows, skip_conflicts=True)
+
+
+def _end_row(row: Any, moved: Advance) -> dict[str, Any]:
+    """The enrollment's leaving, as a run of its last step (for "exited" statistics)."""
+    last = moved.runs[-1] if moved.runs else None
+    return {
+        "workspace_id": row.workspace_id,
+        "enrollment_id": row.id,
+        "sequence_id": row.sequence_id,
+        "version_id": row.version_id,
+        "contact_id": row.contact_id,
+        "step_id": moved.cursor.step_id,
+        "visit": moved.cursor.visit,
+        "outcome": "left",
+        "detail": f"{moved.ended}: {moved.end_reason}"[:300],
+        "message_id": None,
+        "at": last.at if last is not None else row.arrived_at,
+    }
+
+
+def _move(session: Session, outcomes: list[tuple[Any, Advance]], now: datetime) -> None:
+    """Each enrollment's new place, in one executemany."""
+    values = []
+    for row, moved in outcomes:
+        goals = {g for g in row.reached_goals.split(",") if g}
+        if moved.reached_goal:
+            goals.add(moved.reached_goal)
+        converted = moved.reached_goal is not None or moved.ended == "converted"
+        values.append(
+            {
+                "b_id": row.id,
+                "step_id": moved.cursor.step_id,
+                "arrived_at": moved.cursor.arrived_at,
+                "visit": moved.cursor.visit,
+                "due_at": moved.due_at,
+                "status": moved.ended or service.RUNNING,
+                "ended_at": now if moved.ended else None,
+                "end_reason": moved.end_reason,
+                "reached_goals": ",".join(sorted(goals))[:1000],
+                "b_converted": now if converted else None,
+                "updated_at": now,
+            }
+        )
+    if not values:
+        return
+    table = table_of(Enrollment)
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            step_id=bindparam("step_id"),
+            arrived_at=bindparam("arrived_at"),
+            visit=bindparam("visit"),
+            due_at=bindparam("due_at"),
+            status=bindparam("status"),
+            ended_at=bindparam("ended_at"),
+            end_reason=bindparam("end_reason"),
+            reached_goals=bindparam("reached_goals"),
+            converted_at=_coalesce(table.c.converted_at, bindparam("b_converted")),
+            updated_at=bindparam("updated_at"),
+        ),
+        values,
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _coalesce(first: Any, second: Any) -> Any:
+    return func.coalesce(first, second)
+
+
+# --- effects other than messages ----------------------------------------------------------------
+
+
+def _carry_out(session: Session, batch: _Batch, outcomes: list[tuple[Any, Advance]]) -> None:
+    """Tags, lists, fields, score, notes, webhooks, other sequences: few per batch next to
+    messages, so each goes through its own service use case (and its timeline event)."""
+    for row, moved in outcomes:
+        effects = [run for run in moved.runs if run.effect is not None and run.outcome == "done"]
+        effects = [
+            r for r in effects if not isinstance(r.effect, SendWhatsAppMessage | SendEmailMessage)
+        ]
+        if not effects:
+            continue
+        workspace = batch.workspaces[row.workspace_id]
+        source = f"sequence:{row.sequence_id}"
+        for run in effects:
+            try:
+                with session.begin_nested():
+                    _carry_out_one(session, workspace, row, run, source, batch)
+            except Exception as error:  # one contact's bad data must not stop the batch
+                log.warning("sequence %s step %s: %s", row.sequence_id, run.step_id, error)
+
+
+def _carry_out_one(
+    session: Session, workspace: Workspace, row: Any, run: StepRun, source: str, batch: _Batch
+) -> None:
+    effect, now = run.effect, batch.now
+    contact = contacts.get_contact_or_404(session, workspace, row.contact_id)
+    if isinstance(effect, ChangeTag):
+        if effect.add:
+            contacts.add_tags(
+                session,
+                workspace=workspace,
+                contact=contact,
+                names=[effect.tag],
+                source=source,
+                now=now,
+            )
+        else:
+            contacts.remove_tag(
+                session,
+                workspace=workspace,
+                contact=contact,
+                name=effect.tag,
+                source=source,
+                now=now,
+            )
+    elif isinstance(effect, ChangeList):
+        contacts.change_list_by_name(
+            session,
+            workspace=workspace,
+            contact=contact,
+            name=effect.list_name,
+            join=effect.add,
+            source=source,
+            now=now,
+        )
+    elif isinstance(effect, SetContactField | AddToScore):
+        data = (
+            {"score": contact.score + effect.by}
+            if isinstance(effect, AddToScore)
+            else contacts.field_change(effect.field, effect.value)
+        )
+        contacts.update_contact(
+            session, workspace=workspace, contact_id=contact.id, data=data, source=source, now=now
+        )
+    elif isinstance(effect, NotifyTeam):
+        _notify(session, workspace, row, effect, batch, now)
+    elif isinstance(effect, PostWebhook):
+        scheduler.enqueue_job(
+            session,
+            kind=WEBHOOK_JOB,
+            workspace_id=workspace.id,
+            payload={
+                "url": effect.url,
+                "body": {
+                    "event": "sequence.step",
+                    "sequence_id": row.sequence_id,
+                    "step_id": run.step_id,
+                    "contact_id": row.contact_id,
+                    "enrollment_id": row.id,
+                    "payload": effect.payload,
+                },
+            },
+            now=now,
+            idempotency_key=f"{_key(row.id, run.visit)}:webhook",
+            max_attempts=5,
+        )
+    elif isinstance(effect, EnrollInto):
+        other = service.find_sequence(session, workspace, effect.sequence)
+        if other is not None and other.status == service.RUNNING:
+            service.enroll_contacts(
+                session,
+                workspace=workspace,
+                sequence=other,
+                contact_ids=[row.contact_id],
+                source=source,
+                now=now,
+            )
+
+
+def _notify(
+    session: Session,
+    workspace: Workspace,
+    row: Any,
+    effect: NotifyTeam,
+    batch: _Batch,
+    now: datetime,
+) -> None:
+    """A note on the contact's conversation; assigned to the agent, and with a due time the
+    conversation is snoozed until then so it comes back to the inbox as a follow-up task."""
+    definition = batch.definitions[row.version_id]
+    number_id = channels.sending_number_id(
+        session, workspace_id=workspace.id, number_id=definition.settings.number_id
+    )
+    if number_id is None:
+        raise LookupError(NO_NUMBER)
+    conversation = inbox.ensure_conversation(
+        session, workspace_id=workspace.id, number_id=number_id, contact_id=row.contact_id, now=now
+    )
+    due = f" — follow up by {effect.task_due:%Y-%m-%d %H:%M} UTC" if effect.task_due else ""
+    inbox.add_note(
+        session,
+        workspace=workspace,
+        conversation_id=conversation.id,
+        body=f"{effect.message}{due}",
+        author_id=None,
+        author_label="sequence",
+        now=now,
+    )
+    if effect.agent:
+        agent = workspaces.find_user_by_email(session, workspace, effect.agent)
+        if agent is not None:
+            inbox.assign(
+                session,
+                workspace=workspace,
+                conversation_id=conversation.id,
+                changes={"assignee_id": agent.id},
+                now=now,
+            )
+    if effect.task_due is not None and effect.task_due > now:
+        inbox.set_status(
+            session,
+            workspace=workspace,
+            conversation_id=conversation.id,
+            status="snoozed",
+            snoozed_until=effect.task_due,
+            now=now,
+        )
+
+
+# --- the timeline feed --------------------------------------------------------------------------
+
+FEED = "sequences"
+SETTLE_ON_POSTGRES = timedelta(seconds=2)  # ids may commit out of order with many writers
+
+
+@dataclass
+class SequenceEvents:
+    """Reads the contacts' timeline for triggers, goals, exits and event waits."""
+
+    name: str = "sequence_events"
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        position = _feed_position(session, now)
+        lag = SETTLE_ON_POSTGRES if session.get_bind().dialect.name == "postgresql" else timedelta()
+        rows = contacts.events_after(
+            session, position=position.position, received_by=now - lag, limit=limit
+        )
+        if not rows:
+            return 0
+        react_to_events(session, rows, now=now)
+        position.position, position.updated_at = rows[-1].id, now
+        return len(rows)
+
+
+def _feed_position(session: Session, now: datetime) -> EventFeedPosition:
+    found = session.scalar(
+        select(EventFeedPosition).where(EventFeedPosition.name == FEED).with_for_update()
+    )
+    if found is None:
+        # Start at the present: events from before the engine ran must not fire triggers now.
+        latest = contacts.latest_event_id(session)
+        scheduler.insert_ignoring_conflicts(
+            session, EventFeedPosition, {"name": FEED, "position": latest, "updated_at": now}
+        )
+        found = session.scalar(
+            select(EventFeedPosition).where(EventFeedPosition.name == FEED).with_for_update()
+        )
+    assert found is not None
+    return found
+
+
+def react_to_events(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
+    by_workspace: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_workspace[row.workspace_id].append(row)
+    for workspace_id, events in by_workspace.items():
+        workspace = workspaces.get_workspace(session, workspace_id)
+        if workspace is None:
+            continue
+        running = _running_definitions(session, workspace)
+        if not running:
+            continue
+        _trigger(session, workspace, running, events, now)
+        _opt_outs(session, running, events, now)
+        _react(session, events, now)
+
+
+def _running_definitions(
+    session: Session, workspace: Workspace
+) -> list[tuple[SequenceRecord, SequenceDefinition]]:
+    found = []
+    for sequence in service.list_sequences(session, workspace):
+        if sequence.status == service.RUNNING:
+            found.append((sequence, service.definition_of(service.get_version(session, sequence))))
+    return found
+
+
+def _trigger(
+    session: Session,
+    workspace: Workspace,
+    running: list[tuple[SequenceRecord, SequenceDefinition]],
+    events: list[Any],
+    now: datetime,
+) -> None:
+    for sequence, definition in running:
+        if not definition.triggers:
+            continue
+        matched: dict[int, str] = {}
+        for event in events:
+            for matcher in definition.triggers:
+                if matcher.matches(event.event_type, event.properties or {}):
+                    matched.setdefault(event.contact_id, event.event_type)
+        if matched:
+            for event_type in set(matched.values()):
+                service.enroll_contacts(
+                    session,
+                    workspace=workspace,
+                    sequence=sequence,
+                    contact_ids=[c for c, t in matched.items() if t == event_type],
+                    source=f"trigger:{event_type}",
+                    now=now,
+                )
+
+
+def _opt_outs(
+    session: Session,
+    running: list[tuple[SequenceRecord, SequenceDefinition]],
+    events: list[Any],
+    now: datetime,
+) -> None:
+    """P5: a contact who opts out of WhatsApp marketing leaves every marketing sequence."""
+    opted_out = [
+        e.contact_id
+        for e in events
+        if e.event_type == "consent.changed"
+        and (e.properties or {}).get("channel") == "whatsapp"
+        and (e.properties or {}).get("purpose") == "marketing"
+        and (e.properties or {}).get("status") == "opted_out"
+    ]
+    marketing = [
+        s.id
+        for s, d in running
+        if any(isinstance(x, SendWhatsApp) and x.purpose == "marketing" for x in d.steps)
+    ]
+    service.end_for_contacts(
+        session,
+        contact_ids=opted_out,
+        sequence_ids=marketing,
+        reason="P5: the contact opted out of marketing messages",
+        now=now,
+    )
+
+
+def _react(session: Session, events: list[Any], now: datetime) -> None:
+    contact_ids = sorted({e.contact_id for e in events})
+    enrollments = session.scalars(
+        select(Enrollment)
+        .where(
+            among(session, Enrollment.contact_id, contact_ids), Enrollment.status == service.RUNNING
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not enrollments:
+        return
+    definitions = service.definitions_by_version(session, {e.version_id for e in enrollments})
+    by_contact: dict[int, list[Enrollment]] = defaultdict(list)
+    for enrollment in enrollments:
+        by_contact[enrollment.contact_id].append(enrollment)
+    for row in events:
+        event = Event(row.event_type, row.occurred_at, row.properties or {})
+        for enrollment in by_contact.get(row.contact_id, ()):
+            definition = definitions.get(enrollment.version_id)
+            if definition is None or enrollment.status != service.RUNNING:
+                continue
+            if event.occurred_at < enrollment.enrolled_at:
+                continue  # from before this enrollment: not its business
+            goals = frozenset(g for g in enrollment.reached_goals.split(",") if g)
+            reaction = react(definition, enrollment.step_id, event, reached_goals=goals)
+            _apply_reaction(enrollment, reaction, now)
+
+
+def _apply_reaction(enrollment: Enrollment, reaction: Any, now: datetime) -> None:
+    if isinstance(reaction, Leave):
+        enrollment.status, enrollment.due_at = "exited", None
+        enrollment.ended_at, enrollment.end_reason = now, reaction.reason[:300]
+    elif isinstance(reaction, JumpToGoal):
+        enrollment.step_id, enrollment.arrived_at = reaction.goal_id, reaction.at
+        enrollment.due_at = now
+    elif isinstance(reaction, Wake):
+        enrollment.due_at = now
+    else:
+        return
+    enrollment.updated_at = now

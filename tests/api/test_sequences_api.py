@@ -1,0 +1,465 @@
+"""Sequences through the API and the worker (S1-S8): field-named errors, a branching flow on a
+virtual clock, goals and exits driven by the timeline, triggers, step statistics, export →
+import, preview, versions and migration, pause, workspace isolation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import Tenant, make_tenant
+from tidings.bootstrap import Tidings
+from tidings.kernel.clock import VirtualClock
+from tidings.sequences.jobs import SequenceEvents, SequenceRunner
+
+API = "/api/v1"
+FLOW: dict[str, Any] = {
+    "name": "Welcome",
+    "steps": [
+        {
+            "id": "welcome",
+            "type": "send_whatsapp",
+            "purpose": "utility",
+            "template": {
+                "name": "welcome",
+                "language": "zh_TW",
+                "components": [
+                    {
+                        "type": "body",
+                        "parameters": [{"type": "text", "field": "first_name", "fallback": "朋友"}],
+                    }
+                ],
+            },
+            "next": "wait",
+        },
+        {"id": "wait", "type": "wait", "duration": "1d", "next": "read"},
+        {"id": "read", "type": "condition", "if": {"read": "welcome"}, "yes": "tag", "no": "nudge"},
+        {"id": "tag", "type": "add_tag", "tag": "engaged", "next": "offer"},
+        {
+            "id": "offer",
+            "type": "send_whatsapp",
+            "purpose": "utility",
+            "template": {"name": "offer", "language": "zh_TW"},
+        },
+        {
+            "id": "nudge",
+            "type": "send_whatsapp",
+            "purpose": "utility",
+            "template": {"name": "nudge", "language": "zh_TW"},
+        },
+        {"id": "bought", "type": "goal", "when": {"event": "order.placed"}},
+    ],
+}
+
+
+def contact(client: TestClient, tenant: Tenant, name: str, phone: str) -> int:
+    answer = client.post(
+        f"{API}/contacts", json={"name": name, "phone": phone}, headers=tenant.headers()
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def create(client: TestClient, tenant: Tenant, definition: Any, status: str = "active") -> Any:
+    return client.post(
+        f"{API}/sequences",
+        json={"definition": definition, "status": status},
+        headers=tenant.headers(),
+    )
+
+
+def run_worker(tidings: Tidings) -> None:
+    """What the worker does on one pass: the timeline feed, then due steps."""
+    for source in (SequenceEvents(), SequenceRunner()):
+        while True:
+            with tidings.db.transaction() as session:
+                if source.run_batch(session, now=tidings.clock.now(), limit=500) < 500:
+                    break
+
+
+def sent_templates(tidings: Tidings) -> dict[int, list[str]]:
+    with tidings.db.reading() as session:
+        rows = session.execute(
+            text(
+                "SELECT contact_id, content, status FROM messages "
+                "WHERE origin = 'sequence' ORDER BY id"
+            )
+        ).all()
+    found: dict[int, list[str]] = {}
+    for contact_id, content, _status in rows:
+        body = content if isinstance(content, dict) else __import__("json").loads(content)
+        found.setdefault(contact_id, []).append(body["template"]["name"])
+    return found
+
+
+def mark(tidings: Tidings, contact_id: int, *, read: bool) -> None:
+    """What the dispatcher and the provider's status webhooks record for a message."""
+    now = tidings.clock.now()
+    with tidings.db.transaction() as session:
+        session.execute(
+            text(
+                "UPDATE messages SET status = :s, dispatched_at = :t, delivered_at = :t, "
+                "read_at = :r WHERE contact_id = :c AND origin = 'sequence'"
+            ),
+            {
+                "s": "read" if read else "delivered",
+                "t": now,
+                "r": now if read else None,
+                "c": contact_id,
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (
+            {"steps": [{"id": "w", "type": "wait", "duration": "3x"}]},
+            "definition.steps[0].duration",
+            "duration",
+        ),
+        (
+            {"steps": [{"id": "a", "type": "add_tag", "tag": "x", "next": "zz"}]},
+            "definition.steps[0]",
+            "'zz'",
+        ),
+        (
+            {"steps": [{"id": "a", "type": "add_tag", "tag": "x"}, {"id": "b", "type": "exit"}]},
+            "definition.steps[1]",
+            "nothing leads",
+        ),
+        (
+            {
+                "steps": [
+                    {"id": "a", "type": "add_tag", "tag": "x", "next": "b"},
+                    {"id": "b", "type": "remove_tag", "tag": "x", "next": "a"},
+                ]
+            },
+            "definition.steps[0]",
+            "loop without a wait",
+        ),
+        (
+            {"steps": [{"id": "c", "type": "condition", "if": {"has_tag": "x"}, "yes": "c"}]},
+            "definition.steps[0].no",
+            "",
+        ),
+        (
+            {
+                "steps": [
+                    {
+                        "id": "s",
+                        "type": "split",
+                        "branches": [{"percent": 60, "next": "s"}, {"percent": 30, "next": "s"}],
+                    }
+                ]
+            },
+            "definition.steps[0]",
+            "add up to 100",
+        ),
+        ({"steps": [{"id": "x", "type": "teleport"}]}, "definition.steps[0]", "teleport"),
+    ],
+)
+def test_a_malformed_sequence_is_refused_naming_the_step_at_fault(
+    client: TestClient, tenant: Tenant, change: dict[str, Any], field: str, words: str
+) -> None:
+    answer = create(client, tenant, {"name": "Broken", **change})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == field
+    assert words in error["message"]
+    assert client.get(f"{API}/sequences", headers=tenant.headers()).json() == []
+
+
+def test_a_branching_sequence_sends_each_contact_what_its_behaviour_calls_for(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock, webhook_path: str
+) -> None:
+    reader = contact(client, tenant, "林小美", "0912345678")
+    ignorer = contact(client, tenant, "陳大文", "0912345679")
+    sequence = create(client, tenant, FLOW).json()
+    enrolled = client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [reader, ignorer, reader, 999_999]},
+        headers=tenant.headers(),
+    ).json()
+    assert enrolled["enrolled"] == [reader, ignorer]
+    assert enrolled["refused"] == {"999999": "no such contact"}
+
+    run_worker(tidings)
+    assert sent_templates(tidings) == {reader: ["welcome"], ignorer: ["welcome"]}
+    mark(tidings, reader, read=True)
+    mark(tidings, ignorer, read=False)
+    run_worker(tidings)  # nothing is due before the day has passed
+    assert sent_templates(tidings) == {reader: ["welcome"], ignorer: ["welcome"]}
+
+    clock.advance(timedelta(days=1, minutes=6))  # the wait, then the settle delay (S8)
+    run_worker(tidings)
+    assert sent_templates(tidings) == {reader: ["welcome", "offer"], ignorer: ["welcome", "nudge"]}
+    tags = client.get(f"{API}/contacts/{reader}", headers=tenant.headers()).json()["tags"]
+    assert "engaged" in tags
+    run_worker(tidings)  # running again adds nothing
+    assert sent_templates(tidings) == {reader: ["welcome", "offer"], ignorer: ["welcome", "nudge"]}
+
+    enrollments = client.get(
+        f"{API}/sequences/{sequence['id']}/enrollments", headers=tenant.headers()
+    ).json()
+    assert {e["status"] for e in enrollments} == {"completed"}
+    stats = client.get(
+        f"{API}/sequences/{sequence['id']}/statistics", headers=tenant.headers()
+    ).json()
+    assert stats["welcome"]["entered"] == 2
+    assert stats["welcome"]["sent"] == 2
+    assert stats["welcome"]["read"] == 1
+    assert stats["read"]["entered"] == 2
+    assert stats["offer"]["entered"] == 1
+    assert stats["nudge"]["entered"] == 1
+    assert stats["offer"]["exited"] + stats["nudge"]["exited"] == 2
+
+
+def test_an_order_pulls_the_contact_to_the_goal_and_a_reentry_rule_holds(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock, webhook_path: str
+) -> None:
+    buyer = contact(client, tenant, "王先生", "0912345670")
+    sequence = create(client, tenant, FLOW).json()
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [buyer]},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)  # the feed starts at the present, then the welcome goes
+    clock.advance(timedelta(hours=2))
+    answer = client.post(
+        f"{API}/contacts/{buyer}/events", json={"type": "order.placed"}, headers=tenant.headers()
+    )
+    assert answer.status_code == 201
+    run_worker(tidings)
+    enrollment = client.get(
+        f"{API}/sequences/{sequence['id']}/enrollments", headers=tenant.headers()
+    ).json()[0]
+    assert enrollment["status"] == "converted"
+    assert enrollment["converted_at"] is not None
+    clock.advance(timedelta(days=3))
+    run_worker(tidings)
+    assert sent_templates(tidings) == {buyer: ["welcome"]}  # no nudge after the order
+    again = client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [buyer]},
+        headers=tenant.headers(),
+    ).json()
+    assert again["enrolled"] == []
+    assert "does not take anyone twice" in again["refused"][str(buyer)]
+    stats = client.get(
+        f"{API}/sequences/{sequence['id']}/statistics", headers=tenant.headers()
+    ).json()
+    assert stats["bought"]["converted"] == 1
+
+
+def test_a_tag_trigger_enrolls_and_a_reply_or_an_opt_out_ends_the_enrollment(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock, webhook_path: str
+) -> None:
+    flow = {
+        **FLOW,
+        "name": "VIP",
+        "triggers": [{"tag_added": "VIP"}],
+        "settings": {"exit_on_reply": True},
+        "steps": [{**FLOW["steps"][0], "purpose": "marketing"}, *FLOW["steps"][1:]],
+    }
+    sequence = create(client, tenant, flow).json()
+    first = contact(client, tenant, "A", "0912345601")
+    second = contact(client, tenant, "B", "0912345602")
+    run_worker(tidings)  # the feed's position starts here: older tags never trigger
+    for person in (first, second):
+        client.post(
+            f"{API}/contacts/{person}/tags", json={"tags": ["vip"]}, headers=tenant.headers()
+        )
+    run_worker(tidings)
+    assert sent_templates(tidings) == {first: ["welcome"], second: ["welcome"]}
+    with tidings.db.transaction() as session:  # the first writes back (inbound intake logs it)
+        session.execute(
+            text(
+                "INSERT INTO contact_events (workspace_id, contact_id, event_type, occurred_at, "
+                "received_at, source, properties) VALUES (:w, :c, 'message.received', :t, :t, "
+                "'whatsapp', '{}')"
+            ),
+            {"w": tenant.workspace_id, "c": first, "t": clock.now()},
+        )
+    client.put(
+        f"{API}/contacts/{second}/consents",
+        json={"channel": "whatsapp", "purpose": "marketing", "status": "opted_out"},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)
+    enrollments = {
+        e["contact_id"]: e
+        for e in client.get(
+            f"{API}/sequences/{sequence['id']}/enrollments", headers=tenant.headers()
+        ).json()
+    }
+    assert enrollments[first]["status"] == "exited"
+    assert enrollments[first]["end_reason"] == "the contact replied"
+    assert enrollments[second]["status"] == "exited"
+    assert enrollments[second]["end_reason"].startswith("P5")
+    clock.advance(timedelta(days=2))
+    run_worker(tidings)
+    assert sent_templates(tidings) == {first: ["welcome"], second: ["welcome"]}
+
+
+def test_a_paused_sequence_holds_everyone_and_resuming_carries_on(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock, webhook_path: str
+) -> None:
+    person = contact(client, tenant, "C", "0912345603")
+    sequence = create(client, tenant, FLOW).json()
+    client.post(
+        f"{API}/sequences/{sequence['id']}/status",
+        json={"status": "paused"},
+        headers=tenant.headers(),
+    )
+    refused = client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [person]},
+        headers=tenant.headers(),
+    )
+    assert refused.status_code == 409
+    client.post(
+        f"{API}/sequences/{sequence['id']}/status",
+        json={"status": "active"},
+        headers=tenant.headers(),
+    )
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [person]},
+        headers=tenant.headers(),
+    )
+    client.post(
+        f"{API}/sequences/{sequence['id']}/status",
+        json={"status": "paused"},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)
+    assert sent_templates(tidings) == {}
+    client.post(
+        f"{API}/sequences/{sequence['id']}/status",
+        json={"status": "active"},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)
+    assert sent_templates(tidings) == {person: ["welcome"]}
+    removed = client.delete(
+        f"{API}/sequences/{sequence['id']}/enrollments/{person}", headers=tenant.headers()
+    )
+    assert removed.json()["status"] == "removed"
+    clock.advance(timedelta(days=2))
+    run_worker(tidings)
+    assert sent_templates(tidings) == {person: ["welcome"]}
+
+
+def test_an_edit_makes_a_version_and_migration_never_sends_a_step_twice(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock, webhook_path: str
+) -> None:
+    person = contact(client, tenant, "D", "0912345604")
+    sequence = create(client, tenant, FLOW).json()
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [person]},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)  # welcome sent; waiting at "wait"
+    edited = {**FLOW, "steps": [{**FLOW["steps"][0], "id": "hello"}, *FLOW["steps"][1:]]}
+    edited["steps"][2] = {**edited["steps"][2], "if": {"read": "hello"}}
+    answer = client.put(
+        f"{API}/sequences/{sequence['id']}",
+        json={"definition": edited},
+        headers=tenant.headers(),
+    )
+    assert answer.json()["current_version"] == 2
+    back = client.post(
+        f"{API}/sequences/{sequence['id']}/migrate",
+        json={"from_version": 1, "mapping": {"wait": "hello"}},
+        headers=tenant.headers(),
+    ).json()
+    assert back["moved"] == {"wait": {"hello": 1}}  # dry run: hello never ran for this one
+    plain = client.post(
+        f"{API}/sequences/{sequence['id']}/migrate",
+        json={"from_version": 1, "dry_run": False},
+        headers=tenant.headers(),
+    ).json()
+    assert plain["moved"] == {"wait": {"wait": 1}}
+    clock.advance(timedelta(days=1, minutes=6))
+    run_worker(tidings)
+    assert sent_templates(tidings) == {person: ["welcome", "nudge"]}
+
+
+def test_export_then_import_round_trips_and_import_errors_give_the_line(
+    client: TestClient, tenant: Tenant, tidings: Tidings, webhook_path: str
+) -> None:
+    sequence = create(client, tenant, FLOW).json()
+    exported = client.get(f"{API}/sequences/{sequence['id']}/export", headers=tenant.headers()).text
+    other = make_tenant(tidings, "bangkok-shop", region="TH", timezone="Asia/Bangkok")
+    client.post(
+        f"{API}/whatsapp-numbers",
+        json=__import__("tests.api.test_whatsapp_numbers", fromlist=["x"]).number_body(),
+        headers=other.headers(),
+    )
+    imported = client.post(
+        f"{API}/sequences/import",
+        content=exported,
+        headers={**other.headers(), "Content-Type": "application/yaml"},
+    )
+    assert imported.status_code == 201, imported.text
+    again = client.get(
+        f"{API}/sequences/{imported.json()['sequence']['id']}/export", headers=other.headers()
+    ).text
+    assert again == exported
+    broken = exported.replace("duration: 1d", "duration: soon")
+    answer = client.post(
+        f"{API}/sequences/import",
+        content=broken,
+        params={"name": "Copy"},
+        headers={**tenant.headers(), "Content-Type": "application/yaml"},
+    )
+    assert answer.status_code == 422
+    line = next(i for i, t in enumerate(broken.splitlines(), 1) if "duration: soon" in t)
+    assert answer.json()["error"]["message"].startswith(f"line {line}:")
+    assert answer.json()["error"]["field"].endswith(".duration")
+
+
+def test_preview_shows_every_message_and_branch_without_sending(
+    client: TestClient, tenant: Tenant, tidings: Tidings, webhook_path: str
+) -> None:
+    answer = client.post(
+        f"{API}/sequences/preview",
+        json={
+            "definition": FLOW,
+            "behaviours": ["reads everything"],
+            "contact": {"first_name": "Mei"},
+            "start": "2026-03-02T02:00:00Z",
+        },
+        headers=tenant.headers(),
+    ).json()
+    kinds = [(e["step_id"], e["kind"]) for e in answer["entries"]]
+    assert ("welcome", "message") in kinds
+    assert ("offer", "message") in kinds
+    assert ("nudge", "message") not in kinds
+    assert "Mei" in answer["entries"][0]["text"]
+    wrong = client.post(
+        f"{API}/sequences/preview",
+        json={"definition": FLOW, "behaviours": ["dances"]},
+        headers=tenant.headers(),
+    )
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["field"] == "behaviours[0]"
+    assert sent_templates(tidings) == {}
+
+
+def test_another_workspace_sees_nothing_of_a_sequence(
+    client: TestClient, tenant: Tenant, tidings: Tidings
+) -> None:
+    sequence = create(client, tenant, FLOW).json()
+    other = make_tenant(tidings, "kowloon-shop", region="HK", timezone="Asia/Hong_Kong")
+    for path in ("", "/enrollments", "/statistics", "/export"):
+        answer = client.get(f"{API}/sequences/{sequence['id']}{path}", headers=other.headers())
+        assert answer.status_code == 404, path
+    assert client.get(f"{API}/sequences", headers=other.headers()).json() == []
