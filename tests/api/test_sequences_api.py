@@ -14,7 +14,7 @@ from sqlalchemy import text
 from tests.conftest import Tenant, make_tenant
 from tidings.bootstrap import Tidings
 from tidings.kernel.clock import VirtualClock
-from tidings.sequences.jobs import SequenceEvents, SequenceRunner
+from tidings.sequences.jobs import SETTLE_ON_POSTGRES, SequenceEvents, SequenceRunner
 
 API = "/api/v1"
 FLOW: dict[str, Any] = {
@@ -73,7 +73,10 @@ def create(client: TestClient, tenant: Tenant, definition: Any, status: str = "a
 
 
 def run_worker(tidings: Tidings) -> None:
-    """What the worker does on one pass: the timeline feed, then due steps."""
+    """What the worker does on one pass: the timeline feed, then due steps. The feed reads
+    events once they are a moment old (on PostgreSQL ids may commit out of order)."""
+    assert isinstance(tidings.clock, VirtualClock)
+    tidings.clock.advance(SETTLE_ON_POSTGRES + timedelta(seconds=1))
     for source in (SequenceEvents(), SequenceRunner()):
         while True:
             with tidings.db.transaction() as session:
