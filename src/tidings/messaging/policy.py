@@ -368,7 +368,8 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 # --- local time ---------------------------------------------------------------------------------
 
 
-def _zone(name: str) -> ZoneInfo:
+@lru_cache(maxsize=64)
+def zone_named(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (KeyError, ValueError):  # checked when stored; a stale name falls back to UTC
@@ -378,13 +379,13 @@ def _zone(name: str) -> ZoneInfo:
 @lru_cache(maxsize=4096)  # a mass send asks the same (time, zone) for thousands of contacts
 def next_weekly_slot(at: datetime, *, weekday: int, at_time: time, timezone: str) -> datetime:
     """The first moment ≥ ``at`` that is ``weekday`` ``at_time`` in ``timezone`` (aware UTC)."""
-    zone = _zone(timezone)
+    zone = zone_named(timezone)
     local = at.astimezone(zone)
     for offset in range(8):
         day = (local + timedelta(days=offset)).date()
         if day.weekday() != weekday:
             continue
-        candidate = _local_moment(day, at_time, zone)
+        candidate = local_moment(day, at_time, zone)
         if candidate >= at:
             return candidate
     raise AssertionError("a weekday recurs within eight days")  # pragma: no cover
@@ -398,7 +399,7 @@ def quiet_hours_end(at: datetime, *, start: time, end: time, timezone: str) -> d
     """
     if start == end:
         return None
-    zone = _zone(timezone)
+    zone = zone_named(timezone)
     local = at.astimezone(zone)
     now_time = local.time().replace(tzinfo=None)
     if start < end:
@@ -409,10 +410,10 @@ def quiet_hours_end(at: datetime, *, start: time, end: time, timezone: str) -> d
         end_day = local.date() + timedelta(days=1) if now_time >= start else local.date()
     if not inside:
         return None
-    return max(_local_moment(end_day, end, zone), at)
+    return max(local_moment(end_day, end, zone), at)
 
 
-def _local_moment(day: date, at_time: time, zone: ZoneInfo) -> datetime:
+def local_moment(day: date, at_time: time, zone: ZoneInfo) -> datetime:
     # A wall time skipped by a DST jump resolves forwards (fold=0), never to an earlier instant.
     return datetime.combine(day, at_time, tzinfo=zone).astimezone(UTC)
 

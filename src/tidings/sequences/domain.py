@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from tidings.broadcasts.domain import personalise
 from tidings.conditions.domain import ContactFacts, Event, EventMatcher, evaluate, needs
 from tidings.kernel.errors import TidingsError
 from tidings.kernel.templating import render_template
-from tidings.messaging.policy import Decision, Defer, Skip
+from tidings.messaging.policy import Decision, Defer, Skip, local_moment, zone_named
 from tidings.sequences.definition import (
     WEEKDAYS,
     AddTag,
@@ -519,23 +518,11 @@ def _event_types(condition: Any) -> set[str]:
 # --- local time ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):  # checked when stored; a stale name falls back to UTC
-        return ZoneInfo("UTC")
-
-
-def _moment(day: date, at_time: time, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, at_time, tzinfo=zone).astimezone(UTC)
-
-
 @lru_cache(maxsize=8192)
 def first_moment_in_window(at: datetime, window: Window, timezone: str) -> datetime:
     """``at`` if it falls inside the window (its weekdays, between start and end, local time),
     otherwise the window's next opening."""
-    zone = _zone(timezone)
+    zone = zone_named(timezone)
     local_day = at.astimezone(zone).date()
     days = {WEEKDAYS.index(d) for d in window.days}
     wraps = window.end < window.start
@@ -543,8 +530,8 @@ def first_moment_in_window(at: datetime, window: Window, timezone: str) -> datet
         day = local_day + timedelta(days=offset)
         if day.weekday() not in days:
             continue
-        opens = _moment(day, window.start, zone)
-        closes = _moment(day + timedelta(days=1) if wraps else day, window.end, zone)
+        opens = local_moment(day, window.start, zone)
+        closes = local_moment(day + timedelta(days=1) if wraps else day, window.end, zone)
         if at < closes:
             return max(at, opens)
     raise AssertionError("every window opens within a week")  # pragma: no cover
@@ -552,13 +539,13 @@ def first_moment_in_window(at: datetime, window: Window, timezone: str) -> datet
 
 def next_weekly_time(at: datetime, until: WeeklyTime, timezone: str) -> datetime:
     """The first moment ≥ ``at`` on one of the weekdays at the local time."""
-    zone = _zone(timezone)
+    zone = zone_named(timezone)
     local_day = at.astimezone(zone).date()
     days = {WEEKDAYS.index(d) for d in until.days}
     for offset in range(9):
         day = local_day + timedelta(days=offset)
         if day.weekday() in days:
-            moment = _moment(day, until.time, zone)
+            moment = local_moment(day, until.time, zone)
             if moment >= at:
                 return moment
     raise AssertionError("a weekday recurs within a week")  # pragma: no cover

@@ -188,15 +188,13 @@ def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
     if sends:
         horizon = max(history_horizon(workspaces.policy_for(w)) for w in batch.workspaces.values())
         batch.policy_facts = PolicyFacts.load(session, contact_ids, since=now - horizon)
-        batch.inbound = _last_inbound(session, contact_ids) if "window" in kinds else {}
+        batch.inbound = (
+            messaging.last_inbound_of_contacts(session, contact_ids) if "window" in kinds else {}
+        )
         batch.whatsapp_ids = contacts.whatsapp_ids(
             session, [c for c in contact_ids if c in batch.profiles and not batch.profiles[c].phone]
         )
     return batch
-
-
-def _last_inbound(session: Session, contact_ids: list[int]) -> dict[int, datetime]:
-    return messaging.last_inbound_of_contacts(session, contact_ids)
 
 
 def _winners(session: Session, version_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -454,16 +452,12 @@ def _move(session: Session, outcomes: list[tuple[Any, Advance]], now: datetime) 
             ended_at=bindparam("ended_at"),
             end_reason=bindparam("end_reason"),
             reached_goals=bindparam("reached_goals"),
-            converted_at=_coalesce(table.c.converted_at, bindparam("b_converted")),
+            converted_at=func.coalesce(table.c.converted_at, bindparam("b_converted")),
             updated_at=bindparam("updated_at"),
         ),
         values,
         execution_options={"synchronize_session": False},
     )
-
-
-def _coalesce(first: Any, second: Any) -> Any:
-    return func.coalesce(first, second)
 
 
 # --- effects other than messages ----------------------------------------------------------------
