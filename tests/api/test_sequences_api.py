@@ -163,7 +163,12 @@ def mark(tidings: Tidings, contact_id: int, *, read: bool) -> None:
             "definition.steps[0]",
             "add up to 100",
         ),
-        ({"steps": [{"id": "x", "type": "teleport"}]}, "definition.steps[0]", "teleport"),
+        (
+            {"steps": [{"id": "x", "type": "teleport"}]},
+            "definition.steps[0].type",
+            "'teleport' is not a step type",
+        ),
+        ({"steps": [{"id": "x", "wait": "1d"}]}, "definition.steps[0].type", "needs a type"),
     ],
 )
 def test_a_malformed_sequence_is_refused_naming_the_step_at_fault(

@@ -14,6 +14,7 @@ from tidings.api.app import create_app
 from tidings.bootstrap import Tidings
 from tidings.cli.common import console, installation, require_schema
 from tidings.cli.contacts import contacts_app
+from tidings.cli.sequences import sequences_app
 from tidings.cli.simulator import simulator
 from tidings.cli.workspaces import apikey_app, init, workspace_app
 from tidings.demo.service import (
@@ -36,6 +37,7 @@ app.command()(init)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(sequences_app, name="sequences")
 app.command()(simulator)
 DEMO_CHATTER_SECONDS = 20.0
 

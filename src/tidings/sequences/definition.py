@@ -472,14 +472,20 @@ def parse_definition(data: Any) -> SequenceDefinition:
         definition = SequenceDefinition.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        raise invalid(
-            "invalid_sequence", _message(first), field=location(first["loc"], data)
-        ) from None
+        field = location(first["loc"], data)
+        if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            field += ".type"  # a step without a type, or with one we do not know
+        raise invalid("invalid_sequence", _message(first), field=field) from None
     check_graph(definition)
     return definition
 
 
 def _message(error: Any) -> str:
+    kinds = ", ".join(STEP_TYPES)
+    if error["type"] == "union_tag_not_found":
+        return f"every step needs a type, one of: {kinds}"
+    if error["type"] == "union_tag_invalid":
+        return f"{error['ctx']['tag']!r} is not a step type; use one of: {kinds}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -197,6 +197,7 @@ def import_file(
     return ImportRead(
         sequence=SequenceRead.model_validate(imported.sequence),
         templates_defined=imported.templates_defined,
+        templates_without_number=imported.templates_without_number,
     )
 
 

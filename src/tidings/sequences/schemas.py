@@ -106,3 +106,4 @@ class PreviewRead(BaseModel):
 class ImportRead(BaseModel):
     sequence: SequenceRead
     templates_defined: list[str]
+    templates_without_number: list[str]

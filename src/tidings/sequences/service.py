@@ -581,6 +581,8 @@ def export_sequence(
 class Imported:
     sequence: SequenceRecord
     templates_defined: list[str]
+    # Carried by the file but not defined: the workspace has no WhatsApp number yet.
+    templates_without_number: list[str]
 
 
 def import_sequence(
@@ -604,17 +606,20 @@ def import_sequence(
     # A number id means nothing in another workspace: the sequence uses this one's default.
     portable = definition.settings.model_copy(update={"number_id": None})
     definition = definition.model_copy(update={"settings": portable})
-    defined = []
-    number = channels.default_number(session, workspace) if definition.templates else None
+    defined, waiting = [], []
+    number_id = channels.sending_number_id(session, workspace_id=workspace.id, number_id=None)
     for spec in definition.templates:
-        if number is None or registry.template_exists(
-            session, number_id=number.id, name=spec.name, language=spec.language
+        if number_id is None:
+            waiting.append(f"{spec.name} [{spec.language}]")
+            continue
+        if registry.template_exists(
+            session, number_id=number_id, name=spec.name, language=spec.language
         ):
             continue
         registry.define_template(
             session,
             workspace=workspace,
-            number_id=number.id,
+            number_id=number_id,
             data=spec.model_dump(mode="json"),
             now=now,
         )
@@ -622,7 +627,7 @@ def import_sequence(
     sequence = create_sequence(
         session, workspace=workspace, data=definition, created_by=created_by, now=now
     )
-    return Imported(sequence, defined)
+    return Imported(sequence, defined, waiting)
 
 
 def preview_sequence(
