@@ -25,7 +25,7 @@ from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
 from tidings.integrations.webhooks import WebhookPoster
-from tidings.kernel.clock import Clock, SystemClock
+from tidings.kernel.clock import Clock, SharedVirtualClock, SystemClock
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
@@ -152,13 +152,19 @@ class Tidings:
         self.db.dispose()
 
 
+def _clock_of(settings: Settings) -> Clock:
+    if settings.clock_file is not None:
+        return SharedVirtualClock(settings.clock_file)
+    return SystemClock()
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Tidings:
     """Assemble an installation from settings (the environment's by default)."""
     chosen = settings or load_settings()
     engine = make_engine(chosen.database_url, pool_size=chosen.database_pool_size)
     return Tidings(
         settings=chosen,
-        clock=clock or SystemClock(),
+        clock=clock or _clock_of(chosen),
         db=Database(engine),
         work_sources=[
             DeliverySplitter(),

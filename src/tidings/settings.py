@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     database_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
+    clock_file: Path | None = Field(
+        default=None,
+        description="Tests and demos: read the time from this file (ISO 8601), which another "
+        "process moves, instead of the system clock.",
+    )
     allow_private_webhooks: bool = Field(
         default=False, description="Let outgoing webhooks reach private/loopback addresses."
     )

@@ -13,7 +13,7 @@ from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
 from tidings.channels.whatsapp.client import SendOutcome
 from tidings.kernel.clock import VirtualClock
-from tidings.messaging import inbox
+from tidings.messaging import inbox, repository
 from tidings.messaging import service as messaging
 from tidings.messaging.dispatch import OutboundDispatcher, record_outcome
 from tidings.messaging.domain import Origin, Purpose
@@ -84,28 +84,36 @@ def test_one_contact_gets_one_message_per_six_seconds(
     assert [job.message_id for job in jobs] == ids[1:2]
 
 
-def test_a_send_cut_off_by_a_crash_becomes_uncertain_and_only_service_messages_are_resent(
+def test_after_a_crash_only_requests_in_flight_are_uncertain_and_only_service_ones_resent(
     client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
 ) -> None:
     conversation_id = a_conversation(client, tidings, tenant, webhook_path)
-    receipt = queue(tidings, tenant, conversation_id, purpose=Purpose.UTILITY)
+    claimed: list[int] = []
+    for purpose in (Purpose.UTILITY, Purpose.MARKETING, Purpose.UTILITY, Purpose.UTILITY):
+        queue(tidings, tenant, conversation_id, purpose=purpose)
+        with tidings.db.transaction() as session:
+            jobs, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
+        claimed += [job.message_id for job in jobs]
+        clock.advance(timedelta(seconds=6))  # the pair limit lets one go at a time
+    receipt, promotion, answered, never_sent = claimed
+    # The worker dies here, with all four "sending": two requests were on the wire (their
+    # marks committed), one was answered (its id kept), one had not left yet.
     with tidings.db.transaction() as session:
-        jobs, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
-    clock.advance(timedelta(seconds=6))
-    promotion = queue(tidings, tenant, conversation_id, purpose=Purpose.MARKETING)
-    with tidings.db.transaction() as session:
-        more, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
-    assert len(jobs) == len(more) == 1
-    # The worker dies here: both rows stay "sending" with nobody to record the answer.
+        repository.mark_on_wire(session, [receipt, promotion, answered], now=clock.now())
+        repository.note_provider_ids(session, [(answered, "wamid.ANSWERED")])
     clock.advance(timedelta(minutes=4))
     with tidings.db.transaction() as session:
         assert messaging.recover_in_flight(session, now=clock.now()) == 0  # still leased
     clock.advance(timedelta(minutes=2))
     with tidings.db.transaction() as session:
-        assert messaging.recover_in_flight(session, now=clock.now()) == 2
+        assert messaging.recover_in_flight(session, now=clock.now()) == 4
     resent, kept = message(client, tenant, receipt), message(client, tenant, promotion)
     assert resent["status"] == "queued" and "resending" in resent["status_reason"]
     assert kept["status"] == "uncertain" and "not resent" in kept["status_reason"]
+    assert message(client, tenant, answered)["status"] == "accepted"
+    waiting = message(client, tenant, never_sent)
+    assert waiting["status"] == "queued" and "before sending it" in waiting["status_reason"]
+    assert waiting["attempts"] == 0  # the attempt never happened
     outcomes = [
         t["outcome"]
         for t in client.get(f"{API}/messages/{promotion}/traces", headers=tenant.headers()).json()

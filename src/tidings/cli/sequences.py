@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from tidings.bootstrap import Tidings
 from tidings.cli.common import console, errors, installation, pick_workspace, require_schema
@@ -19,7 +18,6 @@ from tidings.kernel.errors import TidingsError, invalid
 from tidings.kernel.localization import check_timezone
 from tidings.sequences import service
 from tidings.sequences.files import read_sequence_file
-from tidings.sequences.orm import SequenceRecord
 from tidings.sequences.preview import BEHAVIOUR_HELP, Preview, parse_behaviours, preview
 from tidings.workspaces.orm import Workspace
 from tidings.workspaces.service import list_workspaces
@@ -60,16 +58,6 @@ def _start_from(text: str | None, now: datetime) -> datetime:
             "invalid_start", f"{text!r} is not an ISO date and time", field="--start"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _find(session: Session, workspace: Workspace, name: str) -> SequenceRecord:
-    """A sequence by name (case-insensitive) or by id."""
-    found = service.find_sequence(session, workspace, name)
-    if found is None and name.isdigit():
-        found = service.get_sequence_or_404(session, workspace, int(name))
-    if found is None:
-        raise invalid("unknown_sequence", f"no sequence named {name!r}", field="SEQUENCE")
-    return found
 
 
 @sequences_app.command("preview")
@@ -203,7 +191,7 @@ def export_command(
         require_schema(inst)
         with inst.db.reading() as session:
             chosen = pick_workspace(session, workspace)
-            found = _find(session, chosen, sequence)
+            found = service.find_by_name_or_id(session, chosen, sequence)
             text = service.export_sequence(session, chosen, found.id, as_json=as_json)
         file.write_text(text, encoding="utf-8")
         console.print(f"Wrote {escape(found.name)} to {file}.")
@@ -235,7 +223,7 @@ def stats_command(
         require_schema(inst)
         with inst.db.reading() as session:
             chosen = pick_workspace(session, workspace)
-            found = _find(session, chosen, sequence)
+            found = service.find_by_name_or_id(session, chosen, sequence)
             counts = service.step_statistics(session, chosen, found.id, version=version)
             definition = service.definition_of(service.get_version(session, found, version))
         table = Table("step", *service.STATISTICS, title=escape(found.name))

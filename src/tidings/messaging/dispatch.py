@@ -12,9 +12,11 @@ A pass has three steps, and only the first and last hold a database transaction:
 
 Batches are pipelined: batch k+1 is claimed while batch k is on the wire.
 
-A worker dying between 1 and 3 leaves rows ``sending``; ``recover_in_flight`` turns them
-``uncertain`` after a lease, the one window no design closes (the provider may have the
-message but we never learned its id).
+A worker dying between 1 and 3 leaves rows ``sending``. Each request is preceded by a committed
+wire mark and followed by its provider id (``WireLog``, group-committed), so after a lease
+``recover_in_flight`` sends again what never left, records what was accepted, and marks
+``uncertain`` only the requests that were on the wire: the one window no design closes (the
+provider may have the message but we never learned its id).
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ class OutboundDispatcher:
     _pacers: dict[tuple[int, float], Pacer] = field(default_factory=dict)
     _pacer_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: ThreadPoolExecutor | None = None
+    _wires: WireLog | None = None
 
     def run_pass(self, db: Database, clock: Clock, limit: int) -> int:
         """Up to ``PIPELINE_DEPTH`` batches, pipelined: while one batch is on the wire, the
@@ -185,7 +188,7 @@ class OutboundDispatcher:
             with db.transaction(background=True) as session:
                 jobs, held = self.claim(session, now=clock.now(), limit=limit)
             total += len(jobs) + held
-            futures = [self._executor().submit(self._send, job) for job in jobs]
+            futures = [self._executor().submit(self._send, job, db, clock) for job in jobs]
             if in_flight is not None:
                 self._record_batch(db, clock, *in_flight)
             in_flight = (jobs, futures) if jobs else None
@@ -291,6 +294,7 @@ class OutboundDispatcher:
                 capacity.take(row, outside_window=outside_window)
             facts.dispatched(row, now)
             row.status = MessageStatus.SENDING.value
+            row.wire_at = None
             row.attempts += 1
             row.updated_at = now
             jobs.append(
@@ -307,10 +311,11 @@ class OutboundDispatcher:
 
     # 2. send ----------------------------------------------------------------------------------
 
-    def send_all(self, jobs: Sequence[SendJob]) -> list[SendOutcome]:
-        return list(self._executor().map(self._send, jobs))
-
-    def _send(self, job: SendJob) -> SendOutcome:
+    def _send(self, job: SendJob, db: Database, clock: Clock) -> SendOutcome:
+        """Send one message at its paced moment. Around the request, two tiny commits tell a
+        crash's recovery what happened: the wire mark before it (without one, the message was
+        certainly never sent) and the provider's id after it (it certainly was); only the
+        requests in flight at the crash stay uncertain."""
         with self._pacer_lock:
             key = (job.number_id, job.rate_per_second)
             pacer = self._pacers.get(key)
@@ -319,11 +324,21 @@ class OutboundDispatcher:
             delay = pacer.reserve(time.monotonic())
         if delay > 0:
             time.sleep(delay)
+        self._wire_log(db, clock).mark(job.message_id)
         try:
-            return self.client.send_message(job.endpoint, job.recipient, job.content)
+            outcome = self.client.send_message(job.endpoint, job.recipient, job.content)
         except Exception as error:  # an adapter bug must not strand the batch as "sending"
             log.exception("sending message %s failed", job.message_id)
             return SendOutcome("uncertain", note=f"{type(error).__name__}: {error}")
+        if outcome.accepted and outcome.message_id:
+            self._wire_log(db, clock).note(job.message_id, outcome.message_id)
+        return outcome
+
+    def _wire_log(self, db: Database, clock: Clock) -> WireLog:
+        with self._pacer_lock:
+            if self._wires is None or self._wires.db is not db:
+                self._wires = WireLog(db, clock)
+            return self._wires
 
     # 3. record --------------------------------------------------------------------------------
 
@@ -344,6 +359,50 @@ class OutboundDispatcher:
                 record_outcome(
                     session, message, outcome, max_retries=retries[message.workspace_id], now=now
                 )
+
+
+class WireLog:
+    """Group commit of the dispatcher's crash-recovery notes.
+
+    A sending thread waits until its wire mark is committed before its request leaves; the
+    provider's id of an accepted message rides along with the next commit. Whoever finds no
+    commit under way writes everything pending in one transaction, so with many threads
+    sending there is one small commit per group, not per message.
+    """
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db, self.clock = db, clock
+        self._pending = threading.Lock()  # guards the two lists
+        self._committing = threading.Lock()  # one commit at a time
+        self._marks: list[tuple[int, threading.Event]] = []
+        self._ids: list[tuple[int, str]] = []
+
+    def mark(self, message_id: int) -> None:
+        """Return once ``message_id`` is durably marked as leaving."""
+        written = threading.Event()
+        with self._pending:
+            self._marks.append((message_id, written))
+        while not written.is_set():
+            with self._committing:
+                if not written.is_set():
+                    self._commit()
+
+    def note(self, message_id: int, provider_message_id: str) -> None:
+        """Keep an accepted message's id with the next commit (the batch's record writes it
+        too; this only narrows what a crash leaves unknown)."""
+        with self._pending:
+            self._ids.append((message_id, provider_message_id))
+
+    def _commit(self) -> None:
+        with self._pending:
+            marks, ids = self._marks, self._ids
+            self._marks, self._ids = [], []
+        if marks or ids:
+            with self.db.transaction(background=True) as session:
+                repository.mark_on_wire(session, [m for m, _ in marks], now=self.clock.now())
+                repository.note_provider_ids(session, ids)
+        for _, written in marks:
+            written.set()
 
 
 def record_outcome(

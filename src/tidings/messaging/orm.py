@@ -113,6 +113,9 @@ class Message(WorkspaceOwned, Base):
     recipient: Mapped[str | None] = mapped_column(String(64))
     resend_if_uncertain: Mapped[bool] = mapped_column(default=False)
     next_attempt_at: Mapped[datetime | None]
+    # When the request of the current attempt left for the provider (committed just before
+    # it did): after a crash, a ``sending`` row without it was certainly never sent.
+    wire_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     error_code: Mapped[int | None]
     error_title: Mapped[str | None] = mapped_column(String(300))

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from tidings.db.base import among
+from tidings.db.base import among, table_of
 from tidings.messaging.orm import (
     Conversation,
     ConversationLabel,
@@ -173,6 +173,25 @@ def claim_due_outbound(session: Session, *, now: datetime, limit: int) -> Sequen
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+
+
+def mark_on_wire(session: Session, message_ids: Sequence[int], *, now: datetime) -> None:
+    if message_ids:
+        session.execute(
+            update(Message).where(among(session, Message.id, message_ids)).values(wire_at=now)
+        )
+
+
+def note_provider_ids(session: Session, found: Sequence[tuple[int, str]]) -> None:
+    """The provider's ids of accepted messages, kept at once (the batch records the rest)."""
+    if found:
+        table = table_of(Message)
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("message_id"), table.c.provider_message_id.is_(None))
+            .values(provider_message_id=bindparam("provider_id")),
+            [{"message_id": m, "provider_id": p} for m, p in found],
+        )
 
 
 def stale_in_flight(session: Session, *, older_than: datetime, limit: int) -> Sequence[Message]:

@@ -614,13 +614,32 @@ def fail_message(
 
 
 def recover_in_flight(session: Session, *, now: datetime, limit: int = 1000) -> int:
-    """Messages left ``sending`` by a worker that died mid-request become ``uncertain``; those
-    whose kind is resent (transactional) go back to the queue, the others wait for a person.
+    """Messages left ``sending`` by a worker that died: those whose request never left (no
+    wire mark) go back to the queue; those the provider accepted (its id was kept) are
+    accepted; the rest were in flight and become ``uncertain`` — those whose kind is resent
+    (transactional) go back to the queue, the others wait for a person.
     """
     rows = repository.stale_in_flight(session, older_than=now - UNCERTAIN_AFTER, limit=limit)
     for message in rows:
         message.updated_at = now
-        if message.resend_if_uncertain:
+        if message.provider_message_id is not None:
+            message.status = MessageStatus.ACCEPTED.value
+            message.status_reason = None
+            message.next_attempt_at = None
+            trace(
+                session,
+                message,
+                outcome="accepted",
+                reason="accepted by WhatsApp (recorded after the worker stopped)",
+                now=now,
+            )
+        elif message.wire_at is None:
+            message.status = MessageStatus.QUEUED.value
+            message.next_attempt_at = now
+            message.attempts = max(0, message.attempts - 1)  # this attempt never happened
+            message.status_reason = "the worker stopped before sending it; sending now"
+            trace(session, message, outcome="retry", reason=message.status_reason, now=now)
+        elif message.resend_if_uncertain:
             message.status = MessageStatus.QUEUED.value
             message.next_attempt_at = now
             message.status_reason = "uncertain: the worker stopped mid-send; resending"

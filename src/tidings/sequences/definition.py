@@ -486,6 +486,11 @@ def _message(error: Any) -> str:
         return f"every step needs a type, one of: {kinds}"
     if error["type"] == "union_tag_invalid":
         return f"{error['ctx']['tag']!r} is not a step type; use one of: {kinds}"
+    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == STEP_ID:
+        return (
+            f"{error['input']!r} is not a step id: lowercase letters, digits, - and _, "
+            "starting with a letter or digit, at most 64"
+        )
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -193,6 +193,24 @@ def find_sequence(session: Session, workspace: Workspace, name: str) -> Sequence
     return _by_name(session, workspace, name)
 
 
+def find_by_name_or_id(session: Session, workspace: Workspace, text: str) -> SequenceRecord:
+    """A sequence by its name (case-insensitive) or, for digits, its id.
+
+    Raises:
+        TidingsError: 422 on ``SEQUENCE`` (the command-line argument) when none matches.
+    """
+    found = _by_name(session, workspace, text)
+    if found is None and text.isdigit():
+        found = session.scalar(
+            select(SequenceRecord).where(
+                SequenceRecord.workspace_id == workspace.id, SequenceRecord.id == int(text)
+            )
+        )
+    if found is None:
+        raise invalid("unknown_sequence", f"no sequence named {text!r}", field="SEQUENCE")
+    return found
+
+
 def get_sequence_or_404(session: Session, workspace: Workspace, sequence_id: int) -> SequenceRecord:
     sequence = session.scalar(
         select(SequenceRecord).where(
