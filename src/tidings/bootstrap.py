@@ -40,6 +40,7 @@ from tidings.scheduler.worker import (
     Worker,
     WorkSource,
 )
+from tidings.sequences import service as sequences
 from tidings.sequences.jobs import WEBHOOK_JOB, SequenceEvents, SequenceRunner
 from tidings.settings import Settings, load_settings
 
@@ -177,6 +178,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
             PeriodicTask(
                 PeriodicJob("messaging.recover_in_flight", timedelta(minutes=1)),
                 lambda session, now: _ignore(messaging.recover_in_flight(session, now=now)),
+            ),
+            PeriodicTask(
+                PeriodicJob("sequences.choose_split_winners", timedelta(minutes=5)),
+                lambda session, now: _ignore(sequences.choose_split_winners(session, now=now)),
             ),
             PeriodicTask(
                 PeriodicJob("inbox.wake_snoozed", timedelta(minutes=1)),

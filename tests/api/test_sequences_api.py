@@ -471,3 +471,76 @@ def test_another_workspace_sees_nothing_of_a_sequence(
         answer = client.get(f"{API}/sequences/{sequence['id']}{path}", headers=other.headers())
         assert answer.status_code == 404, path
     assert client.get(f"{API}/sequences", headers=other.headers()).json() == []
+
+
+SPLIT: dict[str, Any] = {
+    "name": "Which offer",
+    "steps": [
+        {
+            "id": "test",
+            "type": "split",
+            "branches": [
+                {"percent": 50, "next": "plain", "name": "plain"},
+                {"percent": 50, "next": "discount", "name": "discount"},
+            ],
+            "winner": {"metric": "converted", "after": "1d"},
+        },
+        {"id": "plain", "type": "wait", "duration": "3d"},
+        {"id": "discount", "type": "wait", "duration": "3d"},
+        {"id": "bought", "type": "goal", "when": {"event": "order.placed"}},
+    ],
+}
+
+
+def branches_taken(tidings: Tidings, contact_ids: list[int]) -> dict[int, str]:
+    with tidings.db.reading() as session:
+        rows = session.execute(
+            text("SELECT contact_id, detail FROM sequence_step_runs WHERE step_id = 'test'")
+        ).all()
+    return {c: d for c, d in rows if c in contact_ids}
+
+
+def test_a_split_sends_every_new_arrival_down_the_winning_branch_after_its_test(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock
+) -> None:
+    from tidings.sequences import service
+
+    first = [contact(client, tenant, f"Lead {n}", f"09123450{n:02d}") for n in range(24)]
+    sequence = create(client, tenant, SPLIT).json()
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": first},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)
+    taken = branches_taken(tidings, first)
+    assert set(taken.values()) == {"plain", "discount"} and len(taken) == len(first)
+    # Only the discount's leads buy; one plain lead does too, so the rates differ, not zero.
+    buyers = [c for c in first if taken[c] == "discount"] + [
+        next(c for c in first if taken[c] == "plain")
+    ]
+    for buyer in buyers:
+        client.post(
+            f"{API}/contacts/{buyer}/events",
+            json={"type": "order.placed"},
+            headers=tenant.headers(),
+        )
+    run_worker(tidings)
+    with tidings.db.transaction() as session:
+        assert service.choose_split_winners(session, now=clock.now()) == 0  # still testing
+    clock.advance(timedelta(days=1))
+    with tidings.db.transaction() as session:
+        assert service.choose_split_winners(session, now=clock.now()) == 1
+        assert service.choose_split_winners(session, now=clock.now()) == 0  # chosen once
+    read = client.get(f"{API}/sequences/{sequence['id']}", headers=tenant.headers()).json()
+    assert read["winners"] == {"test": "discount"}
+
+    later = [contact(client, tenant, f"Late {n}", f"09223450{n:02d}") for n in range(10)]
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": later},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)
+    assert set(branches_taken(tidings, later).values()) == {"discount"}
+    assert branches_taken(tidings, first) == taken  # nobody moved

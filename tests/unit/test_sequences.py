@@ -154,3 +154,25 @@ def test_the_window_moment_is_never_earlier_and_always_inside_the_window(at: dat
     assert moment >= at.replace(tzinfo=UTC)
     assert local.weekday() in (0, 2, 4)
     assert 9 <= local.hour < 17
+
+
+def test_the_winner_is_the_best_rate_and_waits_for_every_branch() -> None:
+    from tidings.sequences.definition import Split
+    from tidings.sequences.domain import BranchResult, choose_winner
+
+    step = Split.model_validate(
+        {
+            "id": "ab",
+            "type": "split",
+            "branches": [
+                {"percent": 50, "next": "a"},
+                {"percent": 30, "next": "b"},
+                {"percent": 20, "next": "c"},
+            ],
+            "winner": {"metric": "read", "after": "2d"},
+        }
+    )
+    results = {0: BranchResult(100, 30), 1: BranchResult(60, 21), 2: BranchResult(40, 14)}
+    assert choose_winner(step, results) == 1  # 35% beats 30%, and ties with c: earlier wins
+    assert choose_winner(step, {**results, 2: BranchResult(0, 0)}) is None  # c untested
+    assert choose_winner(step, {0: results[0], 1: results[1]}) is None

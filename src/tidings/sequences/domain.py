@@ -275,7 +275,7 @@ def _run_step(
         index = winners.get(step.id)
         chosen = index if index is not None else split_branch(lead.enrollment_id, step)
         branch = step.branches[chosen]
-        return _Ran(at, "branch", branch.next, branch.name or f"branch {chosen + 1}")
+        return _Ran(at, "branch", branch.next, branch_label(step, chosen))
     if isinstance(step, Goal):
         return _goal(step, lead, at)
     if isinstance(step, Exit):
@@ -392,6 +392,29 @@ def split_branch(enrollment_id: int, step: Split) -> int:
         if point < total:
             return index
     return len(step.branches) - 1
+
+
+def branch_label(step: Split, index: int) -> str:
+    """How a step run names the branch taken (its statistics and the winner read it back)."""
+    return step.branches[index].name or f"branch {index + 1}"
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    entered: int
+    succeeded: int  # by the split's metric
+
+    @property
+    def rate(self) -> float:
+        return self.succeeded / self.entered if self.entered else 0.0
+
+
+def choose_winner(step: Split, results: Mapping[int, BranchResult]) -> int | None:
+    """The branch with the best rate of the split's metric; on a tie, the earlier branch.
+    None while some branch has had nobody to judge it by."""
+    if len(results) < len(step.branches) or any(r.entered == 0 for r in results.values()):
+        return None
+    return max(range(len(step.branches)), key=lambda i: (results[i].rate, -i))
 
 
 # --- events -------------------------------------------------------------------------------------

@@ -36,7 +36,9 @@ router = APIRouter(tags=["sequences"])
 def _detail(ctx: Context, sequence: SequenceRecord) -> SequenceDetail:
     version = service.get_version(ctx.session, sequence)
     return SequenceDetail(
-        **SequenceRead.model_validate(sequence).model_dump(), definition=version.definition
+        **SequenceRead.model_validate(sequence).model_dump(),
+        definition=version.definition,
+        winners=service.split_winners(ctx.session, sequence),
     )
 
 

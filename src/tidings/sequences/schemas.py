@@ -31,6 +31,9 @@ class SequenceRead(BaseModel):
 
 class SequenceDetail(SequenceRead):
     definition: dict[str, Any]
+    winners: dict[str, str] = Field(
+        default_factory=dict, description="split step id → the branch chosen after its test"
+    )
 
 
 class StatusIn(BaseModel):

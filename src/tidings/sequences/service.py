@@ -24,10 +24,12 @@ from tidings.sequences.definition import (
     EnrollElsewhere,
     SendWhatsApp,
     SequenceDefinition,
+    Split,
     TemplateSpec,
     dump_definition,
     parse_definition,
 )
+from tidings.sequences.domain import BranchResult, branch_label, choose_winner
 from tidings.sequences.files import read_sequence_file, write_sequence_file
 from tidings.sequences.orm import Enrollment, SequenceRecord, SequenceVersion, StepRunRecord
 from tidings.sequences.preview import Preview, parse_behaviours, preview
@@ -741,3 +743,114 @@ def _count_messages(session: Session, where: list[Any], add: Any) -> None:
             types[e.type] for e in events.get(contact_id, ()) if at <= e.occurred_at <= at + window
         }:
             add(step_id, kind)
+
+
+# --- split winners (S1) -------------------------------------------------------------------------
+
+REACTION_EVENTS = {"replied": "message.received", "clicked": "link.clicked"}
+
+
+def choose_split_winners(session: Session, *, now: datetime) -> int:
+    """For every running sequence version with a split whose test period (``winner.after``
+    from the version's publication) is over and no winner yet: choose the branch with the best
+    rate of its metric among the enrollments that took the split; from then on every new
+    arrival takes it. Returns how many winners were chosen."""
+    chosen = 0
+    versions = session.scalars(
+        select(SequenceVersion)
+        .join(SequenceRecord, SequenceRecord.id == SequenceVersion.sequence_id)
+        .where(SequenceRecord.status == RUNNING)
+    ).all()
+    for version in versions:
+        definition = definition_of(version)
+        decided = dict(version.winners or {})
+        for step in definition.steps:
+            if not isinstance(step, Split) or step.winner is None or step.id in decided:
+                continue
+            if version.created_at + step.winner.after > now:
+                continue
+            winner = choose_winner(step, _branch_results(session, version, step))
+            if winner is not None:
+                decided[step.id] = winner
+                chosen += 1
+        if decided != (version.winners or {}):
+            version.winners = decided
+    return chosen
+
+
+def split_winners(session: Session, sequence: SequenceRecord) -> dict[str, str]:
+    """The winners chosen so far in the current version: split step id → branch label."""
+    version = get_version(session, sequence)
+    definition = definition_of(version)
+    found = {}
+    for step_id, index in (version.winners or {}).items():
+        step = definition.step(step_id)
+        if isinstance(step, Split) and 0 <= int(index) < len(step.branches):
+            found[step_id] = branch_label(step, int(index))
+    return found
+
+
+def _branch_results(
+    session: Session, version: SequenceVersion, step: Split
+) -> dict[int, BranchResult]:
+    assert step.winner is not None
+    labels = {branch_label(step, i): i for i in range(len(step.branches))}
+    taken = session.execute(
+        select(StepRunRecord.enrollment_id, StepRunRecord.contact_id, StepRunRecord.detail,
+               StepRunRecord.at)
+        .where(
+            StepRunRecord.version_id == version.id,
+            StepRunRecord.step_id == step.id,
+            StepRunRecord.outcome == "branch",
+        )
+    ).all()  # fmt: skip
+    succeeded = _succeeded(session, step.winner.metric, taken)
+    entered = dict.fromkeys(range(len(step.branches)), 0)
+    wins = dict.fromkeys(range(len(step.branches)), 0)
+    for enrollment_id, _, label, _ in taken:
+        index = labels.get(label)
+        if index is None:
+            continue
+        entered[index] += 1
+        wins[index] += enrollment_id in succeeded
+    return {i: BranchResult(entered[i], wins[i]) for i in entered}
+
+
+def _succeeded(session: Session, metric: str, taken: Sequence[Any]) -> set[int]:
+    """The enrollments among ``taken`` (enrollment, contact, label, split moment) that did
+    what ``metric`` asks after taking the split."""
+    enrollment_ids = [row[0] for row in taken]
+    if not enrollment_ids:
+        return set()
+    if metric == "converted":
+        return set(
+            session.scalars(
+                select(Enrollment.id).where(
+                    among(session, Enrollment.id, enrollment_ids),
+                    Enrollment.converted_at.is_not(None),
+                )
+            )
+        )
+    split_at = {row[0]: row[3] for row in taken}
+    if metric == "read":
+        later = session.execute(
+            select(StepRunRecord.enrollment_id, StepRunRecord.message_id, StepRunRecord.at).where(
+                among(session, StepRunRecord.enrollment_id, enrollment_ids),
+                StepRunRecord.message_id.is_not(None),
+            )
+        ).all()
+        moments = messaging.message_moments(session, [m for _, m, _ in later if m])
+        return {
+            enrollment_id
+            for enrollment_id, message_id, at in later
+            if at >= split_at[enrollment_id]
+            and (known := moments.get(message_id or 0)) is not None
+            and known.read_at is not None
+        }
+    contact_of = {row[0]: row[1] for row in taken}
+    events = contacts.events_of(session, set(contact_of.values()), types={REACTION_EVENTS[metric]})
+    return {
+        enrollment_id
+        for enrollment_id, contact_id in contact_of.items()
+        if any(e.occurred_at >= split_at[enrollment_id] for e in events.get(contact_id, ()))
+    }
