@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tidings.kernel.clock import VirtualClock, ensure_utc
+from tidings.kernel.clock import SharedVirtualClock, VirtualClock, ensure_utc
 from tidings.kernel.errors import TidingsError
 from tidings.kernel.localization import check_locale
 from tidings.scheduler.domain import PeriodicJob, retry_delay, slot_start
@@ -86,3 +87,21 @@ def test_retry_delay_grows_exponentially_up_to_a_cap() -> None:
         retry_delay(n, base=timedelta(seconds=30), cap=timedelta(minutes=5)) for n in range(1, 6)
     ]
     assert delays == [timedelta(seconds=s) for s in (30, 60, 120, 240, 300)]
+
+
+def test_a_shared_virtual_clock_is_one_time_for_every_process_reading_its_file(
+    tmp_path: Path,
+) -> None:
+    start = datetime(2026, 11, 24, 2, tzinfo=UTC)
+    controller = SharedVirtualClock(tmp_path / "clock", start=start)
+    reader = SharedVirtualClock(tmp_path / "clock")  # as `tidings worker` opens it
+    assert reader.now() == start
+    controller.advance(timedelta(days=1))
+    assert reader.now() == start + timedelta(days=1)
+    reader.sleep(0.001)  # waits for real: only the controller moves this time
+    assert controller.now() == start + timedelta(days=1)
+    with pytest.raises(ValueError, match="backwards"):
+        controller.advance(timedelta(seconds=-1))
+    (tmp_path / "clock").write_text("not a time")
+    with pytest.raises(ValueError, match="holds no time"):
+        reader.now()
