@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -37,15 +39,16 @@ def _read_text(file: Path) -> str:
         raise invalid("not_utf8", f"{file}: not UTF-8 text", field="FILE") from None
 
 
-def _read_definition(file: Path) -> str:
-    """The file's text, checked; a problem is reported as ``FILE: line N: …``."""
-    text = _read_text(file)
+@contextmanager
+def _reading(file: Path) -> Iterator[None]:
+    """A problem in the file is reported as ``FILE: line N: …``."""
     try:
-        read_sequence_file(text)
+        yield
     except TidingsError as error:
-        error.message = f"{file.name}: {error.message}"
+        in_file = error.field is not None and error.field != "FILE" and error.field[0] != "-"
+        if error.http_status == 422 and in_file:
+            error.message = f"{file.name}: {error.message}"
         raise
-    return text
 
 
 def _start_from(text: str | None, now: datetime) -> datetime:
@@ -82,9 +85,8 @@ def preview_command(
     With a database, the workspace's sending policy and time zone apply; without one, the
     defaults (UTC unless --timezone)."""
     with installation() as inst:
-        text = _read_definition(file)
-        definition = read_sequence_file(text)
-        behaviours = parse_behaviours(behaviour or [])
+        with _reading(file):
+            definition = read_sequence_file(_read_text(file))
         contact: dict[str, object] = {"tags": list(tag or [])}
         if timezone is not None:
             contact["timezone"] = check_timezone(timezone, field="--timezone")
@@ -105,7 +107,11 @@ def preview_command(
             zone = timezone or "UTC"
             console.print("[dim]No database yet: the default sending policy applies.[/]")
             result = preview(
-                definition, start=began, behaviours=behaviours, contact=contact, timezone=zone
+                definition,
+                start=began,
+                behaviours=parse_behaviours(behaviour or []),
+                contact=contact,
+                timezone=zone,
             )
         _print_preview(definition.name, result, zone)
 
@@ -154,8 +160,8 @@ def import_command(
     reported with their line."""
     with installation() as inst:
         require_schema(inst)
-        text = _read_definition(file)
-        with inst.db.transaction() as session:
+        text = _read_text(file)
+        with inst.db.transaction() as session, _reading(file):
             chosen = pick_workspace(session, workspace)
             imported = service.import_sequence(
                 session,

@@ -324,14 +324,15 @@ class OutboundDispatcher:
             delay = pacer.reserve(time.monotonic())
         if delay > 0:
             time.sleep(delay)
-        self._wire_log(db, clock).mark(job.message_id)
+        wires = self._wire_log(db, clock)
+        wires.mark(job.message_id)
         try:
             outcome = self.client.send_message(job.endpoint, job.recipient, job.content)
         except Exception as error:  # an adapter bug must not strand the batch as "sending"
             log.exception("sending message %s failed", job.message_id)
             return SendOutcome("uncertain", note=f"{type(error).__name__}: {error}")
         if outcome.accepted and outcome.message_id:
-            self._wire_log(db, clock).note(job.message_id, outcome.message_id)
+            wires.note(job.message_id, outcome.message_id)
         return outcome
 
     def _wire_log(self, db: Database, clock: Clock) -> WireLog:
