@@ -297,31 +297,40 @@ def plan_chunk(session: Session, broadcast: Broadcast, *, now: datetime, limit: 
     without_phone = contacts.whatsapp_ids(session, [m.id for m in members if not m.phone])
     facts = PolicyFacts.load(session, ids, since=now - history_horizon(policy))
     purpose = Purpose(broadcast.purpose)
-    components = list(broadcast.template.get("components") or [])
+    # Read once per chunk, not once per recipient: ORM attribute reads add up over a million.
+    base_template = dict(broadcast.template)
+    components = list(base_template.get("components") or [])
+    summary = summary_of({"type": "template", "template": base_template})
     every = timedelta(seconds=broadcast.batch_every_seconds)
+    batch_size, first_position = broadcast.batch_size, broadcast.recipients
+    key_prefix = f"broadcast:{broadcast.id}:"
+    default_zone = workspace.timezone
+    due_by_zone: dict[str, datetime] = {}  # the send time depends only on the zone
     planned = []
     for index, member in enumerate(members):
-        position = broadcast.recipients + index
-        due = send_time(
-            send_at=broadcast.send_at,
-            local_date=broadcast.local_date,
-            local_time=broadcast.local_time,
-            timezone=member.timezone or workspace.timezone,
-            now=now,
-        )
-        if broadcast.batch_size:
-            due += every * (position // broadcast.batch_size)
-        values = {
-            "name": member.name,
-            "first_name": member.first_name or (member.name or "").split(" ")[0] or None,
-            "last_name": member.last_name,
-            "phone": member.phone,
-            "country": member.country,
-            **member.custom_fields,
-        }
-        template = dict(broadcast.template)
+        zone = member.timezone or default_zone
+        due = due_by_zone.get(zone)
+        if due is None:
+            due = due_by_zone[zone] = send_time(
+                send_at=broadcast.send_at,
+                local_date=broadcast.local_date,
+                local_time=broadcast.local_time,
+                timezone=zone,
+                now=now,
+            )
+        if batch_size:
+            due += every * ((first_position + index) // batch_size)
+        template = base_template
         if components:
-            template["components"] = personalise(components, values)
+            values = {
+                "name": member.name,
+                "first_name": member.first_name or (member.name or "").split(" ")[0] or None,
+                "last_name": member.last_name,
+                "phone": member.phone,
+                "country": member.country,
+                **member.custom_fields,
+            }
+            template = {**base_template, "components": personalise(components, values)}
         content = {"type": "template", "template": template}
         digest = content_digest(content)
         recipient = member.phone or without_phone.get(member.id)
@@ -339,7 +348,7 @@ def plan_chunk(session: Session, broadcast: Broadcast, *, now: datetime, limit: 
                 member.id,
                 last_inbound_at=None,
                 policy=policy,
-                default_timezone=workspace.timezone,
+                default_timezone=default_zone,
                 now=due,
             )
         )
@@ -348,9 +357,9 @@ def plan_chunk(session: Session, broadcast: Broadcast, *, now: datetime, limit: 
                 contact_id=member.id,
                 recipient=recipient or "",
                 content=content,
-                summary=summary_of(content),
+                summary=summary,
                 content_digest=digest,
-                idempotency_key=f"broadcast:{broadcast.id}:{member.id}",
+                idempotency_key=key_prefix + str(member.id),
                 decision=decision,
                 send_at=due,
             )
