@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import cached_property
 
 from tidings.broadcasts.jobs import BroadcastPlanner
+from tidings.channels.email.smtp import SmtpPool
 from tidings.channels.jobs import (
     MEDIA_JOB,
     DeliverySplitter,
@@ -30,6 +31,7 @@ from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
 from tidings.messaging.dispatch import OutboundDispatcher
+from tidings.messaging.email_dispatch import EmailDispatcher
 from tidings.messaging.media import MediaStore
 from tidings.scheduler.domain import PeriodicJob
 from tidings.scheduler.worker import (
@@ -123,6 +125,16 @@ class Tidings:
         )
 
     @cached_property
+    def smtp(self) -> SmtpPool:
+        """Kept-open connections to the workspaces' mail servers."""
+        return SmtpPool()
+
+    @property
+    def public_base_url(self) -> str:
+        """Where recipients reach this server (tracking and unsubscribe links, webhooks)."""
+        return self.settings.public_url.rstrip("/")
+
+    @cached_property
     def webhook_directory(self) -> WebhookDirectory:
         return WebhookDirectory()
 
@@ -144,12 +156,20 @@ class Tidings:
         return [
             *self.work_sources,
             OutboundDispatcher(box=self.secret_box, client=self.whatsapp),
+            EmailDispatcher(
+                box=self.secret_box,
+                pool=self.smtp,
+                secret_key=self.settings.secret_key.get_secret_value(),
+                public_url=self.public_base_url,
+            ),
             BackgroundJobSource(handlers),
         ]
 
     def close(self) -> None:
         if "whatsapp" in self.__dict__:
             self.whatsapp.close()
+        if "smtp" in self.__dict__:
+            self.smtp.close()
         self.db.dispose()
 
 

@@ -18,6 +18,8 @@ from tidings.channels.routes import router as channels_router
 from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
 from tidings.db.migrate import current_revision, head_revision
+from tidings.mailing.routes import router as mailing_router
+from tidings.mailing.routes import tracking_router as email_tracking
 from tidings.messaging.routes import router as messaging_router
 from tidings.scheduler.service import live_workers
 from tidings.sequences.routes import router as sequences_router
@@ -61,6 +63,8 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(broadcasts_router, prefix=API_PREFIX)
     app.include_router(sequences_router, prefix=API_PREFIX)
     app.include_router(messaging_router, prefix=API_PREFIX)
+    app.include_router(mailing_router, prefix=API_PREFIX)
+    app.include_router(email_tracking)
     app.include_router(whatsapp_webhooks)
 
     @app.get("/", include_in_schema=False)

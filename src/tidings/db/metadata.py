@@ -6,6 +6,7 @@ from tidings.broadcasts import orm as broadcasts_orm
 from tidings.channels import orm as channels_orm
 from tidings.contacts import orm as contacts_orm
 from tidings.db.base import Base
+from tidings.mailing import orm as mailing_orm
 from tidings.messaging import orm as messaging_orm
 from tidings.scheduler import orm as scheduler_orm
 from tidings.sequences import orm as sequences_orm
@@ -15,6 +16,7 @@ REGISTERED = (
     broadcasts_orm,
     channels_orm,
     contacts_orm,
+    mailing_orm,
     messaging_orm,
     scheduler_orm,
     sequences_orm,

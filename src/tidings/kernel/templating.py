@@ -17,11 +17,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from tidings.kernel.errors import invalid
 
 _ENVIRONMENT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+# HTML bodies (e-mail): every value is escaped, so a contact named "<b>Ann" stays text.
+_HTML_ENVIRONMENT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=True)
 
 
 @lru_cache(maxsize=1024)
-def _compiled(source: str) -> Template:
-    return _ENVIRONMENT.from_string(source)
+def _compiled(source: str, html: bool = False) -> Template:
+    return (_HTML_ENVIRONMENT if html else _ENVIRONMENT).from_string(source)
 
 
 def check_template(source: str, *, field: str) -> str:
@@ -36,11 +38,14 @@ def check_template(source: str, *, field: str) -> str:
     return source
 
 
-def render_template(source: str, variables: Mapping[str, Any], *, field: str) -> str:
-    """Render ``source`` with ``variables``. Raises ``TidingsError`` (422) when it cannot."""
+def render_template(
+    source: str, variables: Mapping[str, Any], *, field: str, html: bool = False
+) -> str:
+    """Render ``source`` with ``variables`` (escaped for HTML when ``html``). Raises
+    ``TidingsError`` (422) when it cannot."""
     check_template(source, field=field)
     try:
-        return _compiled(source).render(**variables)
+        return _compiled(source, html).render(**variables)
     except (SecurityError, OverflowError) as error:
         # The sandbox refuses unsafe calls and oversized ranges; say so instead of failing.
         raise invalid("unsafe_template", str(error), field=field) from None

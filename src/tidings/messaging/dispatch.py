@@ -100,11 +100,11 @@ class BatchCapacity:
         reached contacts up to its tier — what decides is whether the limit is reached, and
         an unbounded count would grow with every message of the day."""
         since = now - DAY
-        created = channels.numbers_created_at(session, [row.number_id for row in rows])
+        created = channels.numbers_created_at(session, [_number(row) for row in rows])
         quotas: dict[int, int] = {}
         for row in rows:
-            age = now - created.get(row.number_id, now)
-            quotas[row.number_id] = daily_quota(policies[row.workspace_id], age)
+            age = now - created.get(_number(row), now)
+            quotas[_number(row)] = daily_quota(policies[row.workspace_id], age)
         tiers = {
             row.workspace_id: tier
             for row in rows
@@ -134,12 +134,12 @@ class BatchCapacity:
         now: datetime,
     ) -> Defer | None:
         """A deferral to when there is room again, or None when the message fits now."""
-        created = self.created.get(row.number_id, now)
+        created = self.created.get(_number(row), now)
         quota = daily_quota(policy, now - created)
-        used = self.used.get(row.number_id, 0)
+        used = self.used.get(_number(row), 0)
         if used >= quota:
             oldest = repository.oldest_dispatches(
-                session, since=now - DAY, limit=used - quota + 1, number_id=row.number_id
+                session, since=now - DAY, limit=used - quota + 1, number_id=_number(row)
             )
             warming = " (warming up)" if quota < policy.daily_quota_per_number else ""
             return Defer(
@@ -161,7 +161,7 @@ class BatchCapacity:
         return None
 
     def take(self, row: Message, *, outside_window: bool) -> None:
-        self.used[row.number_id] = self.used.get(row.number_id, 0) + 1
+        self.used[_number(row)] = self.used.get(_number(row), 0) + 1
         if outside_window:
             self.reached.setdefault(row.workspace_id, set()).add(row.contact_id)
 
@@ -219,13 +219,13 @@ class OutboundDispatcher:
 
     def claim(self, session: Session, *, now: datetime, limit: int) -> tuple[list[SendJob], int]:
         """Jobs to send now, and how many claimed rows were held back or settled instead."""
-        rows = repository.claim_due_outbound(session, now=now, limit=limit)
+        rows = repository.claim_due_outbound(session, channel="whatsapp", now=now, limit=limit)
         if not rows:
             return [], 0
         conversations = repository.conversations_by_ids(
-            session, [row.conversation_id for row in rows]
+            session, [_conversation(row) for row in rows]
         )
-        endpoints = channels.endpoints_for(session, [row.number_id for row in rows], self.box)
+        endpoints = channels.endpoints_for(session, [_number(row) for row in rows], self.box)
         policies: dict[int, tuple[WorkspacePolicy, str]] = {}
         for workspace_id in {row.workspace_id for row in rows}:
             workspace = workspaces.get_workspace(session, workspace_id)
@@ -249,8 +249,8 @@ class OutboundDispatcher:
         held = 0
         for row in rows:
             policy, default_timezone = policies[row.workspace_id]
-            conversation = conversations[row.conversation_id]
-            endpoint = endpoints.get(row.number_id)
+            conversation = conversations[_conversation(row)]
+            endpoint = endpoints.get(_number(row))
             if endpoint is None:
                 fail_message(
                     session, row, reason="the WhatsApp number is deactivated", now=now, code=None
@@ -300,7 +300,7 @@ class OutboundDispatcher:
             jobs.append(
                 SendJob(
                     message_id=row.id,
-                    number_id=row.number_id,
+                    number_id=_number(row),
                     endpoint=endpoint,
                     recipient=str(row.recipient),
                     content=dict(row.content),
@@ -360,6 +360,19 @@ class OutboundDispatcher:
                 record_outcome(
                     session, message, outcome, max_retries=retries[message.workspace_id], now=now
                 )
+
+
+def _number(row: Message) -> int:
+    """A WhatsApp message's number (the claim takes only WhatsApp rows, which have one)."""
+    if row.number_id is None:
+        raise ValueError(f"message {row.id} is not a WhatsApp message")
+    return row.number_id
+
+
+def _conversation(row: Message) -> int:
+    if row.conversation_id is None:
+        raise ValueError(f"message {row.id} is not a WhatsApp message")
+    return row.conversation_id
 
 
 class WireLog:

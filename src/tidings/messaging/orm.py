@@ -4,6 +4,10 @@ labels, quick replies — and the trace of every send decision (O3).
 An outbound message row is also the outbox row the dispatcher claims: one row from
 ``queue_message`` to the last delivery status, so a message can never exist in the thread
 without being dispatched, or be dispatched without being in the thread.
+
+Every channel shares the table (``channel``): the sending policy counts one history across
+channels (P4) and sequences count one set of step statistics. A WhatsApp message has its
+number and conversation; an e-mail has its sender identity instead.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class Message(WorkspaceOwned, Base):
         UniqueConstraint("number_id", "provider_message_id"),
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_messages_thread", "conversation_id", "id"),
-        Index("ix_messages_dispatch", "status", "next_attempt_at"),
+        Index("ix_messages_dispatch", "channel", "status", "next_attempt_at"),
         Index("ix_messages_contact", "contact_id", "direction", "created_at"),
         # The sending policy's history of a contact (P2-P4): what went out, and when.
         # Partial: a message enters them when it goes out, so queueing a million (a
@@ -89,12 +93,18 @@ class Message(WorkspaceOwned, Base):
         ),
     )
 
-    conversation_id: Mapped[int] = mapped_column(
+    channel: Mapped[str] = mapped_column(String(16), default="whatsapp", server_default="whatsapp")
+    # WhatsApp only (None for e-mail).
+    conversation_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("conversations.id", ondelete="CASCADE")
     )
     contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
-    number_id: Mapped[int] = mapped_column(
+    number_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
+    )
+    # E-mail only: the identity it is sent from.
+    sender_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("email_senders.id", ondelete="SET NULL")
     )
     direction: Mapped[str] = mapped_column(String(8))
     kind: Mapped[str] = mapped_column(String(24))
@@ -110,7 +120,7 @@ class Message(WorkspaceOwned, Base):
         IdType, ForeignKey("users.id", ondelete="SET NULL")
     )
     idempotency_key: Mapped[str | None] = mapped_column(String(300))
-    recipient: Mapped[str | None] = mapped_column(String(64))
+    recipient: Mapped[str | None] = mapped_column(String(320))  # a phone, a WhatsApp id, an address
     resend_if_uncertain: Mapped[bool] = mapped_column(default=False)
     next_attempt_at: Mapped[datetime | None]
     # When the request of the current attempt left for the provider (committed just before

@@ -43,14 +43,19 @@ def queue_planned(
     session: Session,
     *,
     workspace_id: int,
-    number_id: int,
+    number_id: int | None,
     origin: Origin,
     purpose: Purpose,
     broadcast_id: int | None,
     planned: Sequence[Planned],
     now: datetime,
+    sender_id: int | None = None,
 ) -> int:
-    """Write a chunk of decided messages; returns how many were new (not already queued)."""
+    """Write a chunk of decided messages; returns how many were new (not already queued).
+
+    WhatsApp messages go to ``number_id`` (with their conversations); e-mails (``number_id``
+    None) come from the identity ``sender_id``.
+    """
     if not planned:
         return 0
     keys = [p.idempotency_key for p in planned]
@@ -65,16 +70,21 @@ def queue_planned(
     fresh = [p for p in planned if p.idempotency_key not in known]
     if not fresh:
         return 0
-    conversations = _conversations(session, workspace_id, number_id, fresh, now)
+    conversations = (
+        _conversations(session, workspace_id, number_id, fresh, now) if number_id else {}
+    )
+    channel = "whatsapp" if number_id else "email"
     rows = []
     for item in fresh:
         status, at, reason = _state(item)
         rows.append(
             {
                 "workspace_id": workspace_id,
-                "conversation_id": conversations[item.contact_id],
+                "channel": channel,
+                "conversation_id": conversations.get(item.contact_id),
                 "contact_id": item.contact_id,
                 "number_id": number_id,
+                "sender_id": sender_id,
                 "direction": "out",
                 "kind": item.content["type"],
                 "text": item.summary,

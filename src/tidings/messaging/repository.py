@@ -164,11 +164,18 @@ def message_by_idempotency_key(session: Session, workspace: Workspace, key: str)
     )
 
 
-def claim_due_outbound(session: Session, *, now: datetime, limit: int) -> Sequence[Message]:
-    """Lock up to ``limit`` queued or deferred messages that are due, oldest due first."""
+def claim_due_outbound(
+    session: Session, *, channel: str, now: datetime, limit: int
+) -> Sequence[Message]:
+    """Lock up to ``limit`` queued or deferred messages of ``channel`` that are due, oldest
+    due first."""
     return session.scalars(
         select(Message)
-        .where(Message.status.in_(("queued", "deferred")), Message.next_attempt_at <= now)
+        .where(
+            Message.channel == channel,
+            Message.status.in_(("queued", "deferred")),
+            Message.next_attempt_at <= now,
+        )
         .order_by(Message.next_attempt_at, Message.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -325,6 +332,7 @@ def dispatched_since(
     rows = session.execute(
         select(
             Message.contact_id,
+            Message.channel,
             Message.dispatched_at,
             Message.updated_at,
             Message.purpose,

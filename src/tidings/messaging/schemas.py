@@ -37,9 +37,11 @@ class MessageRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    conversation_id: int
+    channel: str = Field("whatsapp", description="whatsapp or email")
+    conversation_id: int | None = Field(None, description="WhatsApp messages")
     contact_id: int
-    number_id: int
+    number_id: int | None = Field(None, description="WhatsApp messages")
+    sender_id: int | None = Field(None, description="e-mails: the sender identity")
     direction: str
     kind: str
     text: str | None

@@ -269,7 +269,7 @@ def message_moments(session: Session, message_ids: list[int]) -> dict[int, Messa
 
 def outgoing_of(message: Message) -> Outgoing:
     return Outgoing(
-        channel=CHANNEL,
+        channel=message.channel or CHANNEL,
         purpose=Purpose(message.purpose or Purpose.SERVICE.value),
         origin=Origin(message.origin or Origin.API.value),
         is_template=message.kind == "template",
@@ -284,7 +284,7 @@ def _past(message: Any) -> PastSend:
     automated = message.origin != Origin.AGENT.value
     return PastSend(
         at=message.dispatched_at or message.updated_at,
-        channel=CHANNEL,
+        channel=message.channel or CHANNEL,
         purpose=Purpose(message.purpose or Purpose.SERVICE.value),
         is_template=message.kind == "template",
         # An agent's words are a conversation, not a campaign: they do not count for P3.
@@ -613,6 +613,10 @@ def fail_message(
     trace(session, message, outcome="failed", reason=reason, now=now, provider_code=code)
 
 
+def _provider(message: Message) -> str:
+    return "mail server" if message.channel == "email" else "WhatsApp"
+
+
 def recover_in_flight(session: Session, *, now: datetime, limit: int = 1000) -> int:
     """Messages left ``sending`` by a worker that died: those whose request never left (no
     wire mark) go back to the queue; those the provider accepted (its id was kept) are
@@ -623,14 +627,17 @@ def recover_in_flight(session: Session, *, now: datetime, limit: int = 1000) -> 
     for message in rows:
         message.updated_at = now
         if message.provider_message_id is not None:
-            message.status = MessageStatus.ACCEPTED.value
+            # A mail server's 250 is the last word an e-mail gets before it is opened.
+            email = message.channel == "email"
+            message.status = (MessageStatus.SENT if email else MessageStatus.ACCEPTED).value
+            message.sent_at = message.sent_at or (now if email else None)
             message.status_reason = None
             message.next_attempt_at = None
             trace(
                 session,
                 message,
                 outcome="accepted",
-                reason="accepted by WhatsApp (recorded after the worker stopped)",
+                reason=f"accepted by the {_provider(message)} (recorded after the worker stopped)",
                 now=now,
             )
         elif message.wire_at is None:
