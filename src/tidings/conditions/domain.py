@@ -145,8 +145,12 @@ class MessageDelivered(BaseModel):
 
 
 class EmailOpened(BaseModel):
+    """The e-mail of step ``opened`` was opened (its tracking pixel fetched); ``human: true``
+    counts only opens that do not look like a machine's (prefetching proxies, scanners)."""
+
     model_config = _STRICT
     opened: StepRef
+    human: bool = False
 
 
 class LinkClicked(BaseModel):
@@ -155,6 +159,7 @@ class LinkClicked(BaseModel):
 
     model_config = _STRICT
     clicked: StepRef
+    human: bool = False  # only clicks that do not look like a link scanner's
 
 
 class Replied(BaseModel):
@@ -286,7 +291,8 @@ class StepMessage:
 
     sent_at: datetime
     delivered_at: datetime | None = None
-    read_at: datetime | None = None
+    read_at: datetime | None = None  # e-mail: the first open
+    message_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -328,9 +334,11 @@ def evaluate(condition: Any, facts: ContactFacts, as_of: datetime) -> bool:
                 or (sent.read_at is not None and sent.read_at <= as_of)
             )
         case EmailOpened():
-            return False  # e-mail opens are recorded once the e-mail channel exists (#7)
+            return _opened(facts, condition, as_of)
         case LinkClicked():
-            return _happened_since(facts, condition.clicked, "link.clicked", as_of)
+            return _happened_since(
+                facts, condition.clicked, "link.clicked", as_of, human=condition.human
+            )
         case Replied():
             return _happened_since(facts, condition.replied, "message.received", as_of)
     raise TypeError(f"not a condition: {condition!r}")
@@ -351,7 +359,24 @@ def _count_holds(condition: EventCount, facts: ContactFacts, as_of: datetime) ->
     return condition.at_most is None or count <= condition.at_most
 
 
-def _happened_since(facts: ContactFacts, step: str, event_type: str, as_of: datetime) -> bool:
+def _opened(facts: ContactFacts, condition: EmailOpened, as_of: datetime) -> bool:
+    sent = facts.step_messages.get(condition.opened)
+    if sent is None:
+        return False
+    if not condition.human:
+        return sent.read_at is not None and sent.read_at <= as_of
+    return any(
+        event.type == "email.opened"
+        and event.occurred_at <= as_of
+        and event.properties.get("message_id") == sent.message_id
+        and not event.properties.get("machine")
+        for event in facts.events
+    )
+
+
+def _happened_since(
+    facts: ContactFacts, step: str, event_type: str, as_of: datetime, *, human: bool = False
+) -> bool:
     if step == "*":
         since = facts.enrolled_at
     else:
@@ -363,6 +388,7 @@ def _happened_since(facts: ContactFacts, step: str, event_type: str, as_of: date
         event.type == event_type
         and event.occurred_at <= as_of
         and (since is None or event.occurred_at >= since)
+        and not (human and event.properties.get("machine"))
         for event in facts.events
     )
 
@@ -410,7 +436,9 @@ def needs(condition: Any) -> set[str]:
             return {"fields"}
         case EventCount():
             return {"events"}
-        case MessageRead() | MessageDelivered() | EmailOpened():
+        case EmailOpened():
+            return {"messages", "events"} if condition.human else {"messages"}
+        case MessageRead() | MessageDelivered():
             return {"messages"}
         case LinkClicked() | Replied():
             return {"events", "messages"}

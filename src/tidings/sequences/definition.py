@@ -97,14 +97,20 @@ class SendWhatsApp(StepBase):
 
 
 class SendEmail(StepBase):
+    """An e-mail from the workspace's default sender: ``subject`` and the HTML ``body`` in the
+    Jinja sandbox (``{{ contact.first_name }}``, ``{{ unsubscribe_url }}``); ``text`` is the
+    plain-text part, generated from the HTML when absent."""
+
     type: Literal["send_email"]
     subject: str = Field(min_length=1, max_length=300)
     body: str = Field(min_length=1, max_length=100_000)
+    text: str | None = Field(None, min_length=1, max_length=100_000)
+    purpose: Literal["marketing", "utility"] = "marketing"
 
-    @field_validator("subject", "body")
+    @field_validator("subject", "body", "text")
     @classmethod
-    def _compiles(cls, text: str) -> str:
-        return _compiling(text)
+    def _compiles(cls, text: str | None) -> str | None:
+        return None if text is None else _compiling(text)
 
 
 class Wait(StepBase):

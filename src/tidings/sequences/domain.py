@@ -23,7 +23,17 @@ from tidings.broadcasts.domain import personalise
 from tidings.conditions.domain import ContactFacts, Event, EventMatcher, evaluate, needs
 from tidings.kernel.errors import TidingsError
 from tidings.kernel.templating import render_template
-from tidings.messaging.policy import Decision, Defer, Skip, local_moment, zone_named
+from tidings.mailing.domain import RenderedEmail, render_email
+from tidings.messaging.domain import Origin, Purpose
+from tidings.messaging.policy import (
+    Decision,
+    Defer,
+    Outgoing,
+    Skip,
+    content_digest,
+    local_moment,
+    zone_named,
+)
 from tidings.sequences.definition import (
     WEEKDAYS,
     AddTag,
@@ -85,7 +95,14 @@ class SendWhatsAppMessage:
 @dataclass(frozen=True)
 class SendEmailMessage:
     subject: str
-    body: str
+    html: str
+    text: str
+    links: tuple[str, ...]
+    purpose: str
+
+    @property
+    def content(self) -> dict[str, Any]:
+        return RenderedEmail(self.subject, self.html, self.text, list(self.links)).content()
 
 
 @dataclass(frozen=True)
@@ -165,7 +182,26 @@ class Advance:
     reached_goal: str | None = None
 
 
-Decide = Callable[[SendWhatsAppMessage, datetime], Decision]
+Decide = Callable[["SendWhatsAppMessage | SendEmailMessage", datetime], Decision]
+
+
+def outgoing_of(effect: SendWhatsAppMessage | SendEmailMessage) -> Outgoing:
+    """A step's message as the sending policy sees it."""
+    if isinstance(effect, SendEmailMessage):
+        return Outgoing(
+            channel="email",
+            purpose=Purpose(effect.purpose),
+            origin=Origin.SEQUENCE,
+            is_template=False,
+            content_digest=content_digest(effect.content),
+        )
+    return Outgoing(
+        channel="whatsapp",
+        purpose=Purpose(effect.purpose),
+        origin=Origin.SEQUENCE,
+        is_template=effect.content["type"] == "template",
+        content_digest=content_digest(effect.content),
+    )
 
 
 def advance(
@@ -191,7 +227,7 @@ def advance(
         if isinstance(outcome, _Waiting):
             return Advance(tuple(runs), cursor, outcome.until, reached_goal=reached)
         decision = None
-        if isinstance(outcome.effect, SendWhatsAppMessage) and decide is not None:
+        if isinstance(outcome.effect, SendWhatsAppMessage | SendEmailMessage) and decide:
             decision = decide(outcome.effect, max(outcome.at, now))
             outcome = _after_decision(outcome, decision)
         run = StepRun(
@@ -336,9 +372,11 @@ def _effect_of(step: Any, lead: Lead, at: datetime, now: datetime) -> Effect | s
     if isinstance(step, SendWhatsApp):
         return whatsapp_content(step, lead, now)
     if isinstance(step, SendEmail):
+        rendered = render_email(
+            subject=step.subject, html=step.body, text=step.text, variables=lead.variables
+        )
         return SendEmailMessage(
-            render_template(step.subject, lead.variables, field="subject").strip(),
-            render_template(step.body, lead.variables, field="body"),
+            rendered.subject, rendered.html, rendered.text, tuple(rendered.links), step.purpose
         )
     simple: dict[type, Any] = {
         AddTag: lambda s: ChangeTag(s.tag, add=True),
@@ -526,6 +564,8 @@ def _event_types(condition: Any) -> set[str]:
                 found.add(node["event"])
             if "clicked" in node:
                 found.add("link.clicked")
+            if "opened" in node and node.get("human"):
+                found.add("email.opened")
             if "replied" in node:
                 found.add("message.received")
             for value in node.values():

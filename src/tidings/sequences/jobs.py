@@ -29,13 +29,14 @@ from tidings.channels import service as channels
 from tidings.conditions.domain import ContactFacts, Event, StepMessage
 from tidings.contacts import service as contacts
 from tidings.db.base import among, bulk_insert, table_of
+from tidings.mailing import service as mailing
+from tidings.mailing.domain import RenderedEmail
 from tidings.messaging import inbox
 from tidings.messaging import planned as mass
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import Origin, Purpose, summary_of
 from tidings.messaging.policy import (
     Decision,
-    Outgoing,
     Send,
     Skip,
     content_digest,
@@ -44,7 +45,7 @@ from tidings.messaging.policy import (
 from tidings.messaging.service import PolicyFacts
 from tidings.scheduler import service as scheduler
 from tidings.sequences import service
-from tidings.sequences.definition import SendWhatsApp, SequenceDefinition
+from tidings.sequences.definition import SendEmail, SendWhatsApp, SequenceDefinition
 from tidings.sequences.domain import (
     AddToScore,
     Advance,
@@ -64,6 +65,7 @@ from tidings.sequences.domain import (
     Wake,
     advance,
     needs_of,
+    outgoing_of,
     react,
 )
 from tidings.sequences.orm import (
@@ -79,7 +81,7 @@ from tidings.workspaces.orm import Workspace
 log = logging.getLogger(__name__)
 WEBHOOK_JOB = "sequence.webhook"
 NO_NUMBER = "the workspace has no active WhatsApp number"
-NO_EMAIL = "the e-mail channel is not set up for this workspace"
+NO_EMAIL = "the workspace has no active e-mail sender"
 
 
 def _claim(session: Session, now: datetime, limit: int) -> Sequence[Any]:
@@ -138,6 +140,7 @@ class _Batch:
     messages: dict[int, dict[str, StepMessage]] = field(default_factory=dict)
     inbound: dict[int, datetime] = field(default_factory=dict)
     whatsapp_ids: dict[int, str] = field(default_factory=dict)
+    bounced: dict[int, dict[str, str]] = field(default_factory=dict)  # workspace → address
 
 
 def advance_enrollments(session: Session, claimed: Sequence[Any], *, now: datetime) -> None:
@@ -171,12 +174,13 @@ def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
     )
     kinds: set[str] = set()
     types: set[str] = set()
-    sends = False
+    sends = emails = False
     for definition in definitions.values():
         needs = needs_of(definition)
         kinds |= needs.kinds
         types |= needs.event_types
-        sends = sends or any(isinstance(s, SendWhatsApp) for s in definition.steps)
+        sends = sends or any(isinstance(s, SendWhatsApp | SendEmail) for s in definition.steps)
+        emails = emails or any(isinstance(s, SendEmail) for s in definition.steps)
     if "tags" in kinds:
         batch.tags = contacts.tag_names(session, contact_ids)
     if "lists" in kinds:
@@ -194,6 +198,12 @@ def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
         batch.whatsapp_ids = contacts.whatsapp_ids(
             session, [c for c in contact_ids if c in batch.profiles and not batch.profiles[c].phone]
         )
+    if emails:
+        for workspace_id in batch.workspaces:
+            addresses = [
+                p.email or "" for p in batch.profiles.values() if p.workspace_id == workspace_id
+            ]
+            batch.bounced[workspace_id] = mailing.suppressed(session, workspace_id, addresses)
     return batch
 
 
@@ -224,7 +234,7 @@ def _step_messages(
         known = moments.get(message_id or 0)
         if known is not None:
             found[enrollment_id][step_id] = StepMessage(
-                known.sent_at, known.delivered_at, known.read_at
+                known.sent_at, known.delivered_at, known.read_at, message_id
             )
     return found
 
@@ -267,18 +277,18 @@ def _decider(
 ) -> Any:
     policy = workspaces.policy_for(workspace)
     reachable = bool(profile.phone) or contact_id in batch.whatsapp_ids
+    bounced = batch.bounced.get(workspace.id, {}).get((profile.email or "").lower())
 
-    def decide(effect: SendWhatsAppMessage, at: datetime) -> Decision:
-        if not reachable:
+    def decide(effect: SendWhatsAppMessage | SendEmailMessage, at: datetime) -> Decision:
+        if isinstance(effect, SendEmailMessage):
+            if not profile.email:
+                return Skip("the contact has no e-mail address")
+            if bounced is not None:
+                return Skip(f"the address is undeliverable: {bounced}")
+        elif not reachable:
             return Skip("the contact has no WhatsApp number or id")
         assert batch.policy_facts is not None
-        outgoing = Outgoing(
-            channel="whatsapp",
-            purpose=Purpose(effect.purpose),
-            origin=Origin.SEQUENCE,
-            is_template=effect.content["type"] == "template",
-            content_digest=content_digest(effect.content),
-        )
+        outgoing = outgoing_of(effect)
         decision = batch.policy_facts.decide(
             outgoing,
             contact_id,
@@ -304,16 +314,45 @@ def _queue_messages(
 ) -> dict[str, int]:
     """Queue every message of the batch through the outgoing pipeline; key → message id."""
     groups: dict[tuple[int, int, str], list[mass.Planned]] = defaultdict(list)
+    mails: dict[tuple[int, int, str], list[mass.Planned]] = defaultdict(list)
     numbers: dict[tuple[int, int | None], int | None] = {}
+    senders: dict[int, int | None] = {}
     for row, moved in outcomes:
         for run in moved.runs:
-            if not isinstance(run.effect, SendWhatsAppMessage) or run.decision is None:
+            if run.decision is None:
+                continue
+            profile = batch.profiles[row.contact_id]
+            if isinstance(run.effect, SendEmailMessage):
+                if row.workspace_id not in senders:
+                    senders[row.workspace_id] = mailing.sending_sender_id(
+                        session, workspace_id=row.workspace_id, sender_id=None
+                    )
+                sender_id = senders[row.workspace_id]
+                if sender_id is None:
+                    continue
+                step = {"sequence_id": row.sequence_id, "step_id": run.step_id}
+                content = RenderedEmail(
+                    run.effect.subject, run.effect.html, run.effect.text, list(run.effect.links)
+                ).content(step)
+                mails[(row.workspace_id, sender_id, run.effect.purpose)].append(
+                    mass.Planned(
+                        contact_id=row.contact_id,
+                        recipient=profile.email or "",
+                        content=content,
+                        summary=run.effect.subject,
+                        content_digest=content_digest(run.effect.content),
+                        idempotency_key=_key(row.id, run.visit),
+                        decision=run.decision,
+                        send_at=batch.now,
+                    )
+                )
+                continue
+            if not isinstance(run.effect, SendWhatsAppMessage):
                 continue
             definition = batch.definitions[row.version_id]
             number_id = _number(session, batch, row.workspace_id, definition, numbers)
             if number_id is None:
                 continue
-            profile = batch.profiles[row.contact_id]
             groups[(row.workspace_id, number_id, run.effect.purpose)].append(
                 mass.Planned(
                     contact_id=row.contact_id,
@@ -332,6 +371,19 @@ def _queue_messages(
             session,
             workspace_id=workspace_id,
             number_id=number_id,
+            origin=Origin.SEQUENCE,
+            purpose=Purpose(purpose),
+            broadcast_id=None,
+            planned=planned,
+            now=batch.now,
+        )
+        keys[workspace_id].extend(p.idempotency_key for p in planned)
+    for (workspace_id, sender_id, purpose), planned in mails.items():
+        mass.queue_planned(
+            session,
+            workspace_id=workspace_id,
+            number_id=None,
+            sender_id=sender_id,
             origin=Origin.SEQUENCE,
             purpose=Purpose(purpose),
             broadcast_id=None,
@@ -373,8 +425,11 @@ def _write_runs(
                     outcome, detail = "skipped", NO_NUMBER
                 elif outcome == "done":
                     outcome = "sent" if isinstance(run.decision, Send) else "deferred"
-            elif isinstance(run.effect, SendEmailMessage):
-                outcome, detail = "skipped", NO_EMAIL
+            elif isinstance(run.effect, SendEmailMessage) and run.decision is not None:
+                if message_id is None:
+                    outcome, detail = "skipped", NO_EMAIL
+                elif outcome == "done":
+                    outcome = "sent" if isinstance(run.decision, Send) else "deferred"
             rows.append(
                 {
                     "workspace_id": row.workspace_id,

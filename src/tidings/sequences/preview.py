@@ -17,15 +17,12 @@ from typing import Any
 
 from tidings.conditions.domain import ContactFacts, Event, StepMessage
 from tidings.kernel.errors import invalid
-from tidings.messaging.domain import Origin, Purpose
 from tidings.messaging.policy import (
     Decision,
     Defer,
-    Outgoing,
     PastSend,
     Recipient,
     Skip,
-    content_digest,
     decide_send,
 )
 from tidings.sequences.definition import SequenceDefinition
@@ -47,6 +44,7 @@ from tidings.sequences.domain import (
     StepRun,
     Wake,
     advance,
+    outgoing_of,
     react,
 )
 from tidings.workspaces.domain import WorkspacePolicy
@@ -264,16 +262,14 @@ def _policy(lead: _Lead, policy: WorkspacePolicy | None, timezone: str) -> Decid
     """The sending policy for the test lead, who has consented to everything."""
     if policy is None:
         return None
-    consents = {("whatsapp", "marketing"): "opted_in", ("whatsapp", "transactional"): "opted_in"}
+    consents = {
+        (channel, purpose): "opted_in"
+        for channel in ("whatsapp", "email")
+        for purpose in ("marketing", "transactional")
+    }
 
-    def decide(effect: SendWhatsAppMessage, at: datetime) -> Decision:
-        outgoing = Outgoing(
-            channel="whatsapp",
-            purpose=Purpose(effect.purpose),
-            origin=Origin.SEQUENCE,
-            is_template=effect.content["type"] == "template",
-            content_digest=content_digest(effect.content),
-        )
+    def decide(effect: SendWhatsAppMessage | SendEmailMessage, at: datetime) -> Decision:
+        outgoing = outgoing_of(effect)
         recipient = Recipient(
             consents=consents, timezone=timezone, last_inbound_at=lead.last_inbound_at
         )
@@ -283,7 +279,7 @@ def _policy(lead: _Lead, policy: WorkspacePolicy | None, timezone: str) -> Decid
             lead.history.append(
                 PastSend(
                     goes,
-                    "whatsapp",
+                    outgoing.channel,
                     outgoing.purpose,
                     outgoing.is_template,
                     outgoing.content_digest,
