@@ -321,7 +321,7 @@ def suppressed(session: Session, workspace_id: int, addresses: Iterable[str]) ->
             among(session, EmailSuppression.address, wanted),
         )
     )
-    return {str(address): str(reason) for address, reason in rows.tuples()}
+    return {str(row[0]): str(row[1]) for row in rows}
 
 
 def suppress(
