@@ -437,7 +437,7 @@ def record_outcome(
     if outcome.state == "uncertain":
         reason = f"uncertain: {outcome.note or 'no usable answer'}"
         if message.resend_if_uncertain and message.attempts <= max_retries:
-            _retry_at(session, message, now + timedelta(seconds=30), reason + "; resending", now)
+            retry_at(session, message, now + timedelta(seconds=30), reason + "; resending", now)
         else:
             message.status = MessageStatus.UNCERTAIN.value
             message.status_reason = (reason + "; not resent")[:300]
@@ -459,10 +459,10 @@ def record_outcome(
     if isinstance(plan, GiveUp):
         fail_message(session, message, reason=plan.reason, now=now, code=code)
     else:
-        _retry_at(session, message, plan.at, plan.reason, now, code=code)
+        retry_at(session, message, plan.at, plan.reason, now, code=code)
 
 
-def _retry_at(
+def retry_at(
     session: Session,
     message: Message,
     at: datetime,
@@ -471,6 +471,7 @@ def _retry_at(
     *,
     code: int | None = None,
 ) -> None:
+    """Back to the queue at ``at`` after a transient failure, with the reason traced (X3)."""
     message.status = MessageStatus.QUEUED.value
     message.next_attempt_at = at
     message.status_reason = reason[:300]

@@ -43,7 +43,7 @@ from tidings.mailing.domain import (
 )
 from tidings.messaging import email as outbox
 from tidings.messaging import repository
-from tidings.messaging.dispatch import LONGEST_HORIZON, WireLog
+from tidings.messaging.dispatch import LONGEST_HORIZON, WireLog, retry_at
 from tidings.messaging.domain import GiveUp, MessageStatus, after_failure, next_outbound_status
 from tidings.messaging.orm import Message
 from tidings.messaging.service import PolicyFacts, fail_message, keep_error, settle, trace
@@ -289,7 +289,7 @@ def record_result(
     if result.state == "uncertain":
         reason = f"uncertain: {result.text or 'no answer after the message was sent'}"
         if message.resend_if_uncertain and message.attempts <= max_retries:
-            _retry_at(session, message, now + timedelta(seconds=30), reason + "; resending", now)
+            retry_at(session, message, now + timedelta(seconds=30), reason + "; resending", now)
         else:
             message.status = MessageStatus.UNCERTAIN.value
             message.status_reason = (reason + "; not resent")[:300]
@@ -307,7 +307,7 @@ def record_result(
         if isinstance(plan, GiveUp):
             fail_message(session, message, reason=plan.reason, now=now, code=None)
         else:
-            _retry_at(session, message, plan.at, plan.reason, now)
+            retry_at(session, message, plan.at, plan.reason, now)
         return
     verdict = classify_smtp_reply(result.code, result.text, result.stage or SmtpStage.DATA)
     keep_error(message, result.code, f"SMTP {result.code}", verdict.reason)
@@ -336,19 +336,4 @@ def record_result(
     if isinstance(plan, GiveUp):
         fail_message(session, message, reason=plan.reason, now=now, code=result.code)
     else:
-        _retry_at(session, message, plan.at, plan.reason, now, code=result.code)
-
-
-def _retry_at(
-    session: Session,
-    message: Message,
-    at: datetime,
-    reason: str,
-    now: datetime,
-    *,
-    code: int | None = None,
-) -> None:
-    message.status = MessageStatus.QUEUED.value
-    message.next_attempt_at = at
-    message.status_reason = reason[:300]
-    trace(session, message, outcome="retry", reason=reason, now=now, provider_code=code)
+        retry_at(session, message, plan.at, plan.reason, now, code=result.code)
