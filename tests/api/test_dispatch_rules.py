@@ -99,8 +99,10 @@ def test_after_a_crash_only_requests_in_flight_are_uncertain_and_only_service_on
     # The worker dies here, with all four "sending": two requests were on the wire (their
     # marks committed), one was answered (its id kept), one had not left yet.
     with tidings.db.transaction() as session:
-        repository.mark_on_wire(session, [receipt, promotion, answered], now=clock.now())
-        repository.note_provider_ids(session, [(answered, "wamid.ANSWERED")])
+        repository.mark_on_wire(
+            session.connection(), [receipt, promotion, answered], now=clock.now()
+        )
+        repository.note_provider_ids(session.connection(), [(answered, "wamid.ANSWERED")])
     clock.advance(timedelta(minutes=4))
     with tidings.db.transaction() as session:
         assert messaging.recover_in_flight(session, now=clock.now()) == 0  # still leased

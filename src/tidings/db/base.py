@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ColumnElement,
+    Connection,
     DateTime,
     Dialect,
     ForeignKey,
@@ -269,7 +270,7 @@ def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run
 
 
-def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+def among(session: Session | Connection, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
     """``column IN values`` with the values bound as one parameter: a JSON array read by
     ``json_each`` on SQLite, an array compared with ``= ANY`` on PostgreSQL.
 
@@ -277,7 +278,7 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     ids of a mass-send chunk that cost four times the query itself.
     """
     listed = list(values)
-    if session.get_bind().dialect.name == "postgresql":
+    if _dialect_name(session) == "postgresql":
         condition: ColumnElement[bool] = column == any_(
             bindparam(None, listed, type_=ARRAY(column.type))
         )
@@ -285,12 +286,18 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     return column.in_(values_of(session, listed, column.type))  # type: ignore[no-any-return]
 
 
-def values_of(session: Session, values: list[Any], kind: Any) -> Select[Any]:
+def values_of(session: Session | Connection, values: list[Any], kind: Any) -> Select[Any]:
     """A one-column ``value`` selectable of ``values``, bound as a single parameter, for
     set-based statements (``INSERT … SELECT``) over thousands of ids."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _dialect_name(session) == "postgresql":
         return select(func.unnest(bindparam(None, values, type_=ARRAY(kind))).label("value"))
     return select(literal_column("value")).select_from(func.json_each(json_text_of(values)))
+
+
+def _dialect_name(bind: Session | Connection) -> str:
+    if isinstance(bind, Connection):
+        return bind.dialect.name
+    return bind.get_bind().dialect.name
 
 
 def json_text_of(values: list[Any]) -> str:

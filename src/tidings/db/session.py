@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tidings.db.engine import read_only_engine
@@ -90,6 +90,18 @@ class Database:
             return
         with self._writers.turn(background=background), self._writer() as session, session.begin():
             yield session
+
+    @contextmanager
+    def statements(self, *, background: bool = False) -> Iterator[Connection]:
+        """Like :meth:`transaction`, on a bare Core connection: for hot paths of a statement
+        or two with no ORM objects (the dispatchers' wire marks, one commit per group of
+        sends), where a session's set-up is most of the cost (≈0.5 ms against ≈0.2 ms)."""
+        if self._writers is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._writers.turn(background=background), self.engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -412,9 +412,9 @@ class WireLog:
             marks, ids = self._marks, self._ids
             self._marks, self._ids = [], []
         if marks or ids:
-            with self.db.transaction(background=True) as session:
-                repository.mark_on_wire(session, [m for m, _ in marks], now=self.clock.now())
-                repository.note_provider_ids(session, ids)
+            with self.db.statements(background=True) as connection:
+                repository.mark_on_wire(connection, [m for m, _ in marks], now=self.clock.now())
+                repository.note_provider_ids(connection, ids)
         for _, written in marks:
             written.set()
 

@@ -60,7 +60,8 @@ class EmailJob:
     envelope_from: str
     recipient: str
     message_header_id: str
-    data: bytes
+    envelope: Envelope
+    dkim_key: DkimKey | None
 
 
 @dataclass
@@ -222,15 +223,23 @@ class EmailDispatcher:
             envelope_from=sender.from_address,
             recipient=str(row.recipient),
             message_header_id=header_id,
-            data=build_message(envelope, dkim_key),
+            envelope=envelope,
+            dkim_key=dkim_key,
         )
 
     # 2. send ----------------------------------------------------------------------------------
 
     def _send(self, job: EmailJob, wires: WireLog) -> SmtpResult:
+        try:
+            # Built here, not in the claim: the claim's transaction stays short, and the
+            # building of one message overlaps the network waits of the others.
+            data = build_message(job.envelope, job.dkim_key)
+        except Exception as error:  # nothing left: the message can be failed for certain
+            log.exception("building e-mail %s failed", job.message_id)
+            return SmtpResult("rejected", text=f"{type(error).__name__}: {error}")
         wires.mark(job.message_id)
         try:
-            result = self.pool.send(job.server, job.envelope_from, job.recipient, job.data)
+            result = self.pool.send(job.server, job.envelope_from, job.recipient, data)
         except Exception as error:  # an adapter bug must not strand the batch as "sending"
             log.exception("sending e-mail %s failed", job.message_id)
             return SmtpResult("uncertain", text=f"{type(error).__name__}: {error}")
@@ -295,6 +304,9 @@ def record_result(
             message.status_reason = (reason + "; not resent")[:300]
             message.next_attempt_at = None
             trace(session, message, outcome="uncertain", reason=message.status_reason, now=now)
+        return
+    if result.state == "rejected" and result.code is None:  # never left: it could not be built
+        fail_message(session, message, reason=f"not built: {result.text}"[:300], now=now, code=None)
         return
     if result.state == "unsent" or result.code is None:
         failure = FailureClass(

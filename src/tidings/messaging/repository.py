@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tidings.db.base import among, table_of
@@ -182,18 +182,19 @@ def claim_due_outbound(
     ).all()
 
 
-def mark_on_wire(session: Session, message_ids: Sequence[int], *, now: datetime) -> None:
+def mark_on_wire(connection: Connection, message_ids: Sequence[int], *, now: datetime) -> None:
     if message_ids:
-        session.execute(
-            update(Message).where(among(session, Message.id, message_ids)).values(wire_at=now)
+        table = table_of(Message)
+        connection.execute(
+            update(table).where(among(connection, table.c.id, message_ids)).values(wire_at=now)
         )
 
 
-def note_provider_ids(session: Session, found: Sequence[tuple[int, str]]) -> None:
+def note_provider_ids(connection: Connection, found: Sequence[tuple[int, str]]) -> None:
     """The provider's ids of accepted messages, kept at once (the batch records the rest)."""
     if found:
         table = table_of(Message)
-        session.connection().execute(
+        connection.execute(
             update(table)
             .where(table.c.id == bindparam("message_id"), table.c.provider_message_id.is_(None))
             .values(provider_message_id=bindparam("provider_id")),
