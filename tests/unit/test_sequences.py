@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tidings.conditions.domain import ContactFacts, Event, evaluate, parse_duration
 from tidings.kernel.errors import TidingsError
 from tidings.sequences.definition import Split, Window, parse_definition
-from tidings.sequences.domain import first_moment_in_window, split_branch
+from tidings.sequences.domain import EmailText, first_moment_in_window, split_branch
 from tidings.sequences.files import read_sequence_file, write_sequence_file
 from tidings.sequences.preview import parse_behaviours, preview
 from tidings.workspaces.domain import WorkspacePolicy
@@ -176,3 +176,23 @@ def test_the_winner_is_the_best_rate_and_waits_for_every_branch() -> None:
     assert choose_winner(step, results) == 1  # 35% beats 30%, and ties with c: earlier wins
     assert choose_winner(step, {**results, 2: BranchResult(0, 0)}) is None  # c untested
     assert choose_winner(step, {0: results[0], 1: results[1]}) is None
+
+
+def test_a_preview_renders_the_email_template_the_file_carries() -> None:
+    definition = parse_definition(
+        {
+            "name": "Welcome",
+            "steps": [{"id": "welcome", "type": "send_email", "template": "welcome"}],
+            "email_templates": [
+                {"name": "welcome", "subject": "Hi {{ contact.first_name }}", "html": "<p>Hi</p>"}
+            ],
+        }
+    )
+    shown = preview(definition, start=datetime(2026, 11, 24, 3, tzinfo=UTC),
+                    contact={"first_name": "Ann"})  # fmt: skip
+    assert next((e.kind, e.text) for e in shown.entries) == ("email", "Hi Ann")
+    # The workspace's stored template wins over the copy the file carries.
+    stored = {"welcome": EmailText("Dear {{ contact.first_name }}", "<p>Dear</p>")}
+    shown = preview(definition, start=datetime(2026, 11, 24, 3, tzinfo=UTC),
+                    contact={"first_name": "Ann"}, email_templates=stored)  # fmt: skip
+    assert next((e.kind, e.text) for e in shown.entries) == ("email", "Dear Ann")

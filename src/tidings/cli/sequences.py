@@ -175,6 +175,8 @@ def import_command(
         console.print(f"Imported [bold]{escape(sequence_name)}[/] as draft #{sequence_id}.")
         for template in imported.templates_defined:
             console.print(f"Defined template {escape(template)} (awaiting Meta's approval).")
+        for template in imported.email_templates_defined:
+            console.print(f"Created e-mail template {escape(template)}.")
         if imported.templates_without_number:
             carried = ", ".join(imported.templates_without_number)
             errors.print(

@@ -267,6 +267,20 @@ def template_by_name(session: Session, workspace: Workspace, name: str) -> Email
     )
 
 
+def templates_named(
+    session: Session, workspace_id: int, names: Iterable[str]
+) -> dict[str, EmailTemplate]:
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(EmailTemplate).where(
+            EmailTemplate.workspace_id == workspace_id, EmailTemplate.name.in_(wanted)
+        )
+    )
+    return {row.name: row for row in rows}
+
+
 def list_templates(session: Session, workspace: Workspace) -> Sequence[EmailTemplate]:
     return session.scalars(
         select(EmailTemplate)

@@ -97,13 +97,16 @@ class SendWhatsApp(StepBase):
 
 
 class SendEmail(StepBase):
-    """An e-mail from the workspace's default sender: ``subject`` and the HTML ``body`` in the
-    Jinja sandbox (``{{ contact.first_name }}``, ``{{ unsubscribe_url }}``); ``text`` is the
-    plain-text part, generated from the HTML when absent."""
+    """An e-mail from the workspace's default sender: either a stored e-mail ``template`` (by
+    name; edits to it reach the sequence's later sends), or ``subject`` and the HTML ``body``
+    written in the step. Both are Jinja in the sandbox (``{{ contact.first_name }}``,
+    ``{{ unsubscribe_url }}``); ``text`` is the plain-text part, generated from the HTML when
+    absent."""
 
     type: Literal["send_email"]
-    subject: str = Field(min_length=1, max_length=300)
-    body: str = Field(min_length=1, max_length=100_000)
+    template: str | None = Field(None, min_length=1, max_length=200)
+    subject: str | None = Field(None, min_length=1, max_length=300)
+    body: str | None = Field(None, min_length=1, max_length=100_000)
     text: str | None = Field(None, min_length=1, max_length=100_000)
     purpose: Literal["marketing", "utility"] = "marketing"
 
@@ -111,6 +114,15 @@ class SendEmail(StepBase):
     @classmethod
     def _compiles(cls, text: str | None) -> str | None:
         return None if text is None else _compiling(text)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SendEmail:
+        written = [k for k in ("subject", "body", "text") if getattr(self, k) is not None]
+        if self.template is not None and written:
+            raise ValueError(f"give a template or {', '.join(written)}, not both")
+        if self.template is None and (self.subject is None or self.body is None):
+            raise ValueError("give a template, or a subject and a body")
+        return self
 
 
 class Wait(StepBase):
@@ -339,6 +351,21 @@ class TemplateSpec(BaseModel):
     components: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class EmailTemplateSpec(BaseModel):
+    """An e-mail template the sequence uses, carried in its file for another workspace."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=200)
+    subject: str = Field(min_length=1, max_length=300)
+    html: str = Field(min_length=1, max_length=100_000)
+    text: str | None = Field(None, min_length=1, max_length=100_000)
+
+    @field_validator("subject", "html", "text")
+    @classmethod
+    def _compiles(cls, text: str | None) -> str | None:
+        return None if text is None else _compiling(text)
+
+
 class SequenceDefinition(BaseModel):
     """One version of a sequence; the first step is where every enrollment starts."""
 
@@ -350,6 +377,7 @@ class SequenceDefinition(BaseModel):
     triggers: list[Matcher] = Field(default_factory=list, max_length=20)
     steps: list[Step] = Field(min_length=1, max_length=500)
     templates: list[TemplateSpec] = Field(default_factory=list)
+    email_templates: list[EmailTemplateSpec] = Field(default_factory=list)
     _index: dict[str, Any] | None = PrivateAttr(None)
     _memo: dict[str, Any] = PrivateAttr(default_factory=dict)
 

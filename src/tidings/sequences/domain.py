@@ -81,6 +81,22 @@ class Lead:
     facts: ContactFacts = field(default_factory=ContactFacts)
     last_inbound_at: datetime | None = None  # opens the WhatsApp window (P1)
     reached_goals: frozenset[str] = frozenset()
+    # The workspace's stored e-mail templates that the definition names, by name.
+    email_templates: Mapping[str, EmailText] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmailText:
+    """A stored e-mail template's parts, as a ``send_email`` step naming it renders them."""
+
+    subject: str
+    html: str
+    text: str | None = None
+
+
+def email_template_names(definition: SequenceDefinition) -> set[str]:
+    """The stored e-mail templates the definition's steps name."""
+    return {s.template for s in definition.steps if isinstance(s, SendEmail) and s.template}
 
 
 # --- effects: what a step asks the outside world to do ------------------------------------------
@@ -372,8 +388,15 @@ def _effect_of(step: Any, lead: Lead, at: datetime, now: datetime) -> Effect | s
     if isinstance(step, SendWhatsApp):
         return whatsapp_content(step, lead, now)
     if isinstance(step, SendEmail):
+        if step.template is not None:
+            stored = lead.email_templates.get(step.template)
+            if stored is None:
+                return f"the e-mail template {step.template!r} no longer exists"
+            parts = stored
+        else:
+            parts = EmailText(str(step.subject), str(step.body), step.text)
         rendered = render_email(
-            subject=step.subject, html=step.body, text=step.text, variables=lead.variables
+            subject=parts.subject, html=parts.html, text=parts.text, variables=lead.variables
         )
         return SendEmailMessage(
             rendered.subject, rendered.html, rendered.text, tuple(rendered.links), step.purpose

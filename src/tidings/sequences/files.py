@@ -67,7 +67,16 @@ def write_sequence_file(definition: SequenceDefinition, *, as_json: bool = False
     return str(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100))
 
 
-_TOP = ("format", "name", "description", "settings", "triggers", "steps", "templates")
+_TOP = (
+    "format",
+    "name",
+    "description",
+    "settings",
+    "triggers",
+    "steps",
+    "templates",
+    "email_templates",
+)
 _STEP_FIRST = ("id", "type", "title")
 
 

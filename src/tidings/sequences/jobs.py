@@ -52,6 +52,7 @@ from tidings.sequences.domain import (
     ChangeList,
     ChangeTag,
     Cursor,
+    EmailText,
     EnrollInto,
     JumpToGoal,
     Lead,
@@ -64,6 +65,7 @@ from tidings.sequences.domain import (
     StepRun,
     Wake,
     advance,
+    email_template_names,
     needs_of,
     outgoing_of,
     react,
@@ -141,6 +143,7 @@ class _Batch:
     inbound: dict[int, datetime] = field(default_factory=dict)
     whatsapp_ids: dict[int, str] = field(default_factory=dict)
     bounced: dict[int, dict[str, str]] = field(default_factory=dict)  # workspace → address
+    email_templates: dict[int, dict[str, EmailText]] = field(default_factory=dict)
 
 
 def advance_enrollments(session: Session, claimed: Sequence[Any], *, now: datetime) -> None:
@@ -204,6 +207,12 @@ def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
                 p.email or "" for p in batch.profiles.values() if p.workspace_id == workspace_id
             ]
             batch.bounced[workspace_id] = mailing.suppressed(session, workspace_id, addresses)
+        names = set().union(*(email_template_names(d) for d in definitions.values()))
+        for workspace_id in batch.workspaces if names else ():
+            batch.email_templates[workspace_id] = {
+                name: EmailText(t.subject, t.html, t.text)
+                for name, t in mailing.templates_named(session, workspace_id, names).items()
+            }
     return batch
 
 
@@ -261,6 +270,7 @@ def _advance_one(row: Any, definition: SequenceDefinition, batch: _Batch) -> Adv
         facts=facts,
         last_inbound_at=batch.inbound.get(row.contact_id),
         reached_goals=frozenset(g for g in row.reached_goals.split(",") if g),
+        email_templates=batch.email_templates.get(row.workspace_id, {}),
     )
     return advance(
         definition,

@@ -32,6 +32,7 @@ from tidings.sequences.domain import (
     ChangeTag,
     Cursor,
     Decide,
+    EmailText,
     EnrollInto,
     JumpToGoal,
     Lead,
@@ -175,6 +176,7 @@ def preview(
     timezone: str = "UTC",
     policy: WorkspacePolicy | None = None,
     workspace_name: str = "",
+    email_templates: Mapping[str, EmailText] | None = None,
 ) -> Preview:
     """Run one test lead from ``start`` until it leaves the sequence or a year has passed.
 
@@ -187,13 +189,23 @@ def preview(
         "contact": {**contact, "fields": lead.fields},
         "workspace": {"name": workspace_name},
     }
+    # The workspace's stored templates, else those the file carries (a file not yet imported).
+    templates = {
+        t.name: EmailText(t.subject, t.html, t.text) for t in definition.email_templates
+    } | dict(email_templates or {})
     entries: list[Entry] = []
     pending = sorted(_scheduled(lead), key=lambda e: e.occurred_at)
     cursor, now = Cursor(definition.entry, start), start
     while len(entries) < MAX_ENTRIES:
         facts = lead.facts(now)
         known = Lead(
-            1, timezone, variables, facts, lead.last_inbound_at, frozenset(lead.reached_goals)
+            1,
+            timezone,
+            variables,
+            facts,
+            lead.last_inbound_at,
+            frozenset(lead.reached_goals),
+            templates,
         )
         moved = advance(definition, cursor, known, now=now, decide=_policy(lead, policy, timezone))
         for run in moved.runs:

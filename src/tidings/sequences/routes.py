@@ -200,6 +200,7 @@ def import_file(
         sequence=SequenceRead.model_validate(imported.sequence),
         templates_defined=imported.templates_defined,
         templates_without_number=imported.templates_without_number,
+        email_templates_defined=imported.email_templates_defined,
     )
 
 

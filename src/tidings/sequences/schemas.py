@@ -110,3 +110,4 @@ class ImportRead(BaseModel):
     sequence: SequenceRead
     templates_defined: list[str]
     templates_without_number: list[str]
+    email_templates_defined: list[str]

@@ -18,10 +18,13 @@ from tidings.channels import service as channels
 from tidings.contacts import service as contacts
 from tidings.db.base import among, bulk_insert, table_of
 from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.mailing import service as mailing
 from tidings.messaging import registry
 from tidings.messaging import service as messaging
 from tidings.sequences.definition import (
+    EmailTemplateSpec,
     EnrollElsewhere,
+    SendEmail,
     SendWhatsApp,
     SequenceDefinition,
     Split,
@@ -29,7 +32,13 @@ from tidings.sequences.definition import (
     dump_definition,
     parse_definition,
 )
-from tidings.sequences.domain import BranchResult, branch_label, choose_winner
+from tidings.sequences.domain import (
+    BranchResult,
+    EmailText,
+    branch_label,
+    choose_winner,
+    email_template_names,
+)
 from tidings.sequences.files import read_sequence_file, write_sequence_file
 from tidings.sequences.orm import Enrollment, SequenceRecord, SequenceVersion, StepRunRecord
 from tidings.sequences.preview import Preview, parse_behaviours, preview
@@ -77,8 +86,8 @@ def definitions_by_version(
 def check_definition(
     session: Session, workspace: Workspace, data: Any, *, sequence_id: int | None = None
 ) -> SequenceDefinition:
-    """Parse a definition and check what it names in this workspace: the number, and the
-    sequences its enroll steps name.
+    """Parse a definition and check what it names in this workspace: the number, the e-mail
+    templates of its send steps and the sequences its enroll steps name.
 
     Raises:
         TidingsError: 422 naming the field at fault.
@@ -86,7 +95,14 @@ def check_definition(
     definition = data if isinstance(data, SequenceDefinition) else parse_definition(data)
     if definition.settings.number_id is not None:
         channels.get_active_number(session, workspace, definition.settings.number_id)
+    stored = mailing.templates_named(session, workspace.id, email_template_names(definition))
     for position, step in enumerate(definition.steps):
+        if isinstance(step, SendEmail) and step.template and step.template not in stored:
+            raise invalid(
+                "unknown_email_template",
+                f"no e-mail template is called {step.template!r}",
+                field=f"steps[{position}].template",
+            )
         if isinstance(step, EnrollElsewhere) and step.sequence != definition.name:
             found = _by_name(session, workspace, step.sequence)
             if found is None or found.id == sequence_id:
@@ -592,8 +608,18 @@ def export_sequence(
                 components=list(template.components or []),
             )
     carried = [known[key] for key in sorted(known) if key in wanted]
+    # E-mail templates as the workspace has them now (they may have been edited since).
+    names = email_template_names(definition)
+    mails = {t.name: t for t in definition.email_templates if t.name in names}
+    for name, stored in mailing.templates_named(session, workspace.id, names).items():
+        mails[name] = EmailTemplateSpec(
+            name=name, subject=stored.subject, html=stored.html, text=stored.text
+        )
     return write_sequence_file(
-        definition.model_copy(update={"templates": carried}), as_json=as_json
+        definition.model_copy(
+            update={"templates": carried, "email_templates": [mails[n] for n in sorted(mails)]}
+        ),
+        as_json=as_json,
     )
 
 
@@ -603,6 +629,7 @@ class Imported:
     templates_defined: list[str]
     # Carried by the file but not defined: the workspace has no WhatsApp number yet.
     templates_without_number: list[str]
+    email_templates_defined: list[str]
 
 
 def import_sequence(
@@ -615,7 +642,8 @@ def import_sequence(
     now: datetime,
 ) -> Imported:
     """Create a sequence from a file (as a draft), defining on the workspace's number the
-    templates it carries that the number does not have yet (they await Meta's approval).
+    templates it carries that the number does not have yet (they await Meta's approval), and
+    the e-mail templates it carries that the workspace does not have.
 
     Raises:
         TidingsError: 422 with the place in the file (path and line); 409 for a taken name.
@@ -644,10 +672,21 @@ def import_sequence(
             now=now,
         )
         defined.append(f"{spec.name} [{spec.language}]")
+    # E-mail templates the workspace lacks are created; one it has by that name is kept.
+    mails = []
+    present = mailing.templates_named(
+        session, workspace.id, [t.name for t in definition.email_templates]
+    )
+    for mail in definition.email_templates:
+        if mail.name not in present:
+            mailing.create_template(
+                session, workspace=workspace, data=mail.model_dump(mode="json"), now=now
+            )
+            mails.append(mail.name)
     sequence = create_sequence(
         session, workspace=workspace, data=definition, created_by=created_by, now=now
     )
-    return Imported(sequence, defined, waiting)
+    return Imported(sequence, defined, waiting, mails)
 
 
 def preview_sequence(
@@ -669,6 +708,12 @@ def preview_sequence(
         timezone=(contact or {}).get("timezone") or workspace.timezone,
         policy=workspaces.policy_for(workspace),
         workspace_name=workspace.name,
+        email_templates={
+            name: EmailText(t.subject, t.html, t.text)
+            for name, t in mailing.templates_named(
+                session, workspace.id, email_template_names(definition)
+            ).items()
+        },
     )
 
 
