@@ -23,6 +23,8 @@ from tidings.mailing.routes import tracking_router as email_tracking
 from tidings.messaging.routes import router as messaging_router
 from tidings.scheduler.service import live_workers
 from tidings.sequences.routes import router as sequences_router
+from tidings.web.routes import STREAM_PATH, static_files
+from tidings.web.routes import router as web_router
 from tidings.workspaces.routes import router as workspaces_router
 
 API_PREFIX = "/api/v1"
@@ -36,7 +38,8 @@ class ActivityCounter:
         self.activity = activity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # The live feed stays open for as long as a page does: not a request to give way to.
+        if scope["type"] != "http" or scope["path"] == STREAM_PATH:
             await self.app(scope, receive, send)
             return
         self.activity.started()
@@ -66,10 +69,12 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(mailing_router, prefix=API_PREFIX)
     app.include_router(email_tracking)
     app.include_router(whatsapp_webhooks)
+    app.include_router(web_router)
+    app.mount("/app/static", static_files, name="static")
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/app/inbox", status_code=303)
 
     @app.get("/health", tags=["operations"])
     def health(request: Request) -> dict[str, Any]:

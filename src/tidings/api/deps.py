@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from tidings.bootstrap import Tidings
-from tidings.kernel.errors import invalid, unauthenticated
+from tidings.kernel.errors import TidingsError, invalid, unauthenticated
 from tidings.workspaces.domain import Principal, Role
 from tidings.workspaces.orm import Workspace
-from tidings.workspaces.service import authenticate_api_key
+from tidings.workspaces.service import authenticate_api_key, authenticate_web_session
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_COOKIE = "tidings_session"
+CSRF_HEADER = "x-csrf-token"
 
 
 @dataclass
@@ -62,14 +65,25 @@ def _bearer_token(request: Request) -> str:
 def request_context(
     request: Request, tidings: Annotated[Tidings, Depends(get_tidings)]
 ) -> Iterator[RequestContext]:
-    token = _bearer_token(request)
+    """An API key (``Authorization: Bearer``), or the web app's session cookie — whose
+    changes must carry the session's CSRF token in ``X-CSRF-Token``."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    token = _bearer_token(request) if cookie is None or "authorization" in request.headers else ""
     is_write = request.method not in READ_METHODS
     opener = tidings.db.transaction if is_write else tidings.db.reading
     with opener() as session:
         now = tidings.clock.now()
-        principal, workspace = authenticate_api_key(
-            session, plaintext=token, now=now, may_write=is_write
-        )
+        if token:
+            principal, workspace = authenticate_api_key(
+                session, plaintext=token, now=now, may_write=is_write
+            )
+        else:
+            assert cookie is not None
+            principal, workspace, web = authenticate_web_session(session, token=cookie, now=now)
+            presented = request.headers.get(CSRF_HEADER, "")
+            if is_write and not hmac.compare_digest(presented, web.csrf_token):
+                message = "send the page's CSRF token in the X-CSRF-Token header"
+                raise TidingsError("csrf", message, "X-CSRF-Token", http_status=403)
         yield RequestContext(session, workspace, principal, now, tidings)
 
 

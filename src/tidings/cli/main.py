@@ -20,6 +20,7 @@ from tidings.cli.workspaces import apikey_app, init, workspace_app
 from tidings.demo.service import (
     DEMO_OWNER_EMAIL,
     DEMO_PASSWORD,
+    DEMO_SLUG,
     connect_demo_number,
     find_demo_workspace,
     seed_demo,
@@ -89,9 +90,14 @@ def serve(
         if settings.demo:
             key = _demo_key(inst)
             console.print(f"Demo workspace ready. API key: [bold green]{key}[/]")
-            console.print(f"Web login: {DEMO_OWNER_EMAIL} / {DEMO_PASSWORD}")
+            console.print(
+                f"Web app: http://{chosen_host}:{chosen_port}/app — workspace {DEMO_SLUG!r}, "
+                f"{DEMO_OWNER_EMAIL} or mei@demo-shop.example (an agent), password {DEMO_PASSWORD}"
+            )
             simulated = _start_demo_simulator(inst, chosen_host, chosen_port)
-        console.print(f"Tidings on http://{chosen_host}:{chosen_port}  (API docs: /docs)")
+        console.print(
+            f"Tidings on http://{chosen_host}:{chosen_port}  (web app: /app, API docs: /docs)"
+        )
         embedded = inst.make_worker(embedded=True) if worker else None
         thread = (
             threading.Thread(target=embedded.run_forever, name="worker", daemon=True)

@@ -173,6 +173,8 @@ def last_inbound_at(session: Session, workspace: Workspace, contact_id: int) -> 
 class ConversationView:
     conversation: Conversation
     labels: list[str]
+    contact_name: str | None = None
+    contact_phone: str | None = None
 
 
 def list_conversations(
@@ -187,7 +189,25 @@ def list_conversations(
         _check_status(criteria.status)
     rows = repository.list_conversations(session, workspace, criteria, after=after, limit=limit)
     labels = repository.labels_of(session, [row.id for row in rows])
-    return [ConversationView(row, labels.get(row.id, [])) for row in rows]
+    people = contacts.profiles(session, [row.contact_id for row in rows])
+    return [_view(row, labels.get(row.id, []), people.get(row.contact_id)) for row in rows]
+
+
+def _view(
+    conversation: Conversation, labels: list[str], person: contacts.Profile | None
+) -> ConversationView:
+    return ConversationView(
+        conversation,
+        labels,
+        contact_name=person.name if person else None,
+        contact_phone=person.phone if person else None,
+    )
+
+
+def change_mark(session: Session, workspace_id: int) -> str:
+    """A value that changes whenever anything an inbox shows changes in the workspace: a
+    message in or out, a delivery tick, an assignment, a label or status. Two index look-ups."""
+    return repository.change_mark(session, workspace_id)
 
 
 def get_conversation_or_404(
@@ -200,9 +220,9 @@ def get_conversation_or_404(
 
 
 def describe(session: Session, conversation: Conversation) -> ConversationView:
-    return ConversationView(
-        conversation, repository.labels_of(session, [conversation.id]).get(conversation.id, [])
-    )
+    labels = repository.labels_of(session, [conversation.id]).get(conversation.id, [])
+    person = contacts.profiles(session, [conversation.contact_id]).get(conversation.contact_id)
+    return _view(conversation, labels, person)
 
 
 def thread(

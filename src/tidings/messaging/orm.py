@@ -32,6 +32,8 @@ class Conversation(WorkspaceOwned, Base):
         Index("ix_conversations_contact", "contact_id"),
         Index("ix_conversations_inbox", "workspace_id", "status", "last_message_at"),
         Index("ix_conversations_assignee", "workspace_id", "assignee_id", "status"),
+        # The web app's live feed asks "what changed lately in this workspace?" every second.
+        Index("ix_conversations_changes", "workspace_id", "updated_at"),
     )
 
     contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
@@ -62,6 +64,7 @@ class Message(WorkspaceOwned, Base):
         UniqueConstraint("number_id", "provider_message_id"),
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_messages_thread", "conversation_id", "id"),
+        Index("ix_messages_changes", "workspace_id", "updated_at"),
         Index("ix_messages_dispatch", "channel", "status", "next_attempt_at"),
         Index("ix_messages_contact", "contact_id", "direction", "created_at"),
         # The sending policy's history of a contact (P2-P4): what went out, and when.

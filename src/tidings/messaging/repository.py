@@ -490,3 +490,13 @@ def paid_conversations(
         )
         or 0
     )
+
+
+def change_mark(session: Session, workspace_id: int) -> str:
+    latest_message = session.scalar(
+        select(func.max(Message.updated_at)).where(Message.workspace_id == workspace_id)
+    )
+    latest_conversation = session.scalar(
+        select(func.max(Conversation.updated_at)).where(Conversation.workspace_id == workspace_id)
+    )
+    return f"{latest_message}|{latest_conversation}"

@@ -19,10 +19,15 @@ class ConversationRead(BaseModel):
     assignee_id: int | None
     team_id: int | None
     labels: list[str]
+    contact_name: str | None = None
+    contact_phone: str | None = None
     unread_count: int
     last_inbound_at: Timestamp | None
     last_message_at: Timestamp | None
     window_open: bool = Field(description="P1: free-form messages allowed now")
+    window_closes_at: Timestamp | None = Field(
+        None, description="when the 24-hour window closes (or closed), from the last inbound"
+    )
     automation_paused_until: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp

@@ -40,6 +40,20 @@ class User(WorkspaceOwned, Base):
     updated_at: Mapped[datetime]
 
 
+class WebSession(WorkspaceOwned, Base):
+    """A user's signed-in browser. The cookie holds a random token; only its digest is kept,
+    with the token the browser must echo on every change (CSRF)."""
+
+    __tablename__ = "web_sessions"
+
+    user_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
 class ApiKey(WorkspaceOwned, Base):
     __tablename__ = "api_keys"
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, Workspace
+from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, WebSession, Workspace
 
 
 def get_workspace(session: Session, workspace_id: int) -> Workspace | None:
@@ -47,6 +47,10 @@ def get_api_key(session: Session, workspace: Workspace, key_id: int) -> ApiKey |
 def find_api_key_by_digest(session: Session, digest: str) -> ApiKey | None:
     """The one unscoped lookup: it is how a request learns its workspace."""
     return session.scalar(select(ApiKey).where(ApiKey.digest == digest))
+
+
+def find_web_session_by_digest(session: Session, digest: str) -> WebSession | None:
+    return session.scalar(select(WebSession).where(WebSession.digest == digest))
 
 
 def list_api_keys(session: Session, workspace: Workspace) -> Sequence[ApiKey]:

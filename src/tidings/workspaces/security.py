@@ -33,6 +33,10 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def new_session_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def digest_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

@@ -21,9 +21,10 @@ from tidings.workspaces.domain import (
     check_can_grant,
     check_slug,
 )
-from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, Workspace
+from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, WebSession, Workspace
 
 MIN_PASSWORD_LENGTH = 10
+WEB_SESSION_LIFETIME = timedelta(days=14)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -232,6 +233,65 @@ def authenticate_password(
     return Principal(
         workspace_id=workspace.id, role=Role(user.role), user_id=user.id, label=user.email
     )
+
+
+# --- web sessions: the browser app's sign-in --------------------------------------------------
+
+
+def open_web_session(
+    session: Session, *, workspace_slug: str, email: str, password: str, now: datetime
+) -> tuple[WebSession, str]:
+    """Sign a user in: ``(session, token)``; the token goes in the cookie and only its digest
+    is kept.
+
+    Raises:
+        TidingsError: 401, without saying which of workspace, e-mail or password was wrong.
+    """
+    workspace = repository.get_workspace_by_slug(session, workspace_slug.strip().lower())
+    if workspace is None:
+        raise unauthenticated("wrong e-mail or password")
+    principal = authenticate_password(session, workspace=workspace, email=email, password=password)
+    assert principal.user_id is not None
+    token = security.new_session_token()
+    web_session = WebSession(
+        workspace_id=workspace.id,
+        user_id=principal.user_id,
+        digest=security.digest_api_key(token),
+        csrf_token=security.new_session_token(),
+        created_at=now,
+        expires_at=now + WEB_SESSION_LIFETIME,
+    )
+    session.add(web_session)
+    session.flush()
+    return web_session, token
+
+
+def authenticate_web_session(
+    session: Session, *, token: str, now: datetime
+) -> tuple[Principal, Workspace, WebSession]:
+    """The user behind a session cookie.
+
+    Raises:
+        TidingsError: 401 for an unknown, ended or expired session, or a deactivated user.
+    """
+    found = repository.find_web_session_by_digest(session, security.digest_api_key(token))
+    if found is None or found.ended_at is not None or found.expires_at <= now:
+        raise unauthenticated("sign in again")
+    workspace = repository.get_workspace(session, found.workspace_id)
+    user = repository.get_user(session, workspace, found.user_id) if workspace else None
+    if workspace is None or user is None or not user.is_active:
+        raise unauthenticated("sign in again")
+    principal = Principal(
+        workspace_id=workspace.id, role=Role(user.role), user_id=user.id, label=user.email
+    )
+    return principal, workspace, found
+
+
+def end_web_session(session: Session, *, token: str, now: datetime) -> None:
+    """Sign out: the cookie's session stops working at once, everywhere."""
+    found = repository.find_web_session_by_digest(session, security.digest_api_key(token))
+    if found is not None and found.ended_at is None:
+        found.ended_at = now
 
 
 def create_api_key(

@@ -1,0 +1,320 @@
+// The agents' inbox: a client of the JSON API (session cookie + CSRF header), refreshed
+// live by the server's change feed. Everything shown is set as text, never as HTML.
+"use strict";
+
+const T = JSON.parse(document.getElementById("words").textContent);
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const ME = Number(document.querySelector(".user").dataset.userId);
+const LANG = document.documentElement.lang;
+const $ = (id) => document.getElementById(id);
+
+const state = { filter: "all", status: "open", current: null, conversation: null, replies: null };
+
+async function api(method, path, body) {
+  const response = await fetch("/api/v1" + path, {
+    method,
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    window.location.href = "/app/login";
+    throw new Error("signed out");
+  }
+  const data = response.status === 204 ? null : await response.json();
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new Error(error.message || response.statusText);
+  }
+  return data;
+}
+
+function when(iso, withDate) {
+  if (!iso) return "";
+  const options = withDate
+    ? { dateStyle: "medium", timeStyle: "short" }
+    : { hour: "2-digit", minute: "2-digit" };
+  return new Intl.DateTimeFormat(LANG, options).format(new Date(iso));
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+// --- the conversation list ------------------------------------------------------------------
+
+async function loadList() {
+  const query = new URLSearchParams({ limit: "100" });
+  if (state.status) query.set("status", state.status);
+  if (state.filter === "mine") query.set("assignee_id", String(ME));
+  if (state.filter === "unassigned") query.set("unassigned", "true");
+  const page = await api("GET", "/conversations?" + query);
+  const list = $("conversation-list");
+  list.replaceChildren(...page.items.map(listItem));
+  $("empty-list").hidden = page.items.length > 0;
+}
+
+function listItem(conversation) {
+  const item = element("li", "conversation");
+  item.dataset.id = conversation.id;
+  if (conversation.id === state.current) item.setAttribute("aria-current", "true");
+  const name = conversation.contact_name || conversation.contact_phone || "#" + conversation.contact_id;
+  const head = element("div", "row");
+  head.append(element("strong", "name", name), element("span", "time", when(conversation.last_message_at)));
+  item.append(head);
+  const foot = element("div", "row");
+  const labels = element("span", "labels");
+  for (const label of conversation.labels) labels.append(element("span", "label", label));
+  foot.append(labels);
+  if (conversation.unread_count > 0) foot.append(element("span", "unread", String(conversation.unread_count)));
+  item.append(foot);
+  item.addEventListener("click", () => openConversation(conversation.id));
+  return item;
+}
+
+// --- one conversation -----------------------------------------------------------------------
+
+async function openConversation(id) {
+  const changed = state.current !== id;
+  state.current = id;
+  $("inbox").dataset.view = "thread";
+  if (changed) {
+    $("composer-error").hidden = true;
+    $("reply").value = "";
+  }
+  await showConversation();
+  if (state.conversation && state.conversation.unread_count > 0) {
+    await api("POST", `/conversations/${id}/seen`, {});
+  }
+  await loadList();
+}
+
+async function showConversation() {
+  const id = state.current;
+  if (id === null) return;
+  const [conversation, thread] = await Promise.all([
+    api("GET", `/conversations/${id}`),
+    api("GET", `/conversations/${id}/messages?limit=100`),
+  ]);
+  if (state.current !== id) return;
+  state.conversation = conversation;
+  $("no-thread").hidden = true;
+  $("thread").hidden = false;
+  $("thread-name").textContent = conversation.contact_name || conversation.contact_phone || "";
+  $("thread-phone").textContent = conversation.contact_name ? conversation.contact_phone || "" : "";
+  $("toggle-status").textContent = conversation.status === "resolved" ? T.reopen : T.resolve;
+  $("assign-me").hidden = conversation.assignee_id === ME;
+  const list = $("messages");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.replaceChildren(...thread.items.slice().reverse().map(messageItem));
+  if (atBottom || list.dataset.conversation !== String(id)) list.scrollTop = list.scrollHeight;
+  list.dataset.conversation = String(id);
+  await showWindow(conversation);
+}
+
+function messageText(message) {
+  const content = message.content || {};
+  const kind = message.kind || content.type;
+  if (message.text) return message.text;
+  if (kind === "template" && content.template) return "📄 " + content.template.name;
+  if (kind === "location" && content.location) {
+    const place = content.location;
+    return "📍 " + (place.name || "") + " " + place.latitude + ", " + place.longitude;
+  }
+  if (kind === "interactive" && content.interactive) {
+    const reply = content.interactive.button_reply || content.interactive.list_reply || {};
+    return "↩ " + (reply.title || "");
+  }
+  if (["image", "video", "audio", "document", "sticker"].includes(kind)) {
+    const media = content[kind] || {};
+    return "📎 " + kind + (media.caption ? ": " + media.caption : "");
+  }
+  return "[" + kind + "]";
+}
+
+function messageItem(message) {
+  const item = element("li", "message " + (message.direction === "in" ? "in" : "out"));
+  item.dataset.id = message.id;
+  if (message.kind === "image" && message.direction === "in") {
+    const image = element("img", "media");
+    image.src = `/api/v1/messages/${message.id}/media`;
+    image.alt = messageText(message);
+    image.loading = "lazy";
+    item.append(image);
+  }
+  item.append(element("div", "text", messageText(message)));
+  const meta = element("div", "meta", when(message.created_at || message.sent_at, true));
+  if (message.direction === "out") {
+    const tick = element("span", "tick");
+    tick.dataset.status = message.status;
+    tick.textContent = { sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" }[message.status] || "…";
+    const label = T["status_" + message.status] || message.status;
+    const reason = message.error_title || message.status_reason;
+    tick.title = reason ? label + " — " + reason : label;
+    tick.setAttribute("aria-label", tick.title);
+    meta.append(tick);
+    if (message.status === "failed" && reason) meta.append(element("span", "reason", reason));
+  }
+  item.append(meta);
+  return item;
+}
+
+async function showWindow(conversation) {
+  const box = $("window");
+  const open = conversation.window_open;
+  box.dataset.open = String(open);
+  box.textContent = open
+    ? T.window_open_until.replace("{time}", when(conversation.window_closes_at, true))
+    : T.window_closed;
+  $("composer").hidden = !open;
+  $("template-form").hidden = open;
+  if (!open) await loadTemplates(conversation.number_id);
+}
+
+async function loadTemplates(numberId) {
+  const templates = await api("GET", `/templates?number_id=${numberId}`);
+  const select = $("template-select");
+  const approved = templates.filter((t) => t.status === "approved");
+  select.replaceChildren(
+    ...approved.map((t) => {
+      const option = element("option", "", `${t.name} (${t.language})`);
+      option.value = JSON.stringify({ name: t.name, language: t.language });
+      return option;
+    }),
+  );
+}
+
+// --- composing ------------------------------------------------------------------------------
+
+async function send(body) {
+  $("composer-error").hidden = true;
+  try {
+    await api("POST", `/conversations/${state.current}/messages`, body);
+    $("reply").value = "";
+    hideQuickReplies();
+    await showConversation();
+  } catch (error) {
+    $("composer-error").textContent = error.message;
+    $("composer-error").hidden = false;
+  }
+}
+
+async function quickReplies() {
+  if (state.replies === null) state.replies = await api("GET", "/quick-replies");
+  return state.replies;
+}
+
+function hideQuickReplies() {
+  $("quick-replies").hidden = true;
+}
+
+async function offerQuickReplies() {
+  const typed = $("reply").value;
+  if (!typed.startsWith("/")) return hideQuickReplies();
+  const wanted = typed.slice(1).toLowerCase();
+  const found = (await quickReplies()).filter(
+    (r) => r.shortcut.toLowerCase().startsWith(wanted) || r.title.toLowerCase().includes(wanted),
+  );
+  const box = $("quick-replies");
+  box.replaceChildren(
+    ...found.map((reply, index) => {
+      const option = element("button", "quick-reply");
+      option.type = "button";
+      option.setAttribute("role", "option");
+      option.dataset.shortcut = reply.shortcut;
+      if (index === 0) option.setAttribute("aria-selected", "true");
+      option.append(element("strong", "", "/" + reply.shortcut), element("span", "", " " + reply.title));
+      option.addEventListener("click", () => pickQuickReply(reply.shortcut));
+      return option;
+    }),
+  );
+  box.hidden = found.length === 0;
+}
+
+async function pickQuickReply(shortcut) {
+  const rendered = await api(
+    "GET",
+    `/conversations/${state.current}/quick-replies/${encodeURIComponent(shortcut)}`,
+  );
+  $("reply").value = rendered.text;
+  hideQuickReplies();
+  $("reply").focus();
+}
+
+// --- wiring ---------------------------------------------------------------------------------
+
+function wire() {
+  for (const button of document.querySelectorAll("[data-filter]")) {
+    button.addEventListener("click", () => {
+      state.filter = button.dataset.filter;
+      for (const other of document.querySelectorAll("[data-filter]")) {
+        other.setAttribute("aria-pressed", String(other === button));
+      }
+      loadList();
+    });
+  }
+  $("status-filter").addEventListener("change", (event) => {
+    state.status = event.target.value;
+    loadList();
+  });
+  $("back").addEventListener("click", () => {
+    $("inbox").dataset.view = "list";
+  });
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("reply").value.trim();
+    if (text && !text.startsWith("/")) send({ text });
+  });
+  $("reply").addEventListener("input", offerQuickReplies);
+  $("reply").addEventListener("keydown", (event) => {
+    const picked = $("quick-replies").querySelector('[aria-selected="true"]');
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      if (!$("quick-replies").hidden && picked) pickQuickReply(picked.dataset.shortcut);
+      else $("composer").requestSubmit();
+    } else if (event.key === "Escape") {
+      hideQuickReplies();
+    }
+  });
+  $("template-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = $("template-select").value;
+    if (!chosen) return;
+    const { name, language } = JSON.parse(chosen);
+    send({ content: { type: "template", template: { name, language: { code: language } } } });
+  });
+  $("assign-me").addEventListener("click", async () => {
+    await api("POST", `/conversations/${state.current}/assign`, { assignee_id: ME });
+    await showConversation();
+  });
+  $("toggle-status").addEventListener("click", async () => {
+    const action = state.conversation.status === "resolved" ? "reopen" : "resolve";
+    await api("POST", `/conversations/${state.current}/${action}`, {});
+    await showConversation();
+    await loadList();
+  });
+}
+
+function listen() {
+  const live = $("live");
+  const feed = new EventSource("/app/stream");
+  feed.addEventListener("open", () => {
+    live.dataset.state = "live";
+    live.textContent = T.live;
+  });
+  feed.addEventListener("error", () => {
+    live.dataset.state = "offline";
+    live.textContent = T.offline;
+  });
+  feed.addEventListener("change", async () => {
+    await loadList();
+    if (state.current !== null) await showConversation();
+  });
+}
+
+wire();
+loadList();
+listen();

@@ -1,0 +1,83 @@
+"""The web app's session: a signed-in browser reaches the API with its cookie, every change
+needs the session's CSRF token, and signing out ends it at once."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import Tenant
+from tidings.bootstrap import Tidings
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+
+PASSWORD = "a long agent password"
+
+
+def agent(tidings: Tidings, tenant: Tenant) -> None:
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        workspaces.create_user(
+            session, workspace=workspace, email="mei@teahouse.example", name="Mei",
+            role=Role.AGENT, password=PASSWORD, granted_by=Role.OWNER, now=tidings.clock.now(),
+        )  # fmt: skip
+
+
+def sign_in(client: TestClient, tenant: Tenant, password: str = PASSWORD) -> int:
+    response = client.post(
+        "/app/login",
+        data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": password},
+        follow_redirects=False,
+    )
+    return response.status_code
+
+
+def csrf_of(client: TestClient) -> str:
+    page = client.get("/app/inbox").text
+    marker = 'name="csrf-token" content="'
+    return page.split(marker, 1)[1].split('"', 1)[0]
+
+
+def test_a_session_reads_and_changes_only_with_its_csrf_token(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    agent(tidings, tenant)
+    assert client.get("/app/inbox", follow_redirects=False).headers["location"] == "/app/login"
+    assert sign_in(client, tenant, "wrong password!") == 401
+    assert "tidings_session" not in client.cookies
+    assert sign_in(client, tenant) == 303
+    cookie = client.cookies["tidings_session"]
+    assert client.get("/api/v1/conversations").status_code == 200
+
+    refused = client.post(
+        "/api/v1/quick-replies", json={"shortcut": "hi", "title": "Hi", "body": "Hi"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["field"] == "X-CSRF-Token"
+    token = csrf_of(client)
+    created = client.post(
+        "/api/v1/contacts", json={"name": "Chen Yi-jun"}, headers={"X-CSRF-Token": token}
+    )
+    assert created.status_code == 201, created.text
+
+    # A cross-site login post is refused; a logout without the token does nothing.
+    crossed = client.post(
+        "/app/login",
+        data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert crossed.status_code == 403
+    client.post("/app/logout", data={"csrf": "forged"}, follow_redirects=False)
+    client.cookies.set("tidings_session", cookie)
+    assert client.get("/api/v1/conversations").status_code == 200
+    client.post("/app/logout", data={"csrf": token}, follow_redirects=False)
+    client.cookies.set("tidings_session", cookie)  # a stolen copy of the cookie
+    assert client.get("/api/v1/conversations").status_code == 401
+    assert client.get("/app/stream").status_code == 401
+
+
+def test_an_api_key_still_wins_over_a_cookie(client: TestClient, tenant: Tenant) -> None:
+    client.cookies.set("tidings_session", "not a session")
+    assert client.get("/api/v1/conversations", headers=tenant.headers()).status_code == 200
+    assert client.get("/api/v1/conversations").status_code == 401

@@ -1,0 +1,175 @@
+"""The agents' inbox driven in a real browser (Debian's Chromium through Playwright) against
+Tidings served over HTTP, a worker and the WhatsApp simulator: sign in, a customer's message
+appears live, a quick reply goes out and its delivered tick comes back — all without
+reloading the page."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Tenant
+from tests.live import Stack, fast_config, live_stack
+from tidings.bootstrap import Tidings
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+PASSWORD = "a long agent password"
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        pytest.fail("CI needs Debian's chromium at /usr/bin/chromium", pytrace=False)
+    pytest.skip("apt-get install chromium chromium-driver", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def stack(tidings: Tidings, tenant: Tenant) -> Iterator[Stack]:
+    with live_stack(tidings, tenant, fast_config()) as running:
+        stop = threading.Event()
+
+        failures: list[BaseException] = []
+
+        def work() -> None:  # the worker, as `tidings serve` runs it beside the app
+            while not stop.is_set():
+                try:
+                    running.worker.run_once()
+                except BaseException as error:  # surfaced below: a dead worker fails the test
+                    failures.append(error)
+                    raise
+                # Time passes as it would (the live feed notices changes by their time).
+                running.clock.advance(timedelta(milliseconds=50))
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield running
+        stop.set()
+        thread.join(timeout=10)
+        assert not failures, f"the worker died: {failures[0]!r}"
+
+
+def add_agent(tidings: Tidings, tenant: Tenant) -> str:
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        workspaces.create_user(
+            session,
+            workspace=workspace,
+            email="mei@teahouse.example",
+            name="Mei",
+            role=Role.AGENT,
+            password=PASSWORD,
+            granted_by=Role.OWNER,
+            now=tidings.clock.now(),
+        )
+    return "mei@teahouse.example"
+
+
+def sign_in(page: Page, base: str, tenant: Tenant, email: str, password: str) -> None:
+    page.goto(f"{base}/app/login")
+    page.fill("input[name=workspace]", tenant.slug)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def shot(page: Page, name: str, tmp_path: Path) -> None:
+    """Screenshots for the README when TIDINGS_SCREENSHOTS is set; otherwise a throwaway."""
+    folder = SCREENSHOTS if os.environ.get("TIDINGS_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))
+
+
+def test_an_agent_signs_in_sees_a_message_arrive_live_and_replies_with_a_quick_reply(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path
+) -> None:
+    email = add_agent(tidings, tenant)
+    created = stack.api.post(
+        "/api/v1/quick-replies",
+        json={
+            "shortcut": "ship",
+            "title": "Shipping time",
+            "body": "Hi {{ contact.first_name }}, delivery to Taichung takes 2 days.",
+        },
+    )
+    assert created.status_code == 201, created.text
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 800})
+
+    sign_in(page, stack.app_url, tenant, email, "not the password")
+    expect(page.get_by_role("alert")).to_have_text("Wrong workspace, e-mail or password.")
+    shot(page, "login", tmp_path)
+    sign_in(page, stack.app_url, tenant, email, PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+    # A customer writes; the conversation appears without a reload.
+    httpx.post(
+        f"{stack.simulator.url}/_simulator/customers/886912345678/messages",
+        json={"text": "請問寄到台中要幾天？", "name": "Chen Yi-jun"},
+    ).raise_for_status()
+    conversation = page.locator(".conversation", has_text="Chen Yi-jun")
+    expect(conversation).to_be_visible(timeout=20_000)
+    expect(conversation.locator(".unread")).to_have_text("1")
+    conversation.click()
+    expect(page.locator(".message.in .text")).to_have_text("請問寄到台中要幾天？")
+    expect(page.locator("#window")).to_have_attribute("data-open", "true")
+    expect(page.locator("#window")).to_contain_text("24-hour window open until")
+
+    # "/" offers the quick replies; Enter takes the first, filled in for this contact.
+    page.fill("#reply", "/sh")
+    expect(page.locator(".quick-reply")).to_have_count(1)
+    page.press("#reply", "Enter")
+    expect(page.locator("#reply")).to_have_value("Hi Chen, delivery to Taichung takes 2 days.")
+    page.press("#reply", "Enter")
+    sent = page.locator(".message.out", has_text="delivery to Taichung")
+    expect(sent).to_be_visible()
+    # The simulator delivers and reads it; the tick follows live.
+    expect(sent.locator(".tick")).to_have_attribute("data-status", "read", timeout=20_000)
+    shot(page, "inbox", tmp_path)
+
+    # Phone width: one pane at a time, and back to the list.
+    page.set_viewport_size({"width": 390, "height": 800})
+    expect(page.locator(".conversations")).to_be_hidden()
+    page.click("#back")
+    expect(page.locator(".conversations")).to_be_visible()
+
+    # Signing out ends the session: the cookie no longer opens the API.
+    page.click("text=Sign out")
+    page.wait_for_url("**/app/login")
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert "tidings_session" not in cookies
+
+
+def test_the_inbox_speaks_thai_and_traditional_chinese(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant
+) -> None:
+    email = add_agent(tidings, tenant)
+    page = browser.new_page(locale="zh-TW")
+    page.goto(f"{stack.app_url}/app/login")
+    expect(page.locator("button[type=submit]")).to_have_text("登入")
+    sign_in(page, stack.app_url, tenant, email, PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    expect(page.locator("[data-filter=mine]")).to_have_text("我的")
+    page.click("text=ไทย")
+    expect(page.locator("[data-filter=mine]")).to_have_text("ของฉัน")
+    expect(page.locator("#live")).to_have_text("สด")
