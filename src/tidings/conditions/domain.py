@@ -1,16 +1,23 @@
-"""The condition language shared by sequence branches, goals and (with #6) segments and rules.
+"""The condition language shared by sequence branches and goals, segments, rules and
+broadcast audiences.
 
 A condition is a small typed tree (Pydantic models, one per kind) read from JSON or YAML:
 ``{"all": [{"has_tag": "vip"}, {"not": {"event": "order.placed", "within": "72h"}}]}``.
-This module parses it and evaluates it in Python on one contact's facts. It is pure: the
-facts are gathered by the caller, and time is the ``as_of`` instant it is given (S8: events
-count by when they happened, not when they arrived).
+This module parses it and evaluates it in Python on one contact's facts; ``contacts.
+condition_sql`` compiles the same tree to SQL for audiences, and a property test keeps the two
+in agreement. It is pure: the facts are gathered by the caller, and time is the ``as_of``
+instant it is given (S8: events count by when they happened, not when they arrived).
+
+Text compares without case for the letters A-Z only (``fold``): that is what SQLite's
+``lower()`` does, so the database and Python give the same answer for Thai, Chinese or
+accented text, which compare exactly.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -24,6 +31,7 @@ from pydantic import (
     PlainSerializer,
     Tag,
     field_validator,
+    model_validator,
 )
 
 # --- durations ----------------------------------------------------------------------------------
@@ -77,6 +85,21 @@ Duration = Annotated[
 ]
 
 
+# --- text ---------------------------------------------------------------------------------------
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str) -> str:
+    """Text as conditions compare it: A-Z lowered, everything else as it is."""
+    return text.translate(_ASCII_LOWER)
+
+
+def tag_identity(name: str) -> str:
+    """The identity of a tag: spaces collapsed and case folded (as contacts store tag keys)."""
+    return " ".join(name.split()).casefold()
+
+
 # --- the conditions -----------------------------------------------------------------------------
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -115,9 +138,19 @@ class FieldIs(BaseModel):
     ``country`` …) or custom."""
 
     model_config = _STRICT
-    field: str = Field(min_length=1, max_length=64)
+    field: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "contains", "is_set", "is_not_set"] = "eq"
     value: str | int | float | bool | None = None
+
+    @model_validator(mode="after")
+    def _value_for_comparisons(self) -> FieldIs:
+        if self.op in ("is_set", "is_not_set"):
+            return self
+        if self.value is None:
+            raise ValueError(f"{self.op} compares with a value (is_set / is_not_set test blanks)")
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            raise ValueError("a finite number")
+        return self
 
 
 class EventCount(BaseModel):
@@ -130,6 +163,82 @@ class EventCount(BaseModel):
     at_least: int = Field(1, ge=0)
     at_most: int | None = Field(None, ge=0)
     where: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("where")
+    @classmethod
+    def _plain_keys(cls, where: dict[str, Any]) -> dict[str, Any]:
+        return _checked_properties(where)
+
+
+class Consented(BaseModel):
+    """The contact's consent for a channel and purpose is ``status`` (``unknown``: never
+    given nor withdrawn)."""
+
+    model_config = _STRICT
+    consent: Literal["whatsapp", "email", "sms"]
+    purpose: Literal["marketing", "transactional"] = "marketing"
+    status: Literal["opted_in", "opted_out", "unknown"] = "opted_in"
+
+
+class Recency(BaseModel):
+    """``within``: the latest one happened less than this long ago; ``older_than``: more than
+    this long ago. ``or_never`` also holds when there was none."""
+
+    model_config = _STRICT
+    within: Duration | None = None
+    older_than: Duration | None = None
+    or_never: bool = False
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Recency:
+        if (self.within is None) == (self.older_than is None):
+            raise ValueError("give one of within or older_than")
+        return self
+
+
+class LastInbound(BaseModel):
+    """When the contact last wrote to us (any WhatsApp number of the workspace)."""
+
+    model_config = _STRICT
+    last_inbound: Recency
+
+
+class LastOutbound(BaseModel):
+    """When we last sent the contact a WhatsApp message that the provider accepted."""
+
+    model_config = _STRICT
+    last_outbound: Recency
+
+
+class KeywordSaid(BaseModel):
+    """The contact's messages contained a keyword of the workspace's group ``keyword`` (event
+    ``keyword.detected``) at least / at most N times within D; ``in_a_row``: in that many
+    consecutive messages."""
+
+    model_config = _STRICT
+    keyword: str = Field(min_length=1, max_length=64)
+    within: Duration | None = None
+    at_least: int = Field(1, ge=0)
+    at_most: int | None = Field(None, ge=0)
+    in_a_row: int | None = Field(None, ge=2, le=20)
+
+
+class IntentSaid(BaseModel):
+    """A message of the contact was understood as ``intent`` (event ``intent.detected``) at
+    least / at most N times within D."""
+
+    model_config = _STRICT
+    intent: str = Field(min_length=1, max_length=64)
+    within: Duration | None = None
+    at_least: int = Field(1, ge=0)
+    at_most: int | None = Field(None, ge=0)
+
+
+class InSegment(BaseModel):
+    """The contact is a member of the saved segment of that name."""
+
+    model_config = _STRICT
+    in_segment: str = Field(min_length=1, max_length=200)
 
 
 class MessageRead(BaseModel):
@@ -178,6 +287,12 @@ _KINDS: dict[str, type[BaseModel]] = {
     "in_list": InList,
     "field": FieldIs,
     "event": EventCount,
+    "consent": Consented,
+    "last_inbound": LastInbound,
+    "last_outbound": LastOutbound,
+    "keyword": KeywordSaid,
+    "intent": IntentSaid,
+    "in_segment": InSegment,
     "read": MessageRead,
     "delivered": MessageDelivered,
     "opened": EmailOpened,
@@ -208,6 +323,12 @@ Condition = Annotated[
     | Annotated[InList, Tag("in_list")]
     | Annotated[FieldIs, Tag("field")]
     | Annotated[EventCount, Tag("event")]
+    | Annotated[Consented, Tag("consent")]
+    | Annotated[LastInbound, Tag("last_inbound")]
+    | Annotated[LastOutbound, Tag("last_outbound")]
+    | Annotated[KeywordSaid, Tag("keyword")]
+    | Annotated[IntentSaid, Tag("intent")]
+    | Annotated[InSegment, Tag("in_segment")]
     | Annotated[MessageRead, Tag("read")]
     | Annotated[MessageDelivered, Tag("delivered")]
     | Annotated[EmailOpened, Tag("opened")]
@@ -248,9 +369,7 @@ class EventMatcher(BaseModel):
     @field_validator("where")
     @classmethod
     def _plain_keys(cls, where: dict[str, Any]) -> dict[str, Any]:
-        if any(not key or len(key) > 64 for key in where):
-            raise ValueError("property names of 1-64 characters")
-        return where
+        return _checked_properties(where)
 
     def matches(self, event_type: str, properties: Mapping[str, Any]) -> bool:
         return event_type == self.event and properties_match(self.where, properties)
@@ -263,12 +382,26 @@ def _matcher(value: Any) -> Any:
 Matcher = Annotated[EventMatcher, BeforeValidator(_matcher)]
 
 
+_PROPERTY_NAME = re.compile(r'^[^"\\\s]{1,64}$')
+
+
+def _checked_properties(where: dict[str, Any]) -> dict[str, Any]:
+    for key, value in where.items():
+        if not _PROPERTY_NAME.match(key):
+            raise ValueError(
+                "property names of 1-64 characters without spaces, quotes or backslashes"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key}: a finite number")
+    return where
+
+
 def properties_match(where: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
-    """Every wanted property equals the event's; text compares without case (tags, lists)."""
+    """Every wanted property equals the event's; text compares without case (``fold``)."""
     for key, wanted in where.items():
         found = properties.get(key)
         if isinstance(wanted, str) and isinstance(found, str):
-            if wanted.casefold() != found.casefold():
+            if fold(wanted) != fold(found):
                 return False
         elif found != wanted or isinstance(found, bool) != isinstance(wanted, bool):
             return False
@@ -297,7 +430,8 @@ class StepMessage:
 
 @dataclass(frozen=True)
 class ContactFacts:
-    """One contact as conditions see it. Tags and list names are case-folded."""
+    """One contact as conditions see it. Tags are tag identities (``tag_identity``), list and
+    segment names folded (``fold``); consents map (channel, purpose) to the status."""
 
     tags: frozenset[str] = frozenset()
     lists: frozenset[str] = frozenset()
@@ -305,6 +439,10 @@ class ContactFacts:
     events: Sequence[Event] = ()
     enrolled_at: datetime | None = None
     step_messages: Mapping[str, StepMessage] = field(default_factory=dict)
+    consents: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    last_inbound_at: datetime | None = None
+    last_outbound_at: datetime | None = None
+    segments: frozenset[str] = frozenset()
 
 
 def evaluate(condition: Any, facts: ContactFacts, as_of: datetime) -> bool:
@@ -317,13 +455,26 @@ def evaluate(condition: Any, facts: ContactFacts, as_of: datetime) -> bool:
         case NotOf():
             return not evaluate(condition.not_, facts, as_of)
         case HasTag():
-            return condition.has_tag.casefold() in facts.tags
+            return tag_identity(condition.has_tag) in facts.tags
         case InList():
-            return condition.in_list.casefold() in facts.lists
+            return fold(condition.in_list) in facts.lists
         case FieldIs():
             return compare_field(facts.fields.get(condition.field), condition.op, condition.value)
         case EventCount():
             return _count_holds(condition, facts, as_of)
+        case Consented():
+            status = facts.consents.get((condition.consent, condition.purpose), "unknown")
+            return status == condition.status
+        case LastInbound():
+            return _recent(condition.last_inbound, facts.last_inbound_at, as_of)
+        case LastOutbound():
+            return _recent(condition.last_outbound, facts.last_outbound_at, as_of)
+        case KeywordSaid():
+            return _said(facts, condition, as_of)
+        case IntentSaid():
+            return _count_holds(intent_count(condition), facts, as_of)
+        case InSegment():
+            return fold(condition.in_segment) in facts.segments
         case MessageRead():
             sent = facts.step_messages.get(condition.read)
             return sent is not None and sent.read_at is not None and sent.read_at <= as_of
@@ -344,7 +495,12 @@ def evaluate(condition: Any, facts: ContactFacts, as_of: datetime) -> bool:
     raise TypeError(f"not a condition: {condition!r}")
 
 
-def _count_holds(condition: EventCount, facts: ContactFacts, as_of: datetime) -> bool:
+def _count_holds(
+    condition: EventCount,
+    facts: ContactFacts,
+    as_of: datetime,
+    also: Callable[[Event], bool] | None = None,
+) -> bool:
     since = as_of - condition.within if condition.within is not None else None
     count = sum(
         1
@@ -353,10 +509,61 @@ def _count_holds(condition: EventCount, facts: ContactFacts, as_of: datetime) ->
         and event.occurred_at <= as_of
         and (since is None or event.occurred_at > since)
         and properties_match(condition.where, event.properties)
+        and (also is None or also(event))
     )
     if count < condition.at_least:
         return False
     return condition.at_most is None or count <= condition.at_most
+
+
+def _recent(recency: Recency, latest: datetime | None, as_of: datetime) -> bool:
+    if latest is None:
+        return recency.or_never
+    if recency.within is not None:
+        return latest > as_of - recency.within
+    assert recency.older_than is not None
+    return latest <= as_of - recency.older_than
+
+
+def keyword_count(condition: KeywordSaid) -> EventCount:
+    """A keyword condition as the event count it stands for; ``in_a_row`` counts the
+    detections whose run of consecutive messages (``streak``) reached it."""
+    return EventCount(
+        event=KEYWORD_EVENT,
+        within=condition.within,
+        at_least=condition.at_least,
+        at_most=condition.at_most,
+        where={"keyword": condition.keyword},
+    )
+
+
+def intent_count(condition: IntentSaid) -> EventCount:
+    return EventCount(
+        event=INTENT_EVENT,
+        within=condition.within,
+        at_least=condition.at_least,
+        at_most=condition.at_most,
+        where={"intent": condition.intent},
+    )
+
+
+def _said(facts: ContactFacts, condition: KeywordSaid, as_of: datetime) -> bool:
+    counted = keyword_count(condition)
+    if condition.in_a_row is None:
+        return _count_holds(counted, facts, as_of)
+    runs = condition.in_a_row
+    return _count_holds(
+        counted,
+        facts,
+        as_of,
+        also=lambda event: _number(event.properties.get("streak")) >= runs,
+    )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return value
 
 
 def _opened(facts: ContactFacts, condition: EmailOpened, as_of: datetime) -> bool:
@@ -400,9 +607,9 @@ def compare_field(found: Any, op: str, wanted: Any) -> bool:
     if op == "is_not_set":
         return found in (None, "")
     if op == "contains":
-        return isinstance(found, str) and str(wanted).casefold() in found.casefold()
+        return isinstance(found, str) and fold(text_of(wanted)) in fold(found)
     if isinstance(found, str) and isinstance(wanted, str):
-        found, wanted = found.casefold(), wanted.casefold()
+        found, wanted = fold(found), fold(wanted)
     elif not _comparable(found, wanted):
         return op == "ne"
     if op == "eq":
@@ -411,6 +618,13 @@ def compare_field(found: Any, op: str, wanted: Any) -> bool:
         return bool(found != wanted)
     ordered = {"gt": found > wanted, "gte": found >= wanted, "lt": found < wanted}
     return bool(ordered.get(op, found <= wanted))
+
+
+def text_of(value: Any) -> str:
+    """A value as ``contains`` looks for it in text (JSON spelling: true, 1.5)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _comparable(a: Any, b: Any) -> bool:
@@ -434,8 +648,14 @@ def needs(condition: Any) -> set[str]:
             return {"lists"}
         case FieldIs():
             return {"fields"}
-        case EventCount():
+        case EventCount() | KeywordSaid() | IntentSaid():
             return {"events"}
+        case Consented():
+            return {"consents"}
+        case LastInbound() | LastOutbound():
+            return {"last_messages"}
+        case InSegment():
+            return {"segments"}
         case EmailOpened():
             return {"messages", "events"} if condition.human else {"messages"}
         case MessageRead() | MessageDelivered():
@@ -443,6 +663,59 @@ def needs(condition: Any) -> set[str]:
         case LinkClicked() | Replied():
             return {"events", "messages"}
     return set()
+
+
+KEYWORD_EVENT = "keyword.detected"
+INTENT_EVENT = "intent.detected"
+# Kinds that speak of one enrollment's steps: meaningful in a sequence only, never in SQL.
+STEP_KINDS = (MessageRead, MessageDelivered, EmailOpened, LinkClicked, Replied)
+
+
+def event_types(condition: Any) -> set[str]:
+    """The timeline event types a condition counts (what facts must load)."""
+    match condition:
+        case AllOf() | AnyOf():
+            parts = condition.all if isinstance(condition, AllOf) else condition.any
+            return set().union(*(event_types(c) for c in parts))
+        case NotOf():
+            return event_types(condition.not_)
+        case EventCount():
+            return {condition.event}
+        case KeywordSaid():
+            return {KEYWORD_EVENT}
+        case IntentSaid():
+            return {INTENT_EVENT}
+        case LinkClicked():
+            return {"link.clicked"}
+        case Replied():
+            return {"message.received"}
+        case EmailOpened():
+            return {"email.opened"} if condition.human else set()
+    return set()
+
+
+def step_conditions(condition: Any) -> list[Any]:
+    """The parts of a condition that only a sequence can judge (read, clicked …)."""
+    match condition:
+        case AllOf() | AnyOf():
+            parts = condition.all if isinstance(condition, AllOf) else condition.any
+            return [found for c in parts for found in step_conditions(c)]
+        case NotOf():
+            return step_conditions(condition.not_)
+        case _ if isinstance(condition, STEP_KINDS):
+            return [condition]
+    return []
+
+
+def walk(condition: Any) -> Iterator[Any]:
+    """Every node of a condition tree, the root first."""
+    yield condition
+    match condition:
+        case AllOf() | AnyOf():
+            for part in condition.all if isinstance(condition, AllOf) else condition.any:
+                yield from walk(part)
+        case NotOf():
+            yield from walk(condition.not_)
 
 
 def steps_named(condition: Any) -> set[str]:

@@ -18,6 +18,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from tidings.conditions.domain import tag_identity
 from tidings.kernel.errors import invalid
 from tidings.kernel.localization import check_locale, check_region, check_timezone
 
@@ -260,7 +261,7 @@ def normalize_tag(raw: str, *, field: str = "tags") -> str:
 
 def tag_key(name: str) -> str:
     """The case-insensitive identity of a tag ("VIP" and "vip" are one tag)."""
-    return " ".join(name.split()).casefold()
+    return tag_identity(name)
 
 
 def check_field_key(key: str) -> str:

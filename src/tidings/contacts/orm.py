@@ -136,3 +136,5 @@ class ContactEvent(WorkspaceOwned, Base):
     source: Mapped[str] = mapped_column(String(64))
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # How many rule firings led here (0: the world did it); the rules' loop guard reads it.
+    depth: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tidings.automation import orm as automation_orm
 from tidings.broadcasts import orm as broadcasts_orm
 from tidings.channels import orm as channels_orm
 from tidings.contacts import orm as contacts_orm
@@ -13,6 +14,7 @@ from tidings.sequences import orm as sequences_orm
 from tidings.workspaces import orm as workspaces_orm
 
 REGISTERED = (
+    automation_orm,
     broadcasts_orm,
     channels_orm,
     contacts_orm,

@@ -394,6 +394,39 @@ def last_inbound_of_contacts(session: Session, contact_ids: Iterable[int]) -> di
     return {contact_id: at for contact_id, at in rows if at is not None}
 
 
+def last_messages_query(workspace_id: int) -> Any:
+    """``(contact_id, last_inbound_at, last_outbound_at)`` per contact of the workspace, over
+    all its numbers: what conditions on message recency read (compiled into audiences)."""
+    return (
+        select(
+            Conversation.contact_id.label("contact_id"),
+            func.max(Conversation.last_inbound_at).label("last_inbound_at"),
+            func.max(Conversation.last_outbound_sent_at).label("last_outbound_at"),
+        )
+        .where(Conversation.workspace_id == workspace_id)
+        .group_by(Conversation.contact_id)
+    )
+
+
+def last_messages_of_contacts(
+    session: Session, contact_ids: Iterable[int]
+) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """Each contact's last inbound and last accepted outbound WhatsApp message, by contact id."""
+    wanted = list(set(contact_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            Conversation.contact_id,
+            func.max(Conversation.last_inbound_at),
+            func.max(Conversation.last_outbound_sent_at),
+        )
+        .where(among(session, Conversation.contact_id, wanted))
+        .group_by(Conversation.contact_id)
+    )
+    return {contact_id: (inbound, outbound) for contact_id, inbound, outbound in rows}
+
+
 def traces_of_contact(
     session: Session, workspace: Workspace, contact_id: int, *, limit: int
 ) -> Sequence[SendTrace]:

@@ -253,6 +253,18 @@ class MessageMoments:
     read_at: datetime | None
 
 
+def last_messages_query(workspace_id: int) -> Any:
+    """The per-contact message times a compiled condition reads (``contacts.Sources``)."""
+    return repository.last_messages_query(workspace_id)
+
+
+def last_messages_of_contacts(
+    session: Session, contact_ids: list[int]
+) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """``(last inbound, last outbound)`` of each contact that has a conversation."""
+    return repository.last_messages_of_contacts(session, contact_ids)
+
+
 def message_moments(session: Session, message_ids: list[int]) -> dict[int, MessageMoments]:
     """By message id (ids the caller's own rows hold, e.g. a sequence's step runs)."""
     return {

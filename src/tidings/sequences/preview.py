@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tidings.conditions.domain import ContactFacts, Event, StepMessage
+from tidings.conditions.domain import ContactFacts, Event, StepMessage, fold, tag_identity
 from tidings.kernel.errors import invalid
 from tidings.messaging.policy import (
     Decision,
@@ -155,8 +155,8 @@ class _Lead:
 
     def facts(self, now: datetime) -> ContactFacts:
         return ContactFacts(
-            tags=frozenset(t.casefold() for t in self.tags),
-            lists=frozenset(x.casefold() for x in self.lists),
+            tags=frozenset(tag_identity(t) for t in self.tags),
+            lists=frozenset(fold(x) for x in self.lists),
             fields=self.fields,
             events=tuple(e for e in self.events if e.occurred_at <= now),
             enrolled_at=self.start,

@@ -50,6 +50,13 @@ from tidings.contacts.service.labels import (
     leave_list,
     remove_tag,
 )
+from tidings.contacts.service.matching import (
+    NotAudienceConditionError,
+    Sources,
+    consents_of,
+    count_matching,
+    matching_ids_query,
+)
 from tidings.contacts.service.records import (
     MATCH_KEYS,
     ContactView,
@@ -63,6 +70,7 @@ from tidings.contacts.service.records import (
 )
 from tidings.contacts.service.timeline import (
     EVENT_TYPE_MAX,
+    caused_at_depth,
     customers_acquired,
     log_event,
     record_event,
@@ -74,15 +82,20 @@ __all__ = [
     "ContactFilter",
     "ContactView",
     "Member",
+    "NotAudienceConditionError",
     "Profile",
     "SendingFacts",
+    "Sources",
     "add_tags",
     "audience_countries",
     "audience_criteria",
     "audience_page",
+    "caused_at_depth",
     "change_list_by_name",
+    "consents_of",
     "count_all_contacts",
     "count_audience",
+    "count_matching",
     "countries",
     "create_contact",
     "create_field_definition",
@@ -106,6 +119,7 @@ __all__ = [
     "leave_list",
     "list_names",
     "log_event",
+    "matching_ids_query",
     "opt_out",
     "profiles",
     "record_event",

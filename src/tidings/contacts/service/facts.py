@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tidings.conditions.domain import Event
+from tidings.conditions.domain import Event, fold
 from tidings.contacts.orm import Contact, ContactEvent, ContactList, ContactTag, ListMembership, Tag
 from tidings.db.base import among
 
@@ -33,6 +33,7 @@ class Profile:
     lifecycle_stage: str
     score: int
     custom_fields: dict[str, Any]
+    lead_source: str | None = None
 
     def variables(self) -> dict[str, Any]:
         """``contact.*`` of user templates (``{{ contact.first_name }}``), as quick replies."""
@@ -58,8 +59,10 @@ class Profile:
             "phone": self.phone,
             "country": self.country,
             "locale": self.locale,
+            "timezone": self.timezone,
             "lifecycle_stage": self.lifecycle_stage,
             "score": self.score,
+            "lead_source": self.lead_source,
         }
 
 
@@ -82,6 +85,7 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
             Contact.lifecycle_stage,
             Contact.score,
             Contact.custom_fields,
+            Contact.lead_source,
         ).where(among(session, Contact.id, wanted))
     )
     return {
@@ -99,26 +103,27 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
             lifecycle_stage=row.lifecycle_stage,
             score=row.score,
             custom_fields=dict(row.custom_fields or {}),
+            lead_source=row.lead_source,
         )
         for row in rows
     }
 
 
 def tag_names(session: Session, contact_ids: Collection[int]) -> dict[int, set[str]]:
-    """Each contact's tags, case-folded."""
+    """Each contact's tags as conditions know them (``tag_identity``: the stored key)."""
     found: dict[int, set[str]] = {}
     rows = session.execute(
-        select(ContactTag.contact_id, Tag.name)
+        select(ContactTag.contact_id, Tag.key)
         .join(Tag, Tag.id == ContactTag.tag_id)
         .where(among(session, ContactTag.contact_id, sorted(set(contact_ids))))
     )
-    for contact_id, name in rows:
-        found.setdefault(contact_id, set()).add(name.casefold())
+    for contact_id, key in rows:
+        found.setdefault(contact_id, set()).add(key)
     return found
 
 
 def list_names(session: Session, contact_ids: Collection[int]) -> dict[int, set[str]]:
-    """The names of each contact's lists, case-folded."""
+    """The names of each contact's lists, folded as conditions compare them."""
     found: dict[int, set[str]] = {}
     rows = session.execute(
         select(ListMembership.contact_id, ContactList.name)
@@ -126,7 +131,7 @@ def list_names(session: Session, contact_ids: Collection[int]) -> dict[int, set[
         .where(among(session, ListMembership.contact_id, sorted(set(contact_ids))))
     )
     for contact_id, name in rows:
-        found.setdefault(contact_id, set()).add(name.casefold())
+        found.setdefault(contact_id, set()).add(fold(name))
     return found
 
 

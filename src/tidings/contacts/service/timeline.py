@@ -5,6 +5,9 @@ Runs inside the caller's transaction and never commits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +22,21 @@ from tidings.kernel.errors import invalid
 from tidings.workspaces.orm import Workspace
 
 EVENT_TYPE_MAX = 64
+
+# How many rule firings led to the events being written now: the rules engine sets it while it
+# carries out a rule's actions, so that tag.added and the like carry it and the loop guard can
+# stop rules that would trigger each other forever. Plain code (an agent, an import) is 0.
+_CAUSATION_DEPTH: ContextVar[int] = ContextVar("causation_depth", default=0)
+
+
+@contextmanager
+def caused_at_depth(depth: int) -> Iterator[None]:
+    """Events written inside the block are marked as ``depth`` firings deep."""
+    token = _CAUSATION_DEPTH.set(depth)
+    try:
+        yield
+    finally:
+        _CAUSATION_DEPTH.reset(token)
 
 
 def log_event(
@@ -40,6 +58,7 @@ def log_event(
             received_at=occurred_at,
             source=source,
             properties=properties,
+            depth=_CAUSATION_DEPTH.get(),
         )
     )
 
@@ -85,6 +104,7 @@ def record_event(
         source=source,
         properties=properties,
         idempotency_key=idempotency_key or None,
+        depth=_CAUSATION_DEPTH.get(),
     )
     session.add(event)
     session.flush()

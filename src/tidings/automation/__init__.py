@@ -1,0 +1,1 @@
+"""Automation: segments, rules, keywords and intents (A1-A7)."""

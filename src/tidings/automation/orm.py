@@ -1,0 +1,115 @@
+"""Tables of automation: segments and their members, keyword groups, rules and their runs,
+agents' notifications, and how far the rules engine has read the timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tidings.db.base import Base, IdType, WorkspaceOwned
+
+
+class Segment(WorkspaceOwned, Base):
+    """A saved condition whose members are kept (A3); ``key`` is the folded name."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    condition: Mapped[dict[str, Any]]
+    member_count: Mapped[int] = mapped_column(default=0)
+    refreshed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SegmentMember(Base):
+    __tablename__ = "segment_members"
+    __table_args__ = (Index("ix_segment_members_contact", "contact_id"),)
+
+    segment_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    entered_at: Mapped[datetime]
+
+
+class KeywordGroup(WorkspaceOwned, Base):
+    """Words that mean one thing in any language ("ส่วนลด", "折扣", "discount") (A2)."""
+
+    __tablename__ = "keyword_groups"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    name: Mapped[str] = mapped_column(String(64))
+    terms: Mapped[dict[str, Any]]  # {"terms": [...]}: JSON object so both databases agree
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Rule(WorkspaceOwned, Base):
+    """Trigger → condition → actions (A1)."""
+
+    __tablename__ = "rules"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    definition: Mapped[dict[str, Any]]  # trigger, condition, actions, guard
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RuleRun(WorkspaceOwned, Base):
+    """One evaluation of a rule for one contact: fired, not matched (and why), skipped by the
+    loop guard, or failed — the trace that answers "why did this happen (or not)?"."""
+
+    __tablename__ = "rule_runs"
+    __table_args__ = (
+        Index("ix_rule_runs_rule_contact_time", "rule_id", "contact_id", "created_at"),
+        Index("ix_rule_runs_contact_time", "contact_id", "created_at"),
+    )
+
+    rule_id: Mapped[int] = mapped_column(IdType, ForeignKey("rules.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    actions_done: Mapped[dict[str, Any]]  # {"done": [...], "failed": [...]}
+    depth: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+
+
+class Notification(WorkspaceOwned, Base):
+    """Something an agent should see or do: a rule's notice, a follow-up task (A3)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_open", "workspace_id", "user_id", "done_at"),)
+
+    user_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("users.id", ondelete="SET NULL"))
+    contact_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # notice or task
+    text: Mapped[str] = mapped_column(Text)
+    due_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+
+
+class RuleFeedPosition(Base):
+    """How far the rules engine has read the contacts' timeline."""
+
+    __tablename__ = "rule_event_feed"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
