@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
+from tidings.automation import service as automation
+from tidings.automation.engine import WEBHOOK_JOB as RULE_WEBHOOK_JOB
+from tidings.automation.engine import RulesEngine
 from tidings.broadcasts.jobs import BroadcastPlanner
 from tidings.channels.email.smtp import SmtpPool
 from tidings.channels.jobs import (
@@ -151,6 +154,7 @@ class Tidings:
         handlers = {
             MEDIA_JOB: JobHandler(MEDIA_JOB, downloader.handle),
             WEBHOOK_JOB: JobHandler(WEBHOOK_JOB, poster.handle),
+            RULE_WEBHOOK_JOB: JobHandler(RULE_WEBHOOK_JOB, poster.handle),
             **self.job_handlers,
         }
         return [
@@ -190,6 +194,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
         work_sources=[
             DeliverySplitter(),
             InboundEventSource(),
+            RulesEngine(),  # keyword detections and rule actions, before sequences react
             SequenceEvents(),  # before the runner: goals and exits apply before steps run
             SequenceRunner(),
             BroadcastPlanner(),
@@ -202,6 +207,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
             PeriodicTask(
                 PeriodicJob("sequences.choose_split_winners", timedelta(minutes=5)),
                 lambda session, now: _ignore(sequences.choose_split_winners(session, now=now)),
+            ),
+            PeriodicTask(
+                PeriodicJob("segments.refresh", timedelta(minutes=5)),
+                lambda session, now: _ignore(automation.refresh_all_segments(session, now=now)),
             ),
             PeriodicTask(
                 PeriodicJob("inbox.wake_snoozed", timedelta(minutes=1)),

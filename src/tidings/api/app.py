@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tidings
 from tidings.api.errors import install_error_handlers
+from tidings.automation.routes import router as automation_router
 from tidings.bootstrap import RequestActivity, Tidings
 from tidings.broadcasts.routes import router as broadcasts_router
 from tidings.channels.routes import router as channels_router
@@ -67,6 +68,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(sequences_router, prefix=API_PREFIX)
     app.include_router(messaging_router, prefix=API_PREFIX)
     app.include_router(mailing_router, prefix=API_PREFIX)
+    app.include_router(automation_router, prefix=API_PREFIX)
     app.include_router(email_tracking)
     app.include_router(whatsapp_webhooks)
     app.include_router(web_router)

@@ -1,12 +1,12 @@
 """Tables of automation: segments and their members, keyword groups, rules and their runs,
-agents' notifications, and how far the rules engine has read the timeline."""
+and how far the rules engine has read the timeline."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base, IdType, WorkspaceOwned
@@ -83,25 +83,6 @@ class RuleRun(WorkspaceOwned, Base):
     reason: Mapped[str] = mapped_column(String(500), default="")
     actions_done: Mapped[dict[str, Any]]  # {"done": [...], "failed": [...]}
     depth: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime]
-
-
-class Notification(WorkspaceOwned, Base):
-    """Something an agent should see or do: a rule's notice, a follow-up task (A3)."""
-
-    __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_open", "workspace_id", "user_id", "done_at"),)
-
-    user_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("users.id", ondelete="SET NULL"))
-    contact_id: Mapped[int | None] = mapped_column(
-        IdType, ForeignKey("contacts.id", ondelete="CASCADE")
-    )
-    kind: Mapped[str] = mapped_column(String(16))  # notice or task
-    text: Mapped[str] = mapped_column(Text)
-    due_at: Mapped[datetime | None]
-    done_at: Mapped[datetime | None]
-    source: Mapped[str] = mapped_column(String(64))
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime]
 
 

@@ -161,6 +161,56 @@ def automation_paused_until(
     return repository.automation_paused_until(session, workspace, contact_id)
 
 
+def notify_team(
+    session: Session,
+    *,
+    workspace: Workspace,
+    number_id: int,
+    contact_id: int,
+    message: str,
+    agent_email: str | None,
+    due: datetime | None,
+    author_label: str,
+    now: datetime,
+) -> Conversation:
+    """Tell the team about a contact: a note on the conversation; assigned to the agent when
+    one is named (or kept with its assignee), and with a due time the conversation is snoozed
+    until then so that it comes back to the inbox as a follow-up task."""
+    conversation = ensure_conversation(
+        session, workspace_id=workspace.id, number_id=number_id, contact_id=contact_id, now=now
+    )
+    suffix = f" — follow up by {due:%Y-%m-%d %H:%M} UTC" if due else ""
+    add_note(
+        session,
+        workspace=workspace,
+        conversation_id=conversation.id,
+        body=f"{message}{suffix}",
+        author_id=None,
+        author_label=author_label,
+        now=now,
+    )
+    if agent_email:
+        agent = workspaces.find_user_by_email(session, workspace, agent_email)
+        if agent is not None:
+            assign(
+                session,
+                workspace=workspace,
+                conversation_id=conversation.id,
+                changes={"assignee_id": agent.id},
+                now=now,
+            )
+    if due is not None and due > now:
+        set_status(
+            session,
+            workspace=workspace,
+            conversation_id=conversation.id,
+            status="snoozed",
+            snoozed_until=due,
+            now=now,
+        )
+    return conversation
+
+
 def last_inbound_at(session: Session, workspace: Workspace, contact_id: int) -> datetime | None:
     """The contact's last message to any of our numbers: the start of the P1 window."""
     return repository.last_inbound_of_contact(session, workspace, contact_id)

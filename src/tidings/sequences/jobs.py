@@ -634,46 +634,24 @@ def _notify(
     batch: _Batch,
     now: datetime,
 ) -> None:
-    """A note on the contact's conversation; assigned to the agent, and with a due time the
-    conversation is snoozed until then so it comes back to the inbox as a follow-up task."""
+    """A note on the contact's conversation, through the inbox's follow-up task."""
     definition = batch.definitions[row.version_id]
     number_id = channels.sending_number_id(
         session, workspace_id=workspace.id, number_id=definition.settings.number_id
     )
     if number_id is None:
         raise LookupError(NO_NUMBER)
-    conversation = inbox.ensure_conversation(
-        session, workspace_id=workspace.id, number_id=number_id, contact_id=row.contact_id, now=now
-    )
-    due = f" — follow up by {effect.task_due:%Y-%m-%d %H:%M} UTC" if effect.task_due else ""
-    inbox.add_note(
+    inbox.notify_team(
         session,
         workspace=workspace,
-        conversation_id=conversation.id,
-        body=f"{effect.message}{due}",
-        author_id=None,
+        number_id=number_id,
+        contact_id=row.contact_id,
+        message=effect.message,
+        agent_email=effect.agent,
+        due=effect.task_due,
         author_label="sequence",
         now=now,
     )
-    if effect.agent:
-        agent = workspaces.find_user_by_email(session, workspace, effect.agent)
-        if agent is not None:
-            inbox.assign(
-                session,
-                workspace=workspace,
-                conversation_id=conversation.id,
-                changes={"assignee_id": agent.id},
-                now=now,
-            )
-    if effect.task_due is not None and effect.task_due > now:
-        inbox.set_status(
-            session,
-            workspace=workspace,
-            conversation_id=conversation.id,
-            status="snoozed",
-            snoozed_until=effect.task_due,
-            now=now,
-        )
 
 
 # --- the timeline feed --------------------------------------------------------------------------

@@ -440,6 +440,32 @@ def remove_contact(
     return enrollment
 
 
+def unenroll_contact(
+    session: Session,
+    *,
+    workspace: Workspace,
+    sequence: SequenceRecord,
+    contact_id: int,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """End the contact's running enrollment in the sequence (it leaves as "exited" with the
+    reason); False when it was not running there."""
+    running = session.scalars(
+        select(Enrollment).where(
+            Enrollment.workspace_id == workspace.id,
+            Enrollment.sequence_id == sequence.id,
+            Enrollment.contact_id == contact_id,
+            Enrollment.status == RUNNING,
+        )
+    ).all()
+    for enrollment in running:
+        enrollment.status, enrollment.due_at = "exited", None
+        enrollment.ended_at, enrollment.end_reason = now, reason[:300]
+        enrollment.updated_at = now
+    return bool(running)
+
+
 def enrollments_of(
     session: Session,
     workspace: Workspace,

@@ -429,6 +429,10 @@ def get_workspace(session: Session, workspace_id: int) -> Workspace | None:
 # --- Teams (I3) ------------------------------------------------------------------------------
 
 
+def find_team(session: Session, workspace: Workspace, name: str) -> Team | None:
+    return repository.team_by_name(session, workspace, " ".join(name.split()))
+
+
 def create_team(session: Session, *, workspace: Workspace, name: str, now: datetime) -> Team:
     """Raises ``TidingsError``: blank name (422), a team of that name exists (409)."""
     cleaned = name.strip()

@@ -26,6 +26,7 @@ from tidings.contacts.service.consent import (
 from tidings.contacts.service.facts import (
     Profile,
     events_after,
+    events_before,
     events_of,
     field_change,
     latest_event_id,
@@ -51,6 +52,7 @@ from tidings.contacts.service.labels import (
     remove_tag,
 )
 from tidings.contacts.service.matching import (
+    CONDITION_FIELDS,
     NotAudienceConditionError,
     Sources,
     consents_of,
@@ -77,6 +79,7 @@ from tidings.contacts.service.timeline import (
 )
 
 __all__ = [
+    "CONDITION_FIELDS",
     "EVENT_TYPE_MAX",
     "MATCH_KEYS",
     "ContactFilter",
@@ -108,6 +111,7 @@ __all__ = [
     "describe_contacts",
     "ensure_tags",
     "events_after",
+    "events_before",
     "events_of",
     "external_ids",
     "field_change",

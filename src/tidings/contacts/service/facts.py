@@ -179,6 +179,7 @@ def events_after(
             ContactEvent.occurred_at,
             ContactEvent.properties,
             ContactEvent.received_at,
+            ContactEvent.depth,
         )
         .where(ContactEvent.id > position)
         .order_by(ContactEvent.id)
@@ -188,6 +189,28 @@ def events_after(
         if row.received_at > received_by:
             return rows[:index]
     return rows
+
+
+def events_before(
+    session: Session, contact_id: int, *, types: Collection[str], before_id: int, limit: int
+) -> Sequence[Any]:
+    """The contact's latest events of these types written before event ``before_id``, newest
+    first: ``(id, event_type, occurred_at, properties)``."""
+    return session.execute(
+        select(
+            ContactEvent.id,
+            ContactEvent.event_type,
+            ContactEvent.occurred_at,
+            ContactEvent.properties,
+        )
+        .where(
+            ContactEvent.contact_id == contact_id,
+            ContactEvent.event_type.in_(sorted(types)),
+            ContactEvent.id < before_id,
+        )
+        .order_by(ContactEvent.id.desc())
+        .limit(limit)
+    ).all()
 
 
 STANDARD_FIELDS = (

@@ -11,10 +11,19 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
-from tidings.contacts.condition_sql import NotAudienceConditionError, Sources, matching
+from tidings.contacts.condition_sql import (
+    NUMBER_COLUMNS,
+    TEXT_COLUMNS,
+    NotAudienceConditionError,
+    Sources,
+    matching,
+)
 from tidings.contacts.orm import Contact
 
 __all__ = ["NotAudienceConditionError", "Sources"]
+
+# Contact columns a condition may compare (any other field name is a custom field).
+CONDITION_FIELDS = frozenset(TEXT_COLUMNS) | frozenset(NUMBER_COLUMNS)
 
 
 def matching_ids_query(

@@ -224,8 +224,13 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> list[str]:
                 else:
                     merged[key] = item
             if merged != contact.custom_fields:
+                # Each custom field by its key, so that "field changed" rules can name one.
+                changed.extend(
+                    key
+                    for key in sorted(set(merged) | set(contact.custom_fields))
+                    if merged.get(key) != contact.custom_fields.get(key)
+                )
                 contact.custom_fields = merged
-                changed.append("custom_fields")
         elif getattr(contact, name) != value:
             setattr(contact, name, value)
             changed.append(name)

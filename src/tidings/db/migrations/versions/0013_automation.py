@@ -1,5 +1,5 @@
-"""Automation: segments and members, keyword groups, rules and their runs, notifications,
-the rules engine's feed position, and the causation depth of timeline events.
+"""Automation: segments and members, keyword groups, rules and their runs, the
+rules engine's feed position, and the causation depth of timeline events.
 
 Revision ID: 0013
 Revises: 0012
@@ -126,58 +126,6 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_segments_workspace_id"), "segments", ["workspace_id"], unique=False)
     op.create_table(
-        "notifications",
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column(
-            "contact_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("due_at", tidings.db.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("done_at", tidings.db.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("source", sa.String(length=64), nullable=False),
-        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
-        sa.Column("created_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "workspace_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contacts.id"],
-            name=op.f("fk_notifications_contact_id_contacts"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_notifications_user_id_users"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["workspace_id"],
-            ["workspaces.id"],
-            name=op.f("fk_notifications_workspace_id_workspaces"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_notifications_idempotency_key")),
-    )
-    op.create_index(
-        "ix_notifications_user_open",
-        "notifications",
-        ["workspace_id", "user_id", "done_at"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_notifications_workspace_id"), "notifications", ["workspace_id"], unique=False
-    )
-    op.create_table(
         "rule_runs",
         sa.Column("rule_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -269,9 +217,6 @@ def downgrade() -> None:
     op.drop_index("ix_rule_runs_rule_contact_time", table_name="rule_runs")
     op.drop_index("ix_rule_runs_contact_time", table_name="rule_runs")
     op.drop_table("rule_runs")
-    op.drop_index(op.f("ix_notifications_workspace_id"), table_name="notifications")
-    op.drop_index("ix_notifications_user_open", table_name="notifications")
-    op.drop_table("notifications")
     op.drop_index(op.f("ix_segments_workspace_id"), table_name="segments")
     op.drop_table("segments")
     op.drop_index(op.f("ix_rules_workspace_id"), table_name="rules")

@@ -1,0 +1,468 @@
+"""The rules engine: reads the contacts' timeline in id order, turns customers' messages into
+keyword detections, and runs the rules whose trigger an event fires (A1, A2).
+
+For each fired rule and contact: the loop guard first (causation depth of the event, and the
+rule's per-contact rate), then the condition on the contact's facts, then the actions, each
+through its own package's use case — tags and lists through contacts, replies through the
+outgoing pipeline (so the sending policy applies), enrollments through sequences. Every
+evaluation leaves a ``rule_runs`` row saying what happened and why. Events the actions write
+carry the depth + 1, so rules triggering rules stop at ``MAX_DEPTH``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tidings.automation import service
+from tidings.automation.domain import (
+    AddScore,
+    Assign,
+    ChangeList,
+    ChangeTag,
+    Enrollment,
+    Notify,
+    Reply,
+    RuleDefinition,
+    SetField,
+    Webhook,
+    fires,
+    guard_verdict,
+)
+from tidings.automation.facts import facts_of
+from tidings.automation.language import KeywordIndex, streaks
+from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
+from tidings.channels import service as channels
+from tidings.conditions.domain import KEYWORD_EVENT, evaluate
+from tidings.contacts import service as contacts
+from tidings.kernel.templating import render_template
+from tidings.messaging import inbox
+from tidings.messaging import service as messaging
+from tidings.messaging.domain import Origin, Purpose
+from tidings.scheduler import service as scheduler
+from tidings.sequences import service as sequences
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.orm import Workspace
+
+log = logging.getLogger(__name__)
+
+FEED = "rules"
+WEBHOOK_JOB = "rule.webhook"
+SETTLE_ON_POSTGRES = timedelta(seconds=2)  # ids may commit out of order with many writers
+
+
+@dataclass
+class RulesEngine:
+    """Work source of the worker: one batch of timeline events per call."""
+
+    name: str = "rules"
+
+    def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
+        position = _feed_position(session, now)
+        lag = SETTLE_ON_POSTGRES if session.get_bind().dialect.name == "postgresql" else timedelta()
+        rows = contacts.events_after(
+            session, position=position.position, received_by=now - lag, limit=limit
+        )
+        if not rows:
+            return 0
+        react(session, rows, now=now)
+        position.position, position.updated_at = rows[-1].id, now
+        return len(rows)
+
+
+def _feed_position(session: Session, now: datetime) -> RuleFeedPosition:
+    query = select(RuleFeedPosition).where(RuleFeedPosition.name == FEED).with_for_update()
+    found = session.scalar(query)
+    if found is None:
+        # Start at the present: what happened before the engine ran must not fire rules now.
+        scheduler.insert_ignoring_conflicts(
+            session,
+            RuleFeedPosition,
+            {"name": FEED, "position": contacts.latest_event_id(session), "updated_at": now},
+        )
+        found = session.scalar(query)
+    assert found is not None
+    return found
+
+
+@dataclass
+class _Workspace:
+    workspace: Workspace
+    rules: list[tuple[Rule, RuleDefinition]]
+    keywords: KeywordIndex | None = None
+    detections: int = field(default=0)
+
+
+def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
+    by_workspace: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_workspace[row.workspace_id].append(row)
+    for workspace_id, events in by_workspace.items():
+        workspace = workspaces.get_workspace(session, workspace_id)
+        if workspace is None:
+            continue
+        known = _Workspace(workspace, _enabled_rules(session, workspace))
+        touched: set[int] = set()
+        for event in events:
+            if event.event_type == "message.received":
+                _detect_keywords(session, known, event, now)
+            for rule, definition in known.rules:
+                if fires(definition.trigger, event.event_type, event.properties or {}):
+                    touched.add(event.contact_id)
+                    _run_rule(session, known.workspace, rule, definition, event, now)
+        if touched:
+            service.refresh_contacts(session, workspace, sorted(touched), now=now)
+
+
+def _enabled_rules(session: Session, workspace: Workspace) -> list[tuple[Rule, RuleDefinition]]:
+    found = []
+    for rule in service.list_rules(session, workspace):
+        if rule.enabled:
+            found.append((rule, RuleDefinition.model_validate(rule.definition)))
+    return found
+
+
+# --- keywords -----------------------------------------------------------------------------------
+
+
+def _detect_keywords(session: Session, known: _Workspace, event: Any, now: datetime) -> None:
+    """Record ``keyword.detected`` for each keyword group the message contains, with how many
+    of the contact's messages in a row contained it (``streak``)."""
+    text = (event.properties or {}).get("text")
+    if not isinstance(text, str) or not text.strip():
+        return
+    if known.keywords is None:
+        known.keywords = service.keyword_index(session, known.workspace.id)
+    found = known.keywords.found_in(text)
+    if not found:
+        return
+    previous = _previous_streaks(session, event)
+    for name, streak in streaks([previous], found).items():
+        contacts.log_event(
+            session,
+            known.workspace,
+            event.contact_id,
+            KEYWORD_EVENT,
+            event.occurred_at,
+            {"keyword": name, "streak": streak, "message_event_id": event.id},
+            "keywords",
+        )
+
+
+def _previous_streaks(session: Session, event: Any) -> dict[str, int]:
+    """The keyword streaks of the contact's message before this one (none if it had none)."""
+    earlier = contacts.events_before(
+        session,
+        event.contact_id,
+        types={"message.received", KEYWORD_EVENT},
+        before_id=event.id,
+        limit=200,
+    )
+    previous_message = next((e for e in earlier if e.event_type == "message.received"), None)
+    if previous_message is None:
+        return {}
+    return {
+        str(e.properties.get("keyword")): int(e.properties.get("streak") or 0)
+        for e in earlier
+        if e.event_type == KEYWORD_EVENT
+        and (e.properties or {}).get("message_event_id") == previous_message.id
+    }
+
+
+# --- one rule for one contact -------------------------------------------------------------------
+
+
+def _run_rule(
+    session: Session,
+    workspace: Workspace,
+    rule: Rule,
+    definition: RuleDefinition,
+    event: Any,
+    now: datetime,
+) -> None:
+    depth = int(getattr(event, "depth", 0) or 0)
+    run = RuleRun(
+        workspace_id=workspace.id,
+        rule_id=rule.id,
+        contact_id=event.contact_id,
+        event_id=event.id,
+        depth=depth,
+        created_at=now,
+        actions_done={},
+        reason="",
+    )
+    verdict = guard_verdict(
+        definition.guard,
+        depth=depth,
+        recent_firings=_recent_firings(
+            session, rule.id, event.contact_id, now - definition.guard.per
+        ),
+    )
+    if not verdict.allowed:
+        run.status, run.reason = "skipped", verdict.reason
+        session.add(run)
+        return
+    if definition.condition is not None:
+        facts = facts_of(session, [event.contact_id], definition.condition).get(event.contact_id)
+        if facts is None:
+            return  # the contact was deleted since
+        if not evaluate(definition.condition, facts, now):
+            run.status = "not_matched"
+            run.reason = _why_not(definition.condition, facts, now)[:500]
+            session.add(run)
+            return
+    done: list[str] = []
+    failed: list[str] = []
+    with contacts.caused_at_depth(depth + 1):
+        for index, action in enumerate(definition.actions):
+            try:
+                with session.begin_nested():
+                    note = _act(session, workspace, rule, action, event, now)
+                done.append(f"{index}:{action.do}{note}")
+            except Exception as error:  # one action's failure must not undo the others
+                failed.append(f"{index}:{action.do}: {error}"[:300])
+                log.info("rule %s action %s failed: %s", rule.id, index, error)
+    run.status = "failed" if failed and not done else "fired"
+    run.reason = ("; ".join(failed))[:500] if failed else f"{event.event_type} #{event.id}"
+    run.actions_done = {"done": done, "failed": failed}
+    session.add(run)
+
+
+def _recent_firings(session: Session, rule_id: int, contact_id: int, since: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                RuleRun.rule_id == rule_id,
+                RuleRun.contact_id == contact_id,
+                RuleRun.status == "fired",
+                RuleRun.created_at > since,
+            )
+        )
+        or 0
+    )
+
+
+def _why_not(condition: Any, facts: Any, now: datetime) -> str:
+    from tidings.automation.domain import failing_part
+
+    return failing_part(condition, lambda part: evaluate(part, facts, now))
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def _act(
+    session: Session, workspace: Workspace, rule: Rule, action: Any, event: Any, now: datetime
+) -> str:
+    """Carry out one action; returns a short note for the trace (what was sent …)."""
+    source = f"rule:{rule.id}"
+    contact_id = int(event.contact_id)
+    contact = contacts.get_contact_or_404(session, workspace, contact_id)
+    match action:
+        case ChangeTag():
+            if action.do == "add_tag":
+                contacts.add_tags(
+                    session,
+                    workspace=workspace,
+                    contact=contact,
+                    names=[action.tag],
+                    source=source,
+                    now=now,
+                )
+            else:
+                contacts.remove_tag(
+                    session,
+                    workspace=workspace,
+                    contact=contact,
+                    name=action.tag,
+                    source=source,
+                    now=now,
+                )
+        case ChangeList():
+            contacts.change_list_by_name(
+                session,
+                workspace=workspace,
+                contact=contact,
+                name=action.list,
+                join=action.do == "join_list",
+                source=source,
+                now=now,
+            )
+        case SetField() | AddScore():
+            data = (
+                {"score": contact.score + action.by}
+                if isinstance(action, AddScore)
+                else contacts.field_change(action.field, action.value)
+            )
+            contacts.update_contact(
+                session,
+                workspace=workspace,
+                contact_id=contact_id,
+                data=data,
+                source=source,
+                now=now,
+            )
+        case Assign():
+            return _assign(session, workspace, contact_id, action, event, now)
+        case Reply():
+            return _reply(session, workspace, rule, action, event, now)
+        case Enrollment():
+            sequence = sequences.find_sequence(session, workspace, action.sequence)
+            if sequence is None:
+                raise LookupError(f"no sequence {action.sequence!r}")
+            if action.do == "enroll":
+                sequences.enroll_contacts(
+                    session,
+                    workspace=workspace,
+                    sequence=sequence,
+                    contact_ids=[contact_id],
+                    source=source,
+                    now=now,
+                )
+            else:
+                sequences.unenroll_contact(
+                    session,
+                    workspace=workspace,
+                    sequence=sequence,
+                    contact_id=contact_id,
+                    reason=f"rule {rule.name!r}",
+                    now=now,
+                )
+        case Notify():
+            number_id = _number_of(session, workspace, event)
+            inbox.notify_team(
+                session,
+                workspace=workspace,
+                number_id=number_id,
+                contact_id=contact_id,
+                message=action.message,
+                agent_email=action.agent,
+                due=now + action.due_in if action.due_in is not None else None,
+                author_label=f"rule {rule.name}",
+                now=now,
+            )
+        case Webhook():
+            scheduler.enqueue_job(
+                session,
+                kind=WEBHOOK_JOB,
+                workspace_id=workspace.id,
+                payload={
+                    "url": action.url,
+                    "body": {
+                        "event": "rule.fired",
+                        "rule_id": rule.id,
+                        "rule": rule.name,
+                        "contact_id": contact_id,
+                        "trigger_event": {"id": event.id, "type": event.event_type},
+                        "payload": action.payload,
+                    },
+                },
+                now=now,
+                idempotency_key=f"rule:{rule.id}:{event.id}:webhook:{action.url}"[:200],
+                max_attempts=4,
+            )
+    return ""
+
+
+def _number_of(session: Session, workspace: Workspace, event: Any) -> int:
+    wanted = (event.properties or {}).get("number_id")
+    number_id = channels.sending_number_id(
+        session, workspace_id=workspace.id, number_id=wanted if isinstance(wanted, int) else None
+    )
+    if number_id is None:
+        raise LookupError("the workspace has no active WhatsApp number")
+    return number_id
+
+
+def _assign(
+    session: Session,
+    workspace: Workspace,
+    contact_id: int,
+    action: Assign,
+    event: Any,
+    now: datetime,
+) -> str:
+    conversation = inbox.ensure_conversation(
+        session,
+        workspace_id=workspace.id,
+        number_id=_number_of(session, workspace, event),
+        contact_id=contact_id,
+        now=now,
+    )
+    changes: dict[str, Any] = {}
+    if action.agent:
+        agent = workspaces.find_user_by_email(session, workspace, action.agent)
+        if agent is None:
+            raise LookupError(f"no agent {action.agent!r}")
+        changes["assignee_id"] = agent.id
+    if action.team:
+        team = workspaces.find_team(session, workspace, action.team)
+        if team is None:
+            raise LookupError(f"no team {action.team!r}")
+        changes["team_id"] = team.id
+    inbox.assign(
+        session, workspace=workspace, conversation_id=conversation.id, changes=changes, now=now
+    )
+    return ""
+
+
+def _reply(
+    session: Session, workspace: Workspace, rule: Rule, action: Reply, event: Any, now: datetime
+) -> str:
+    number_id = _number_of(session, workspace, event)
+    contact_id = int(event.contact_id)
+    profile = contacts.profiles(session, [contact_id])[contact_id]
+    variables = {"contact": profile.variables(), "workspace": {"name": workspace.name}}
+    if action.template is not None:
+        parameters = [
+            {"type": "text", "text": render_template(p, variables, field="template.parameters")}
+            for p in action.template.parameters
+        ]
+        template: dict[str, Any] = {
+            "name": action.template.name,
+            "language": {"code": action.template.language},
+        }
+        if parameters:
+            template["components"] = [{"type": "body", "parameters": parameters}]
+        content: dict[str, Any] = {"type": "template", "template": template}
+    else:
+        if action.quick_reply is not None:
+            conversation = inbox.ensure_conversation(
+                session,
+                workspace_id=workspace.id,
+                number_id=number_id,
+                contact_id=contact_id,
+                now=now,
+            )
+            body = inbox.render_quick_reply(
+                session,
+                workspace=workspace,
+                shortcut=action.quick_reply,
+                conversation_id=conversation.id,
+                agent_name=None,
+            )
+        else:
+            assert action.text is not None
+            body = render_template(action.text, variables, field="text")
+        content = {"type": "text", "text": {"body": body}}
+    message = messaging.queue_message(
+        session,
+        workspace=workspace,
+        request=messaging.SendRequest(
+            contact_id=contact_id,
+            content=content,
+            origin=Origin.AUTOMATION,
+            purpose=Purpose(action.purpose),
+            number_id=number_id,
+            idempotency_key=f"rule:{rule.id}:{event.id}",
+        ),
+        now=now,
+    )
+    return f" → message {message.id} ({message.status})"

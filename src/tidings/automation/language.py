@@ -1,0 +1,187 @@
+"""Words in customers' messages, in Thai, Chinese and English (A2).
+
+Thai and Chinese are written without spaces between words, so a keyword is not found by
+splitting on spaces nor safely by substring ("ตา", eye, is inside "ตาก", to dry). Text is cut
+into words by the libraries made for each script — pythainlp's dictionary-based ``newmm`` for
+Thai, jieba for Chinese — and Latin text by Unicode word characters; a keyword matches when its
+own words appear in a row. Pure: no I/O after the dictionaries are loaded (once per process,
+bundled with the packages).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+_THAI = re.compile(r"[\u0e00-\u0e7f]+")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_RUNS = re.compile(
+    r"(?P<thai>[\u0e00-\u0e7f]+)|(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|(?P<word>\w+)"
+)
+_lock = threading.Lock()
+
+
+_thai_terms: set[str] = set()
+_thai: list[Any] = []  # the current Thai cutter, rebuilt when keywords are taught
+
+
+def _thai_cutter() -> Any:
+    if not _thai:
+        _rebuild_thai()
+    return _thai[0]
+
+
+def _rebuild_thai() -> None:
+    from pythainlp.corpus.common import thai_words
+    from pythainlp.tokenize import Tokenizer
+
+    words_known = set(thai_words()) | _thai_terms
+    _thai[:] = [Tokenizer(custom_dict=words_known, engine="newmm", keep_whitespace=False)]
+
+
+@cache
+def _chinese_cutter() -> Any:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+_taught: set[str] = set()
+
+
+def teach(terms: Iterable[str]) -> None:
+    """Make the cutters keep these keywords whole. Dictionaries know compounds: newmm reads
+    "ราคาแพงเกินไป" as "ราคาแพง" + "เกินไป", so "แพงเกินไป" (too expensive) would be missed
+    until it is a word of its own; jieba likewise for "分期付款"."""
+    listed = [normalise(t.strip()) for t in terms]
+    chinese = [t for t in listed if _HAN.search(t) and t not in _taught]
+    thai = {run for t in listed for run in _THAI.findall(t)} - _thai_terms
+    with _lock:
+        if chinese:
+            cutter = _chinese_cutter()
+            for term in chinese:
+                for run in _HAN.findall(term):
+                    cutter.add_word(run, freq=50_000)
+                _taught.add(term)
+        if thai:
+            _thai_terms.update(thai)
+            _rebuild_thai()
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width letters and digits become plain ones) and case folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def words(text: str) -> list[str]:
+    """The words of a message, in order, normalised."""
+    found: list[str] = []
+    for match in _RUNS.finditer(normalise(text)):
+        if match.group("thai"):
+            cutter = _thai_cutter()
+            found.extend(w for w in cutter.word_tokenize(match.group("thai")) if w.strip())
+        elif match.group("han"):
+            with _lock:
+                found.extend(w for w in _chinese_cutter().cut(match.group("han")) if w.strip())
+        else:
+            found.append(match.group("word"))
+    return found
+
+
+def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    size = len(needle)
+    if size == 0 or size > len(haystack):
+        return False
+    first = needle[0]
+    return any(
+        haystack[i] == first and list(haystack[i : i + size]) == list(needle)
+        for i in range(len(haystack) - size + 1)
+    )
+
+
+def _joined_chars(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    """A Thai or Chinese keyword whose words the cutter split differently in context: found
+    when consecutive message words spell it exactly (boundaries still respected)."""
+    target = "".join(needle)
+    for start in range(len(haystack)):
+        spelled = ""
+        for word in haystack[start:]:
+            spelled += word
+            if spelled == target:
+                return True
+            if not target.startswith(spelled):
+                break
+    return False
+
+
+@dataclass(frozen=True)
+class KeywordGroupTerms:
+    name: str
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KeywordIndex:
+    """The keyword groups of a workspace, each term cut into words once."""
+
+    groups: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
+
+    @classmethod
+    def of(cls, groups: Iterable[KeywordGroupTerms]) -> KeywordIndex:
+        listed = list(groups)
+        teach(term for group in listed for term in group.terms)
+        return cls(
+            tuple(
+                (group.name, tuple(tuple(words(term)) for term in group.terms if words(term)))
+                for group in listed
+            )
+        )
+
+    def found_in(self, text: str | None) -> list[str]:
+        """The names of the groups one of whose terms the text contains."""
+        if not text:
+            return []
+        said = words(text)
+        return [
+            name
+            for name, terms in self.groups
+            if any(_contains_run(said, term) or _joined_chars(said, term) for term in terms)
+        ]
+
+
+def check_terms(terms: Any) -> list[str]:
+    """A group's terms: 1-100 distinct texts of 1-100 characters that contain a word.
+
+    Raises:
+        ValueError: with the reason.
+    """
+    if not isinstance(terms, list) or not terms:
+        raise ValueError("a list of 1-100 words or phrases")
+    if len(terms) > 100:
+        raise ValueError("at most 100 terms")
+    cleaned: list[str] = []
+    for index, term in enumerate(terms):
+        if not isinstance(term, str) or not 1 <= len(term.strip()) <= 100:
+            raise ValueError(f"term {index + 1}: a text of 1-100 characters")
+        if not words(term):
+            raise ValueError(f"term {index + 1}: {term!r} has no word in it")
+        if normalise(term.strip()) not in {normalise(t) for t in cleaned}:
+            cleaned.append(term.strip())
+    return cleaned
+
+
+def streaks(history: Sequence[Mapping[str, int]], found: Iterable[str]) -> dict[str, int]:
+    """For each group found in the newest message, how many consecutive messages in a row
+    (this one included) contained it; ``history`` holds the previous messages' streaks, the
+    latest last."""
+    previous = history[-1] if history else {}
+    return {name: previous.get(name, 0) + 1 for name in found}

@@ -1,0 +1,477 @@
+"""Use cases of automation: segments (A3), keyword groups (A2) and rules (A1). Every function
+runs inside the caller's transaction and never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tidings.automation.domain import RuleDefinition
+from tidings.automation.facts import facts_of, sources_for
+from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms
+from tidings.automation.orm import KeywordGroup, Rule, RuleRun, Segment, SegmentMember
+from tidings.conditions.domain import (
+    CONDITION_KINDS,
+    Condition,
+    FieldIs,
+    InSegment,
+    evaluate,
+    fold,
+    step_conditions,
+    walk,
+)
+from tidings.contacts import service as contacts
+from tidings.db.base import among, bulk_insert, table_of
+from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.orm import Workspace
+
+CONDITION = TypeAdapter(Condition)
+TAGS = ("do", "on")
+
+
+# --- reading definitions ------------------------------------------------------------------------
+
+
+def location(loc: Sequence[Any], data: Any, root: str) -> str:
+    """A Pydantic location as a path under ``root`` (``definition.actions[0].tag``), without
+    the union-member names Pydantic adds."""
+    parts = [root]
+    node = data
+    for position, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        key = str(item)
+        following = loc[position + 1] if position + 1 < len(loc) else None
+        if isinstance(node, dict) and (
+            any(node.get(tag) == key for tag in TAGS)
+            or (
+                key in CONDITION_KINDS
+                and key in node
+                and isinstance(following, str)
+                and following in node
+            )
+        ):
+            continue
+        if key.startswith(("function-", "tagged-union")):
+            continue
+        parts.append(f".{key}")
+        node = node.get(key) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return str(error["msg"])
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def parse_condition(
+    session: Session, workspace: Workspace, data: Any, *, field: str, segment_key: str | None = None
+) -> Any:
+    """A condition for audiences (no sequence steps), with every field and segment it names
+    known in the workspace.
+
+    Raises:
+        TidingsError: 422 naming ``field`` or the part of it at fault.
+    """
+    try:
+        condition = CONDITION.validate_python(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise invalid(
+            "invalid_condition", _message(first), field=location(first["loc"], data, field)
+        ) from None
+    check_condition(session, workspace, condition, field=field, segment_key=segment_key)
+    return condition
+
+
+def check_condition(
+    session: Session,
+    workspace: Workspace,
+    condition: Any,
+    *,
+    field: str,
+    segment_key: str | None = None,
+) -> None:
+    if step_conditions(condition):
+        raise invalid(
+            "step_condition",
+            "read, delivered, opened, clicked and replied speak of a sequence's steps",
+            field=field,
+        )
+    specs = contacts.field_specs(session, workspace)
+    known_segments = {s.key for s in list_segments(session, workspace)}
+    for node in walk(condition):
+        unknown_field = (
+            isinstance(node, FieldIs)
+            and node.field not in contacts.CONDITION_FIELDS
+            and node.field not in specs
+        )
+        if unknown_field:
+            raise invalid(
+                "unknown_field", f"no contact field {node.field!r}", field=f"{field}.field"
+            )
+        if isinstance(node, InSegment):
+            key = fold(node.in_segment)
+            if key == segment_key:
+                raise invalid(
+                    "self_reference", "a segment cannot contain itself", field=f"{field}.in_segment"
+                )
+            if key not in known_segments:
+                raise invalid(
+                    "unknown_segment",
+                    f"no segment {node.in_segment!r}",
+                    field=f"{field}.in_segment",
+                )
+
+
+def dump(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return dumped
+
+
+# --- segments -----------------------------------------------------------------------------------
+
+
+def list_segments(session: Session, workspace: Workspace) -> Sequence[Segment]:
+    return session.scalars(
+        select(Segment).where(Segment.workspace_id == workspace.id).order_by(Segment.name)
+    ).all()
+
+
+def get_segment_or_404(session: Session, workspace: Workspace, segment_id: int) -> Segment:
+    segment = session.get(Segment, segment_id)
+    if segment is None or segment.workspace_id != workspace.id:
+        raise not_found("segment")
+    return segment
+
+
+def _segment_name(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(" ".join(value.split())) <= 200:
+        raise invalid("invalid_name", "a name of 1-200 characters", field="name")
+    return " ".join(value.split())
+
+
+def save_segment(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    now: datetime,
+    segment: Segment | None = None,
+) -> Segment:
+    """Create a segment, or change one (name, description, condition); its members are
+    computed at once, and those who enter or leave get a timeline event.
+
+    Raises:
+        TidingsError: 422 naming the field at fault, 409 for a name in use.
+    """
+    name = _segment_name(data.get("name", segment.name if segment else None))
+    key = fold(name)
+    clash = session.scalar(
+        select(Segment).where(Segment.workspace_id == workspace.id, Segment.key == key)
+    )
+    if clash is not None and clash is not segment:
+        raise conflict("segment_exists", f"a segment named {name!r} exists", field="name")
+    description = data.get("description", segment.description if segment else "")
+    if not isinstance(description, str) or len(description) > 2000:
+        raise invalid("invalid_type", "a text of at most 2,000 characters", field="description")
+    if segment is None and "condition" not in data:
+        raise invalid("required", "a segment needs a condition", field="condition")
+    if "condition" in data:
+        condition = parse_condition(
+            session, workspace, data["condition"], field="condition", segment_key=key
+        )
+        stored = dump(condition)
+    else:
+        assert segment is not None
+        stored = segment.condition
+    if segment is None:
+        segment = Segment(
+            workspace_id=workspace.id, created_at=now, member_count=0, condition=stored
+        )
+        session.add(segment)
+    segment.name, segment.key, segment.description = name, key, description
+    segment.condition, segment.updated_at = stored, now
+    session.flush()
+    refresh_segment(session, workspace, segment, now=now)
+    return segment
+
+
+def delete_segment(session: Session, workspace: Workspace, segment_id: int) -> None:
+    segment = get_segment_or_404(session, workspace, segment_id)
+    session.delete(segment)
+    session.flush()
+
+
+def refresh_segment(
+    session: Session, workspace: Workspace, segment: Segment, *, now: datetime
+) -> tuple[int, int]:
+    """Recompute the members in one query and store only the difference; every contact who
+    entered or left gets ``segment.entered`` / ``segment.left`` (which rules may react to).
+    Returns (entered, left)."""
+    condition = CONDITION.validate_python(segment.condition)
+    query = contacts.matching_ids_query(
+        session, workspace.id, condition, as_of=now, sources=sources_for(workspace.id)
+    )
+    matching = set(session.scalars(query))
+    stored = set(
+        session.scalars(
+            select(SegmentMember.contact_id).where(SegmentMember.segment_id == segment.id)
+        )
+    )
+    entered, left = sorted(matching - stored), sorted(stored - matching)
+    _move(session, workspace, segment, entered, left, now)
+    segment.member_count = len(matching)
+    segment.refreshed_at = now
+    return len(entered), len(left)
+
+
+def refresh_all_segments(session: Session, *, now: datetime) -> int:
+    """The periodic pass: every segment of every workspace recomputed (time passing moves
+    contacts in and out of windowed conditions). Returns how many contacts moved."""
+    moved = 0
+    for segment in session.scalars(select(Segment).order_by(Segment.id)).all():
+        workspace = workspaces.get_workspace(session, segment.workspace_id)
+        if workspace is not None:
+            entered, left = refresh_segment(session, workspace, segment, now=now)
+            moved += entered + left
+    return moved
+
+
+def refresh_contacts(
+    session: Session, workspace: Workspace, contact_ids: Sequence[int], *, now: datetime
+) -> None:
+    """Bring these contacts' memberships up to date at once (after something happened to
+    them), judging each segment in Python on their facts rather than over everyone."""
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return
+    for segment in list_segments(session, workspace):
+        condition = CONDITION.validate_python(segment.condition)
+        facts = facts_of(session, wanted, condition)
+        holds = {cid for cid, known in facts.items() if evaluate(condition, known, now)}
+        stored = set(
+            session.scalars(
+                select(SegmentMember.contact_id).where(
+                    SegmentMember.segment_id == segment.id,
+                    among(session, SegmentMember.contact_id, wanted),
+                )
+            )
+        )
+        entered, left = sorted(holds - stored), sorted((stored - holds) & set(facts))
+        if entered or left:
+            _move(session, workspace, segment, entered, left, now)
+            segment.member_count += len(entered) - len(left)
+
+
+def _move(
+    session: Session,
+    workspace: Workspace,
+    segment: Segment,
+    entered: list[int],
+    left: list[int],
+    now: datetime,
+) -> None:
+    if entered:
+        bulk_insert(
+            session,
+            table_of(SegmentMember),
+            [{"segment_id": segment.id, "contact_id": c, "entered_at": now} for c in entered],
+        )
+    if left:
+        session.execute(
+            delete(SegmentMember).where(
+                SegmentMember.segment_id == segment.id,
+                among(session, SegmentMember.contact_id, left),
+            )
+        )
+    for kind, ids in (("segment.entered", entered), ("segment.left", left)):
+        for contact_id in ids:
+            contacts.log_event(
+                session,
+                workspace,
+                contact_id,
+                kind,
+                now,
+                {"segment": segment.name, "segment_id": segment.id},
+                "segments",
+            )
+
+
+def segment_members(
+    session: Session, workspace: Workspace, segment_id: int, *, after_id: int, limit: int
+) -> list[tuple[int, datetime]]:
+    segment = get_segment_or_404(session, workspace, segment_id)
+    rows = session.execute(
+        select(SegmentMember.contact_id, SegmentMember.entered_at)
+        .where(SegmentMember.segment_id == segment.id, SegmentMember.contact_id > after_id)
+        .order_by(SegmentMember.contact_id)
+        .limit(limit)
+    )
+    return [(int(cid), at) for cid, at in rows]
+
+
+def count_condition(session: Session, workspace: Workspace, data: Any, *, now: datetime) -> int:
+    """How many contacts a condition matches now (a segment's preview before saving)."""
+    condition = parse_condition(session, workspace, data, field="condition")
+    return contacts.count_matching(
+        session, workspace.id, condition, as_of=now, sources=sources_for(workspace.id)
+    )
+
+
+# --- keyword groups -----------------------------------------------------------------------------
+
+
+def list_keyword_groups(session: Session, workspace: Workspace) -> Sequence[KeywordGroup]:
+    return session.scalars(
+        select(KeywordGroup)
+        .where(KeywordGroup.workspace_id == workspace.id)
+        .order_by(KeywordGroup.name)
+    ).all()
+
+
+def save_keyword_group(
+    session: Session, *, workspace: Workspace, name: Any, terms: Any, now: datetime
+) -> KeywordGroup:
+    """Create or replace the group ``name`` (its terms in any of the languages).
+
+    Raises:
+        TidingsError: 422 naming ``name`` or ``terms``.
+    """
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
+        raise invalid("invalid_name", "a name of 1-64 characters", field="name")
+    try:
+        cleaned = check_terms(terms)
+    except ValueError as error:
+        raise invalid("invalid_terms", str(error), field="terms") from None
+    key = fold(" ".join(name.split()))
+    group = session.scalar(
+        select(KeywordGroup).where(
+            KeywordGroup.workspace_id == workspace.id, KeywordGroup.name == key
+        )
+    )
+    if group is None:
+        group = KeywordGroup(workspace_id=workspace.id, name=key, created_at=now, terms={})
+        session.add(group)
+    group.terms, group.updated_at = {"terms": cleaned}, now
+    session.flush()
+    return group
+
+
+def delete_keyword_group(session: Session, workspace: Workspace, name: str) -> None:
+    group = session.scalar(
+        select(KeywordGroup).where(
+            KeywordGroup.workspace_id == workspace.id, KeywordGroup.name == fold(name.strip())
+        )
+    )
+    if group is None:
+        raise not_found("keyword group", field="name")
+    session.delete(group)
+
+
+def keyword_index(session: Session, workspace_id: int) -> KeywordIndex:
+    groups = session.scalars(
+        select(KeywordGroup).where(KeywordGroup.workspace_id == workspace_id)
+    ).all()
+    return KeywordIndex.of(
+        KeywordGroupTerms(g.name, tuple(g.terms.get("terms", ()))) for g in groups
+    )
+
+
+# --- rules --------------------------------------------------------------------------------------
+
+
+def parse_rule(session: Session, workspace: Workspace, data: Any) -> RuleDefinition:
+    """Raises ``TidingsError`` (422) naming the field at fault (``definition.actions[1].tag``)."""
+    try:
+        definition = RuleDefinition.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise invalid(
+            "invalid_rule", _message(first), field=location(first["loc"], data, "definition")
+        ) from None
+    if definition.condition is not None:
+        check_condition(session, workspace, definition.condition, field="definition.condition")
+    return definition
+
+
+def list_rules(session: Session, workspace: Workspace) -> Sequence[Rule]:
+    return session.scalars(
+        select(Rule).where(Rule.workspace_id == workspace.id).order_by(Rule.name)
+    ).all()
+
+
+def get_rule_or_404(session: Session, workspace: Workspace, rule_id: int) -> Rule:
+    rule = session.get(Rule, rule_id)
+    if rule is None or rule.workspace_id != workspace.id:
+        raise not_found("rule")
+    return rule
+
+
+def save_rule(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    now: datetime,
+    rule: Rule | None = None,
+) -> Rule:
+    """Create a rule or change one (name, enabled, definition).
+
+    Raises:
+        TidingsError: 422 naming the field at fault, 409 for a name in use.
+    """
+    name = data.get("name", rule.name if rule else None)
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+        raise invalid("invalid_name", "a name of 1-200 characters", field="name")
+    name = " ".join(name.split())
+    clash = session.scalar(select(Rule).where(Rule.workspace_id == workspace.id, Rule.name == name))
+    if clash is not None and clash is not rule:
+        raise conflict("rule_exists", f"a rule named {name!r} exists", field="name")
+    enabled = data.get("enabled", rule.enabled if rule else True)
+    if not isinstance(enabled, bool):
+        raise invalid("invalid_type", "true or false", field="enabled")
+    if rule is None and "definition" not in data:
+        raise invalid("required", "a rule needs a definition", field="definition")
+    stored = (
+        dump(parse_rule(session, workspace, data["definition"]))
+        if "definition" in data
+        else rule.definition  # type: ignore[union-attr]
+    )
+    if rule is None:
+        rule = Rule(workspace_id=workspace.id, created_at=now, definition=stored)
+        session.add(rule)
+    rule.name, rule.enabled, rule.definition, rule.updated_at = name, enabled, stored, now
+    session.flush()
+    return rule
+
+
+def delete_rule(session: Session, workspace: Workspace, rule_id: int) -> None:
+    session.delete(get_rule_or_404(session, workspace, rule_id))
+    session.flush()
+
+
+def rule_runs(
+    session: Session,
+    workspace: Workspace,
+    *,
+    rule_id: int | None = None,
+    contact_id: int | None = None,
+    limit: int = 100,
+) -> Sequence[RuleRun]:
+    """The latest evaluations of a rule or for a contact, newest first (the "why" panel)."""
+    query = select(RuleRun).where(RuleRun.workspace_id == workspace.id)
+    if rule_id is not None:
+        query = query.where(RuleRun.rule_id == rule_id)
+    if contact_id is not None:
+        query = query.where(RuleRun.contact_id == contact_id)
+    return session.scalars(query.order_by(RuleRun.id.desc()).limit(limit)).all()

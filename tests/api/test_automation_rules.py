@@ -1,0 +1,276 @@
+"""Rules, keywords and segments end to end through the WhatsApp webhook (A1-A3): the seed's
+"asks about discounts four times → tagged and gets the code, in Thai", "too expensive in two
+messages in a row → the instalment plan", traces of every evaluation, the loop guard, and
+segments whose members enter and leave with timeline events."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.api.test_whatsapp_webhook_endpoint import post
+from tests.conftest import Tenant
+from tidings.bootstrap import Tidings
+from tidings.kernel.clock import VirtualClock
+
+API = "/api/v1"
+_wamids = itertools.count(1)
+
+
+def says(tidings: Tidings, words: str, *, wa_id: str = "66812345678") -> dict[str, Any]:
+    """A customer's text message as Meta's webhook carries it, sent now."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "85230001234",
+                                "phone_number_id": "106540352242922",
+                            },
+                            "contacts": [{"profile": {"name": "สมหญิง ใจดี"}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": f"wamid.rules.{next(_wamids)}",
+                                    "timestamp": str(int(tidings.clock.now().timestamp())),
+                                    "type": "text",
+                                    "text": {"body": words},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def deliver(client: TestClient, tidings: Tidings, path: str, words: str) -> None:
+    assert post(client, path, says(tidings, words)).status_code == 200
+    run(tidings)
+
+
+def run(tidings: Tidings, passes: int = 3) -> None:
+    """Worker passes: the message, then its keyword detections, then the rules they fire.
+    The clock moves past the feed's settle delay (on PostgreSQL ids may commit out of order)."""
+    worker = tidings.make_worker(sources=tidings.work_sources)
+    assert isinstance(tidings.clock, VirtualClock)
+    for _ in range(passes):
+        worker.run_once()
+        tidings.clock.advance(timedelta(seconds=3))
+
+
+def automation_texts(tidings: Tidings) -> list[str]:
+    with tidings.db.reading() as session:
+        rows = session.execute(
+            text("SELECT content FROM messages WHERE origin = 'automation' ORDER BY id")
+        ).all()
+    found = []
+    for (content,) in rows:
+        body = content if isinstance(content, dict) else __import__("json").loads(content)
+        found.append(body["text"]["body"])
+    return found
+
+
+def setup_rules(client: TestClient, tenant: Tenant) -> dict[str, int]:
+    headers = tenant.headers()
+    for name, terms in {
+        "discount": ["ส่วนลด", "折扣", "discount", "โปรโมชั่น"],
+        "too expensive": ["แพงเกินไป", "แพงไป", "太贵", "too expensive"],
+    }.items():
+        answer = client.put(f"{API}/keywords/{name}", json={"terms": terms}, headers=headers)
+        assert answer.status_code == 200, answer.text
+    ids = {}
+    price = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Price-sensitive",
+            "definition": {
+                "trigger": {"on": "keyword", "keyword": "discount"},
+                "condition": {"keyword": "discount", "at_least": 4, "within": "30d"},
+                "actions": [
+                    {"do": "add_tag", "tag": "price-sensitive"},
+                    {
+                        "do": "reply",
+                        "text": "คุณ{{ contact.first_name }} ใช้โค้ด DISCOUNT10 ลด 10% ได้เลยค่ะ",
+                    },
+                ],
+                "guard": {"times": 1, "per": "30d"},
+            },
+        },
+        headers=headers,
+    )
+    assert price.status_code == 201, price.text
+    ids["price"] = price.json()["id"]
+    instalment = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Instalment plan",
+            "definition": {
+                "trigger": {"on": "keyword", "keyword": "too expensive"},
+                "condition": {"keyword": "too expensive", "in_a_row": 2},
+                "actions": [{"do": "reply", "text": "ผ่อน 0% 10 เดือนได้ค่ะ: {{ workspace.name }}"}],
+            },
+        },
+        headers=headers,
+    )
+    assert instalment.status_code == 201, instalment.text
+    ids["instalment"] = instalment.json()["id"]
+    return ids
+
+
+def contact_of(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    (contact,) = client.get(f"{API}/contacts", headers=tenant.headers()).json()["items"]
+    return dict(contact)
+
+
+def test_a_thai_customer_asking_for_discounts_four_times_is_tagged_and_gets_the_code(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    tidings.make_worker().run_once()  # the engines start reading from here
+    ids = setup_rules(client, tenant)
+    for words in ("มีส่วนลดไหมคะ", "สวัสดีค่ะ", "ส่วนลดสมาชิกเท่าไหร่", "有折扣吗?"):
+        deliver(client, tidings, webhook_path, words)
+    contact = contact_of(client, tenant)
+    assert "price-sensitive" not in contact["tags"]
+    runs = client.get(f"{API}/rules/{ids['price']}/runs", headers=tenant.headers()).json()
+    assert [r["status"] for r in runs] == ["not_matched"] * 3
+    assert "discount" in runs[0]["reason"] and "at_least" in runs[0]["reason"]
+
+    deliver(client, tidings, webhook_path, "ขอโปรโมชั่นหน่อยค่ะ")  # the fourth time
+    contact = contact_of(client, tenant)
+    assert "price-sensitive" in contact["tags"]
+    assert automation_texts(tidings) == ["คุณสมหญิง ใช้โค้ด DISCOUNT10 ลด 10% ได้เลยค่ะ"]
+    runs = client.get(f"{API}/rules/{ids['price']}/runs", headers=tenant.headers()).json()
+    assert runs[0]["status"] == "fired"
+    assert runs[0]["actions_done"]["done"][0] == "0:add_tag"
+
+    deliver(client, tidings, webhook_path, "discount again?")  # the guard: once per 30 days
+    runs = client.get(f"{API}/rules/{ids['price']}/runs", headers=tenant.headers()).json()
+    assert runs[0]["status"] == "skipped" and "loop guard" in runs[0]["reason"]
+    assert len(automation_texts(tidings)) == 1
+    why = client.get(f"{API}/contacts/{contact['id']}/rule-runs", headers=tenant.headers()).json()
+    assert {r["status"] for r in why} == {"not_matched", "fired", "skipped"}
+
+
+def test_too_expensive_in_two_messages_in_a_row_sends_the_instalment_plan(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    tidings.make_worker().run_once()
+    setup_rules(client, tenant)
+    deliver(client, tidings, webhook_path, "ราคาแพงเกินไปค่ะ")
+    deliver(client, tidings, webhook_path, "ขอคิดดูก่อน")  # breaks the run
+    deliver(client, tidings, webhook_path, "太贵了")
+    assert automation_texts(tidings) == []
+    deliver(client, tidings, webhook_path, "still too expensive for me")
+    assert automation_texts(tidings) == ["ผ่อน 0% 10 เดือนได้ค่ะ: Shop taipei-shop"]
+
+
+def test_rules_that_trigger_each_other_stop_at_the_loop_guard(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    tidings.make_worker().run_once()
+    headers = tenant.headers()
+    for name, (on, add) in {"ping": ("a", "b"), "pong": ("b", "a")}.items():
+        answer = client.post(
+            f"{API}/rules",
+            json={
+                "name": name,
+                "definition": {
+                    "trigger": {"on": "tag_added", "tag": on},
+                    "actions": [
+                        {"do": "remove_tag", "tag": on},
+                        {"do": "add_tag", "tag": add},
+                    ],
+                    "guard": {"times": 100, "per": "1h"},
+                },
+            },
+            headers=headers,
+        )
+        assert answer.status_code == 201, answer.text
+    contact = client.post(f"{API}/contacts", json={"name": "Loop"}, headers=headers).json()
+    client.post(f"{API}/contacts/{contact['id']}/tags", json={"tags": ["a"]}, headers=headers)
+    run(tidings, passes=10)
+    runs = client.get(f"{API}/contacts/{contact['id']}/rule-runs", headers=headers).json()
+    assert [r["status"] for r in reversed(runs)] == ["fired", "fired", "fired", "skipped"]
+    assert "loop guard" in runs[0]["reason"]
+
+
+def test_bad_rules_and_conditions_are_refused_naming_the_field(
+    client: TestClient, tenant: Tenant
+) -> None:
+    headers = tenant.headers()
+
+    def refused(body: dict[str, Any], path: str = "rules") -> dict[str, Any]:
+        answer = client.post(f"{API}/{path}", json=body, headers=headers)
+        assert answer.status_code == 422, answer.text
+        return dict(answer.json()["error"])
+
+    trigger = {"on": "message_received"}
+    error = refused({"name": "x", "definition": {"trigger": trigger, "actions": [{"do": "fly"}]}})
+    assert error["field"] == "definition.actions[0]"
+    error = refused(
+        {"name": "x", "definition": {"trigger": trigger, "actions": [{"do": "add_tag"}]}}
+    )
+    assert error["field"] == "definition.actions[0].tag"
+    error = refused(
+        {
+            "name": "x",
+            "definition": {
+                "trigger": trigger,
+                "condition": {"field": "shoe_size", "op": "gt", "value": 40},
+                "actions": [{"do": "add_tag", "tag": "t"}],
+            },
+        }
+    )
+    assert error["field"] == "definition.condition.field"
+    error = refused({"name": "s", "condition": {"in_segment": "nope"}}, "segments")
+    assert error["field"] == "condition.in_segment"
+    error = refused({"name": "s", "condition": {"read": "welcome"}}, "segments")
+    assert error["code"] == "step_condition"
+    answer = client.put(f"{API}/keywords/empty", json={"terms": ["  ", "!!"]}, headers=headers)
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "terms"
+
+
+def test_segment_members_enter_and_leave_with_timeline_events(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    headers = tenant.headers()
+    ids = [
+        client.post(f"{API}/contacts", json={"name": n, "tags": t}, headers=headers).json()["id"]
+        for n, t in (("A", ["vip"]), ("B", []), ("C", ["vip"]))
+    ]
+    created = client.post(
+        f"{API}/segments",
+        json={"name": "VIPs", "condition": {"has_tag": "VIP"}},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    segment = created.json()
+    assert segment["member_count"] == 2
+    members = client.get(f"{API}/segments/{segment['id']}/members", headers=headers).json()
+    assert [m["contact_id"] for m in members["items"]] == [ids[0], ids[2]]
+    client.delete(f"{API}/contacts/{ids[0]}/tags/vip", headers=headers)
+    client.post(f"{API}/contacts/{ids[1]}/tags", json={"tags": ["VIP"]}, headers=headers)
+    refreshed = client.post(f"{API}/segments/{segment['id']}/refresh", headers=headers).json()
+    assert refreshed == {"entered": 1, "left": 1, "member_count": 2}
+    events = client.get(
+        f"{API}/contacts/{ids[0]}/events", params={"type": "segment.left"}, headers=headers
+    ).json()["items"]
+    assert events[0]["properties"]["segment"] == "VIPs"
+    counted = client.post(
+        f"{API}/segments/count",
+        json={"condition": {"not": {"in_segment": "VIPs"}}},
+        headers=headers,
+    ).json()
+    assert counted == {"contacts": 1}
