@@ -18,6 +18,7 @@ from tidings.bootstrap import Tidings
 from tidings.kernel.clock import VirtualClock
 
 API = "/api/v1"
+EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _wamids = itertools.count(1)
 
 
@@ -55,8 +56,15 @@ def says(tidings: Tidings, words: str, *, wa_id: str = "66812345678") -> dict[st
     }
 
 
-def deliver(client: TestClient, tidings: Tidings, path: str, words: str) -> None:
-    assert post(client, path, says(tidings, words)).status_code == 200
+def deliver(
+    client: TestClient, tidings: Tidings, path: str, words: str, *, location: Any = None
+) -> None:
+    body = says(tidings, words)
+    if location is not None:
+        message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+        del message["text"]
+        message["type"], message["location"] = "location", location
+    assert post(client, path, body).status_code == 200
     run(tidings)
 
 
@@ -274,3 +282,84 @@ def test_segment_members_enter_and_leave_with_timeline_events(
         headers=headers,
     ).json()
     assert counted == {"contacts": 1}
+
+
+def test_order_and_store_questions_are_answered_from_the_timeline_and_the_stores(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    tidings.make_worker().run_once()
+    headers = tenant.headers()
+    for name, trigger, action in (
+        ("Parcel", {"on": "intent", "intent": "order_status"}, "answer_order_status"),
+        ("Stores", {"on": "intent", "intent": "store_location"}, "answer_nearest_store"),
+        (
+            "Shared location",
+            {"on": "event", "event": "message.received", "where": {"type": "location"}},
+            "answer_nearest_store",
+        ),
+    ):
+        answer = client.post(
+            f"{API}/rules",
+            json={"name": name, "definition": {"trigger": trigger, "actions": [{"do": action}]}},
+            headers=headers,
+        )
+        assert answer.status_code == 201, answer.text
+    for store in (
+        {
+            "name": "Siam",
+            "address": "Rama I Rd",
+            "latitude": 13.7463,
+            "longitude": 100.5347,
+            "hours": dict.fromkeys(EVERY_DAY, "10:00-21:00"),
+        },
+        {
+            "name": "Nimman",
+            "address": "Nimmanhaemin Rd",
+            "latitude": 18.7999,
+            "longitude": 98.9677,
+            "hours": {"sat": "10:00-20:00"},
+        },
+    ):
+        assert client.post(f"{API}/stores", json=store, headers=headers).status_code == 201
+
+    deliver(client, tidings, webhook_path, "สวัสดีค่ะ")
+    contact = contact_of(client, tenant)
+    shipped = client.post(
+        f"{API}/contacts/{contact['id']}/events",
+        json={
+            "type": "order.shipped",
+            "properties": {
+                "order_id": "TH-1001",
+                "carrier": "Kerry",
+                "tracking_url": "https://track.example/1",
+            },
+        },
+        headers=headers,
+    )
+    assert shipped.status_code == 201, shipped.text
+    deliver(client, tidings, webhook_path, "พัสดุอยู่ไหนคะ")
+    assert automation_texts(tidings)[-1] == (
+        "คำสั่งซื้อ TH-1001 ของคุณจัดส่งแล้ว กำลังเดินทางค่ะ ขนส่ง: Kerry ติดตามพัสดุได้ที่ https://track.example/1"
+    )
+    deliver(client, tidings, webhook_path, "ร้านอยู่ที่ไหนคะ")
+    assert "ส่งตำแหน่งของคุณมา" in automation_texts(tidings)[-1]
+    deliver(
+        client,
+        tidings,
+        webhook_path,
+        "",
+        location={"latitude": 13.7563, "longitude": 100.5018, "name": "Home"},
+    )
+    assert automation_texts(tidings)[-1].startswith("สาขาที่ใกล้ที่สุดคือ Siam Rama I Rd")
+    events = client.get(
+        f"{API}/contacts/{contact['id']}/events",
+        params={"type": "intent.detected"},
+        headers=headers,
+    ).json()["items"]
+    assert {e["properties"]["intent"] for e in events} == {"order_status", "store_location"}
+    bad = client.post(
+        f"{API}/stores",
+        json={"name": "X", "address": "Y", "latitude": 91, "longitude": 0},
+        headers=headers,
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "latitude"

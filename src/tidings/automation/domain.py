@@ -212,6 +212,15 @@ class Notify(BaseModel):
     due_in: Duration | None = None
 
 
+class Answer(BaseModel):
+    """A built-in answer, in the contact's language: the latest order's status, carrier and
+    tracking link, or the nearest store (to the location the customer shared) with today's
+    hours. Sent as a service message through the outgoing pipeline."""
+
+    model_config = _STRICT
+    do: Literal["answer_order_status", "answer_nearest_store"]
+
+
 class Webhook(BaseModel):
     model_config = _STRICT
     do: Literal["webhook"]
@@ -220,7 +229,16 @@ class Webhook(BaseModel):
 
 
 Action = Annotated[
-    ChangeTag | ChangeList | SetField | AddScore | Assign | Reply | Enrollment | Notify | Webhook,
+    ChangeTag
+    | ChangeList
+    | SetField
+    | AddScore
+    | Assign
+    | Reply
+    | Enrollment
+    | Notify
+    | Answer
+    | Webhook,
     Field(discriminator="do"),
 ]
 

@@ -17,13 +17,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tidings.automation import service
+from tidings.automation.answers import (
+    ORDER_EVENTS,
+    language_for,
+    latest_order,
+    nearest,
+    order_answer,
+    store_answer,
+)
 from tidings.automation.domain import (
     AddScore,
+    Answer,
     Assign,
     ChangeList,
     ChangeTag,
@@ -37,10 +47,11 @@ from tidings.automation.domain import (
     guard_verdict,
 )
 from tidings.automation.facts import facts_of
+from tidings.automation.intents import built_in_detector
 from tidings.automation.language import KeywordIndex, streaks
 from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
 from tidings.channels import service as channels
-from tidings.conditions.domain import KEYWORD_EVENT, evaluate
+from tidings.conditions.domain import INTENT_EVENT, KEYWORD_EVENT, evaluate
 from tidings.contacts import service as contacts
 from tidings.kernel.templating import render_template
 from tidings.messaging import inbox
@@ -113,6 +124,7 @@ def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
         for event in events:
             if event.event_type == "message.received":
                 _detect_keywords(session, known, event, now)
+                _detect_intent(session, known, event)
             for rule, definition in known.rules:
                 if fires(definition.trigger, event.event_type, event.properties or {}):
                     touched.add(event.contact_id)
@@ -174,6 +186,30 @@ def _previous_streaks(session: Session, event: Any) -> dict[str, int]:
         if e.event_type == KEYWORD_EVENT
         and (e.properties or {}).get("message_event_id") == previous_message.id
     }
+
+
+def _detect_intent(session: Session, known: _Workspace, event: Any) -> None:
+    """Record ``intent.detected`` when the message is understood as a built-in intent."""
+    text = (event.properties or {}).get("text")
+    if not isinstance(text, str) or not text.strip():
+        return
+    found = built_in_detector().detect(text)
+    if found.intent is None:
+        return
+    contacts.log_event(
+        session,
+        known.workspace,
+        event.contact_id,
+        INTENT_EVENT,
+        event.occurred_at,
+        {
+            "intent": found.intent,
+            "score": found.score,
+            "cues": list(found.cues)[:10],
+            "message_event_id": event.id,
+        },
+        "intents",
+    )
 
 
 # --- one rule for one contact -------------------------------------------------------------------
@@ -348,6 +384,8 @@ def _act(
                 author_label=f"rule {rule.name}",
                 now=now,
             )
+        case Answer():
+            return _answer(session, workspace, rule, action, event, now)
         case Webhook():
             scheduler.enqueue_job(
                 session,
@@ -466,3 +504,76 @@ def _reply(
         now=now,
     )
     return f" → message {message.id} ({message.status})"
+
+
+def _answer(
+    session: Session, workspace: Workspace, rule: Rule, action: Answer, event: Any, now: datetime
+) -> str:
+    contact_id = int(event.contact_id)
+    profile = contacts.profiles(session, [contact_id])[contact_id]
+    said = _message_of(session, event)
+    language = language_for(
+        said.get("text") or _latest_text(session, event), profile.locale or workspace.locale
+    )
+    if action.do == "answer_order_status":
+        events = contacts.events_of(session, [contact_id], types=ORDER_EVENTS).get(contact_id, [])
+        body = order_answer(latest_order(events), language)
+    else:
+        stores = service.store_infos(session, workspace.id)
+        place = _place_of(said, profile.custom_fields)
+        found = nearest(stores, place) if place is not None else None
+        zone = ZoneInfo(profile.timezone or workspace.timezone)
+        body = store_answer(found, stores, language, now.astimezone(zone))
+    message = messaging.queue_message(
+        session,
+        workspace=workspace,
+        request=messaging.SendRequest(
+            contact_id=contact_id,
+            content={"type": "text", "text": {"body": body}},
+            origin=Origin.AUTOMATION,
+            purpose=Purpose.SERVICE,
+            number_id=_number_of(session, workspace, event),
+            idempotency_key=f"rule:{rule.id}:{event.id}:{action.do}",
+        ),
+        now=now,
+    )
+    return f" → message {message.id} ({message.status})"
+
+
+def _latest_text(session: Session, event: Any) -> str | None:
+    """The customer's latest written words (a shared location has none): the language to
+    answer in."""
+    for earlier in contacts.events_before(
+        session, event.contact_id, types={"message.received"}, before_id=event.id + 1, limit=20
+    ):
+        text = (earlier.properties or {}).get("text")
+        if isinstance(text, str) and text.strip():
+            return text
+    return None
+
+
+def _message_of(session: Session, event: Any) -> dict[str, Any]:
+    """The properties of the customer's message behind an event: the event itself, or the
+    message a keyword or intent detection points to."""
+    properties = dict(event.properties or {})
+    if event.event_type == "message.received":
+        return properties
+    wanted = properties.get("message_event_id")
+    if not isinstance(wanted, int):
+        return {}
+    found = contacts.events_before(
+        session, event.contact_id, types={"message.received"}, before_id=wanted + 1, limit=1
+    )
+    return dict(found[0].properties or {}) if found and found[0].id == wanted else {}
+
+
+def _place_of(said: dict[str, Any], fields: dict[str, Any]) -> tuple[float, float] | None:
+    """Where the customer is: the location they shared in the message, else the
+    ``latitude``/``longitude`` custom fields."""
+    shared = said.get("location")
+    for source in (shared, fields):
+        if isinstance(source, dict):
+            lat, lon = source.get("latitude"), source.get("longitude")
+            if isinstance(lat, int | float) and isinstance(lon, int | float):
+                return float(lat), float(lon)
+    return None

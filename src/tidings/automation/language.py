@@ -21,8 +21,12 @@ from typing import Any
 
 _THAI = re.compile(r"[\u0e00-\u0e7f]+")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_THAI_CHARS = "\u0e00-\u0e7f"
+_HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Latin (and other) words stop where Thai or Chinese begins: "L码多少钱" is "l" + 码多少钱.
 _RUNS = re.compile(
-    r"(?P<thai>[\u0e00-\u0e7f]+)|(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|(?P<word>\w+)"
+    rf"(?P<thai>[{_THAI_CHARS}]+)|(?P<han>[{_HAN_CHARS}]+)"
+    rf"|(?P<word>[^\W{_THAI_CHARS}{_HAN_CHARS}]+)"
 )
 _lock = threading.Lock()
 
@@ -78,8 +82,10 @@ def teach(terms: Iterable[str]) -> None:
 
 
 def normalise(text: str) -> str:
-    """NFKC (full-width letters and digits become plain ones) and case folded."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """NFKC (full-width letters and digits become plain ones) and case folded. NFKC splits
+    Thai SARA AM (ำ) into NIKHAHIT + SARA AA, which no dictionary knows ("ดำ" would be cut
+    as "ด" + "ํา"): it is put back together."""
+    return unicodedata.normalize("NFKC", text).casefold().replace("\u0e4d\u0e32", "\u0e33")
 
 
 def words(text: str) -> list[str]:

@@ -94,3 +94,20 @@ class RuleFeedPosition(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class Store(WorkspaceOwned, Base):
+    """A shop customers can visit: where it is and when it is open (A5: nearest store)."""
+
+    __tablename__ = "stores"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(500))
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    hours: Mapped[dict[str, Any]]  # {"mon": "10:00-21:00", …}; a missing day is closed
+    phone: Mapped[str | None] = mapped_column(String(32))
+    map_url: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -7,13 +7,15 @@ from fastapi import APIRouter, Query, Response
 
 from tidings.api.deps import Context
 from tidings.automation import service
+from tidings.automation.intents import built_in_detector
 from tidings.automation.language import words
-from tidings.automation.orm import Rule, RuleRun, Segment
+from tidings.automation.orm import Rule, RuleRun, Segment, Store
 from tidings.automation.schemas import (
     CountIn,
     CountRead,
     DetectIn,
     DetectRead,
+    IntentRead,
     KeywordGroupIn,
     KeywordGroupRead,
     MembersPage,
@@ -24,6 +26,8 @@ from tidings.automation.schemas import (
     SegmentIn,
     SegmentMemberRead,
     SegmentRead,
+    StoreIn,
+    StoreRead,
 )
 from tidings.contacts import service as contacts
 from tidings.workspaces.domain import Role
@@ -229,3 +233,58 @@ def contact_rule_runs(
     contacts.get_contact_or_404(ctx.session, ctx.workspace, contact_id)
     runs = service.rule_runs(ctx.session, ctx.workspace, contact_id=contact_id, limit=limit)
     return [_run(r) for r in runs]
+
+
+# --- intents and stores -------------------------------------------------------------------------
+
+
+@router.post("/intents/detect")
+def detect_intent(body: DetectIn, ctx: Context) -> IntentRead:
+    """The built-in intent a text would be understood as, and the cues that decided it."""
+    found = built_in_detector().detect(body.text)
+    return IntentRead(intent=found.intent, score=found.score, cues=list(found.cues))
+
+
+def _store(store: Store) -> StoreRead:
+    return StoreRead(
+        id=store.id,
+        name=store.name,
+        address=store.address,
+        latitude=store.latitude,
+        longitude=store.longitude,
+        hours=dict(store.hours),
+        phone=store.phone,
+        map_url=store.map_url,
+        updated_at=store.updated_at,
+    )
+
+
+@router.get("/stores")
+def list_stores(ctx: Context) -> list[StoreRead]:
+    return [_store(s) for s in service.list_stores(ctx.session, ctx.workspace)]
+
+
+@router.post("/stores", status_code=201)
+def create_store(body: StoreIn, ctx: Context) -> StoreRead:
+    ctx.require(Role.ADMIN, action="adding stores")
+    data = body.model_dump(exclude_none=True)
+    return _store(service.save_store(ctx.session, workspace=ctx.workspace, data=data, now=ctx.now))
+
+
+@router.patch("/stores/{store_id}")
+def update_store(store_id: int, body: StoreIn, ctx: Context) -> StoreRead:
+    ctx.require(Role.ADMIN, action="changing stores")
+    store = service.get_store_or_404(ctx.session, ctx.workspace, store_id)
+    data = body.model_dump(exclude_unset=True)
+    return _store(
+        service.save_store(
+            ctx.session, workspace=ctx.workspace, data=data, now=ctx.now, store=store
+        )
+    )
+
+
+@router.delete("/stores/{store_id}", status_code=204)
+def delete_store(store_id: int, ctx: Context) -> Response:
+    ctx.require(Role.ADMIN, action="deleting stores")
+    service.delete_store(ctx.session, ctx.workspace, store_id)
+    return Response(status_code=204)

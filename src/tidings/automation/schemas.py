@@ -98,3 +98,31 @@ class RuleRunRead(BaseModel):
     actions_done: dict[str, Any]
     depth: int
     created_at: Timestamp
+
+
+class StoreIn(BaseModel):
+    name: str | None = None
+    address: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    hours: dict[str, Any] | None = Field(None, description='{"mon": "10:00-21:00", …}')
+    phone: str | None = None
+    map_url: str | None = None
+
+
+class StoreRead(BaseModel):
+    id: int
+    name: str
+    address: str
+    latitude: float
+    longitude: float
+    hours: dict[str, str]
+    phone: str | None
+    map_url: str | None
+    updated_at: Timestamp
+
+
+class IntentRead(BaseModel):
+    intent: str | None
+    score: float
+    cues: list[str]

@@ -11,10 +11,11 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tidings.automation.answers import StoreInfo, check_hours
 from tidings.automation.domain import RuleDefinition
 from tidings.automation.facts import facts_of, sources_for
 from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms
-from tidings.automation.orm import KeywordGroup, Rule, RuleRun, Segment, SegmentMember
+from tidings.automation.orm import KeywordGroup, Rule, RuleRun, Segment, SegmentMember, Store
 from tidings.conditions.domain import (
     CONDITION_KINDS,
     Condition,
@@ -475,3 +476,89 @@ def rule_runs(
     if contact_id is not None:
         query = query.where(RuleRun.contact_id == contact_id)
     return session.scalars(query.order_by(RuleRun.id.desc()).limit(limit)).all()
+
+
+# --- stores -------------------------------------------------------------------------------------
+
+
+def list_stores(session: Session, workspace: Workspace) -> Sequence[Store]:
+    return session.scalars(
+        select(Store).where(Store.workspace_id == workspace.id).order_by(Store.name)
+    ).all()
+
+
+def get_store_or_404(session: Session, workspace: Workspace, store_id: int) -> Store:
+    store = session.get(Store, store_id)
+    if store is None or store.workspace_id != workspace.id:
+        raise not_found("store")
+    return store
+
+
+def save_store(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    now: datetime,
+    store: Store | None = None,
+) -> Store:
+    """Create or change a store.
+
+    Raises:
+        TidingsError: 422 naming the field at fault, 409 for a name in use.
+    """
+
+    def given(key: str) -> Any:
+        return data[key] if key in data else getattr(store, key, None)
+
+    name = given("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+        raise invalid("invalid_name", "a name of 1-200 characters", field="name")
+    name = " ".join(name.split())
+    clash = session.scalar(
+        select(Store).where(Store.workspace_id == workspace.id, Store.name == name)
+    )
+    if clash is not None and clash is not store:
+        raise conflict("store_exists", f"a store named {name!r} exists", field="name")
+    address = given("address")
+    if not isinstance(address, str) or not 1 <= len(address.strip()) <= 500:
+        raise invalid("invalid_address", "an address of 1-500 characters", field="address")
+    place = {}
+    for key, limit in (("latitude", 90), ("longitude", 180)):
+        value = given(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > limit:
+            raise invalid("invalid_coordinate", f"a number from -{limit} to {limit}", field=key)
+        place[key] = float(value)
+    try:
+        hours = check_hours(given("hours") or {})
+    except ValueError as error:
+        raise invalid("invalid_hours", str(error), field="hours") from None
+    extras = {}
+    for key, limit in (("phone", 32), ("map_url", 1000)):
+        value = given(key)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise invalid("invalid_type", f"a text of at most {limit} characters", field=key)
+        extras[key] = value or None
+    if store is None:
+        store = Store(workspace_id=workspace.id, created_at=now)
+        session.add(store)
+    store.name, store.address, store.hours, store.updated_at = name, address.strip(), hours, now
+    store.latitude, store.longitude = place["latitude"], place["longitude"]
+    store.phone, store.map_url = extras["phone"], extras["map_url"]
+    session.flush()
+    return store
+
+
+def delete_store(session: Session, workspace: Workspace, store_id: int) -> None:
+    session.delete(get_store_or_404(session, workspace, store_id))
+    session.flush()
+
+
+def store_infos(session: Session, workspace_id: int) -> list[StoreInfo]:
+    rows = session.scalars(
+        select(Store).where(Store.workspace_id == workspace_id).order_by(Store.name)
+    ).all()
+    return [
+        StoreInfo(s.name, s.address, s.latitude, s.longitude, dict(s.hours), s.phone, s.map_url)
+        for s in rows
+    ]

@@ -170,6 +170,13 @@ def record_inbound_message(
         "text": message.text,
         "number_id": number_id,
     }
+    if message.location is not None:
+        properties["location"] = {
+            "latitude": message.location.latitude,
+            "longitude": message.location.longitude,
+            "name": message.location.name,
+            "address": message.location.address,
+        }
     if message.referral is not None:
         properties["referral"] = {
             "source_type": message.referral.source_type,

@@ -14,6 +14,7 @@ from tidings.api.app import create_app
 from tidings.bootstrap import Tidings
 from tidings.cli.common import console, installation, require_schema
 from tidings.cli.contacts import contacts_app
+from tidings.cli.intents import intents_app
 from tidings.cli.sequences import sequences_app
 from tidings.cli.simulator import simulator
 from tidings.cli.workspaces import apikey_app, init, workspace_app
@@ -39,6 +40,7 @@ app.add_typer(workspace_app, name="workspace")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sequences_app, name="sequences")
+app.add_typer(intents_app, name="intents")
 app.command()(simulator)
 DEMO_CHATTER_SECONDS = 20.0
 

@@ -1,5 +1,5 @@
-"""Automation: segments and members, keyword groups, rules and their runs, the
-rules engine's feed position, and the causation depth of timeline events.
+"""Automation: segments and members, keyword groups, rules and their runs, stores, the rules
+engine's feed position, and the causation depth of timeline events.
 
 Revision ID: 0013
 Revises: 0012
@@ -126,6 +126,40 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_segments_workspace_id"), "segments", ["workspace_id"], unique=False)
     op.create_table(
+        "stores",
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("address", sa.String(length=500), nullable=False),
+        sa.Column("latitude", sa.Double(), nullable=False),
+        sa.Column("longitude", sa.Double(), nullable=False),
+        sa.Column(
+            "hours",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("map_url", sa.String(length=1000), nullable=True),
+        sa.Column("created_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "workspace_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_stores_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_stores")),
+        sa.UniqueConstraint("workspace_id", "name", name=op.f("uq_stores_workspace_id_name")),
+    )
+    op.create_index(op.f("ix_stores_workspace_id"), "stores", ["workspace_id"], unique=False)
+    op.create_table(
         "rule_runs",
         sa.Column("rule_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -217,6 +251,8 @@ def downgrade() -> None:
     op.drop_index("ix_rule_runs_rule_contact_time", table_name="rule_runs")
     op.drop_index("ix_rule_runs_contact_time", table_name="rule_runs")
     op.drop_table("rule_runs")
+    op.drop_index(op.f("ix_stores_workspace_id"), table_name="stores")
+    op.drop_table("stores")
     op.drop_index(op.f("ix_segments_workspace_id"), table_name="segments")
     op.drop_table("segments")
     op.drop_index(op.f("ix_rules_workspace_id"), table_name="rules")
