@@ -363,3 +363,45 @@ def test_order_and_store_questions_are_answered_from_the_timeline_and_the_stores
         headers=headers,
     )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "latitude"
+
+
+def test_a_reply_speaks_of_the_last_purchase_in_the_contacts_language(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    tidings.make_worker().run_once()
+    headers = tenant.headers()
+    rule = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Welcome back",
+            "definition": {
+                "trigger": {"on": "message_received"},
+                "actions": [
+                    {
+                        "do": "reply",
+                        "text": "คุณ{{ contact.first_name | fallback('ลูกค้า') }} "
+                        "ซื้อล่าสุด {{ contact.last_purchase_ago | fallback('ยังไม่เคยซื้อ') }}"
+                        "{{ contact.fields.missing }}",
+                    }
+                ],
+                "guard": {"times": 10, "per": "1h"},
+            },
+        },
+        headers=headers,
+    )
+    assert rule.status_code == 201, rule.text
+    deliver(client, tidings, webhook_path, "สวัสดีค่ะ")
+    assert automation_texts(tidings) == ["คุณสมหญิง ซื้อล่าสุด ยังไม่เคยซื้อ"]
+    contact = contact_of(client, tenant)
+    client.patch(f"{API}/contacts/{contact['id']}", json={"locale": "th-TH"}, headers=headers)
+    placed = client.post(
+        f"{API}/contacts/{contact['id']}/events",
+        json={
+            "type": "order.placed",
+            "occurred_at": (tidings.clock.now() - timedelta(days=3)).isoformat(),
+        },
+        headers=headers,
+    )
+    assert placed.status_code == 201, placed.text
+    deliver(client, tidings, webhook_path, "มีของใหม่ไหมคะ")
+    assert automation_texts(tidings)[-1] == "คุณสมหญิง ซื้อล่าสุด 3 วันที่ผ่านมา"

@@ -110,3 +110,22 @@ def test_answers_come_in_the_language_the_customer_wrote_in() -> None:
     assert language_for("我的包裹在哪", "th-TH") == "zh-Hant"
     assert language_for("where is it", "th-TH") == "en"
     assert language_for(None, "th-TH") == "th"
+
+
+def test_last_purchase_in_natural_words_of_the_contacts_language() -> None:
+    from tidings.kernel.localization import natural_ago
+
+    three_days_ago = NOW - timedelta(days=3)
+    assert natural_ago(three_days_ago, NOW, "th-TH") == "3 วันที่ผ่านมา"
+    assert natural_ago(three_days_ago, NOW, "zh-Hant-TW") == "3 天前"
+    assert natural_ago(three_days_ago, NOW, "en") == "3 days ago"
+    assert natural_ago(three_days_ago, NOW, "xx-nonsense") == "3 days ago"
+
+
+def test_a_missing_value_uses_the_templates_fallback_and_never_a_raw_placeholder() -> None:
+    from tidings.kernel.templating import render_template
+
+    text = "สวัสดีคุณ{{ contact.first_name | fallback('ลูกค้า') }} {{ contact.nickname }}!"
+    assert render_template(text, {"contact": {"first_name": ""}}, field="t") == "สวัสดีคุณลูกค้า !"
+    assert render_template(text, {"contact": {"first_name": "Ploy"}}, field="t") == ("สวัสดีคุณPloy !")
+    assert render_template("{{ nothing.at.all | fallback('x') }}", {}, field="t") == "x"

@@ -451,13 +451,49 @@ def _assign(
     return ""
 
 
+def _variables(
+    session: Session,
+    workspace: Workspace,
+    profile: contacts.Profile,
+    action: Reply,
+    event: Any,
+    now: datetime,
+) -> dict[str, Any]:
+    """What a reply's text may say (A6): ``contact.*`` (with ``last_purchase_ago`` in the
+    contact's language), ``workspace.name``, and ``store.*`` — the store nearest to the
+    customer, when the text speaks of it and we know where they are."""
+    source = action.text or " ".join(action.template.parameters if action.template else ())
+    last = None
+    if "last_purchase" in source:
+        last = contacts.last_purchases(session, [profile.id]).get(profile.id)
+    found: dict[str, Any] = {
+        "contact": profile.variables(
+            now=now, last_purchase_at=last, default_locale=workspace.locale
+        ),
+        "workspace": {"name": workspace.name},
+    }
+    if "store" in source:
+        place = _place_of(_message_of(session, event), profile.custom_fields)
+        best = nearest(service.store_infos(session, workspace.id), place) if place else None
+        if best is not None:
+            store, km = best
+            found["store"] = {
+                "name": store.name,
+                "address": store.address,
+                "distance_km": round(km, 1),
+                "phone": store.phone or "",
+                "map_url": store.map_url or "",
+            }
+    return found
+
+
 def _reply(
     session: Session, workspace: Workspace, rule: Rule, action: Reply, event: Any, now: datetime
 ) -> str:
     number_id = _number_of(session, workspace, event)
     contact_id = int(event.contact_id)
     profile = contacts.profiles(session, [contact_id])[contact_id]
-    variables = {"contact": profile.variables(), "workspace": {"name": workspace.name}}
+    variables = _variables(session, workspace, profile, action, event, now)
     if action.template is not None:
         parameters = [
             {"type": "text", "text": render_template(p, variables, field="template.parameters")}

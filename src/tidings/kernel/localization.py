@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -49,3 +50,15 @@ def check_locale(tag: str, *, field: str = "locale") -> str:
         raise invalid("invalid_locale", f"{tag!r} is not a known locale", field=field) from None
     parts = [locale.language, locale.script, locale.territory]
     return "-".join(p for p in parts if p)
+
+
+def natural_ago(then: datetime, now: datetime, locale: str | None) -> str:
+    """How long ago, in words of the locale: "3 days ago", "3 วันที่ผ่านมา", "3 天前" (A6).
+    An unknown or missing locale speaks English."""
+    from babel.dates import format_timedelta
+
+    try:
+        chosen = Locale.parse((locale or "en").strip().replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        chosen = Locale.parse("en")
+    return str(format_timedelta(then - now, add_direction=True, locale=chosen))

@@ -1,7 +1,9 @@
 """User-written templates (quick replies, message texts) rendered in Jinja's sandbox.
 
 Users write ``{{ contact.first_name }}``; the sandbox keeps them away from Python internals,
-and a variable that is not there renders as nothing rather than failing a send.
+and a variable that is not there renders as nothing rather than failing a send — a raw
+placeholder is never sent. ``{{ contact.first_name | fallback("friend") }}`` gives the words to
+use when a value is missing or blank (Jinja's own ``default`` does not treat "" as missing).
 """
 
 from __future__ import annotations
@@ -10,15 +12,29 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from tidings.kernel.errors import invalid
 
+
+def fallback(value: Any, words: str = "") -> Any:
+    """The value, or ``words`` when it is missing, None or blank."""
+    if (
+        isinstance(value, Undefined)
+        or value is None
+        or (isinstance(value, str) and not value.strip())
+    ):
+        return words
+    return value
+
+
 _ENVIRONMENT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 # HTML bodies (e-mail): every value is escaped, so a contact named "<b>Ann" stays text.
 _HTML_ENVIRONMENT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=True)
+for _environment in (_ENVIRONMENT, _HTML_ENVIRONMENT):
+    _environment.filters["fallback"] = fallback
 
 
 @lru_cache(maxsize=1024)

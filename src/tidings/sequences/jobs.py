@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from tidings.automation.facts import segment_keys_of
 from tidings.channels import service as channels
 from tidings.conditions.domain import ContactFacts, Event, StepMessage
 from tidings.contacts import service as contacts
@@ -144,6 +145,10 @@ class _Batch:
     whatsapp_ids: dict[int, str] = field(default_factory=dict)
     bounced: dict[int, dict[str, str]] = field(default_factory=dict)  # workspace → address
     email_templates: dict[int, dict[str, EmailText]] = field(default_factory=dict)
+    consents: dict[int, dict[tuple[str, str], str]] = field(default_factory=dict)
+    last_messages: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    segments: dict[int, set[str]] = field(default_factory=dict)
+    purchases: dict[int, datetime] = field(default_factory=dict)
 
 
 def advance_enrollments(session: Session, claimed: Sequence[Any], *, now: datetime) -> None:
@@ -192,6 +197,14 @@ def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
         batch.events = contacts.events_of(session, contact_ids, types=types)
     if "messages" in kinds:
         batch.messages = _step_messages(session, [r.id for r in claimed])
+    if "consents" in kinds:
+        batch.consents = contacts.consents_of(session, contact_ids)
+    if "last_messages" in kinds:
+        batch.last_messages = messaging.last_messages_of_contacts(session, contact_ids)
+    if "segments" in kinds:
+        batch.segments = segment_keys_of(session, contact_ids)
+    if any(_mentions_purchase(d) for d in definitions.values()):
+        batch.purchases = contacts.last_purchases(session, contact_ids)
     if sends:
         horizon = max(history_horizon(workspaces.policy_for(w)) for w in batch.workspaces.values())
         batch.policy_facts = PolicyFacts.load(session, contact_ids, since=now - horizon)
@@ -214,6 +227,12 @@ def _load(session: Session, claimed: Sequence[Any], now: datetime) -> _Batch:
                 for name, t in mailing.templates_named(session, workspace_id, names).items()
             }
     return batch
+
+
+def _mentions_purchase(definition: SequenceDefinition) -> bool:
+    """Whether a message of the sequence speaks of the last purchase (worth a query)."""
+    found = definition.remember("mentions_purchase", lambda: "last_purchase" in repr(definition))
+    return bool(found)
 
 
 def _winners(session: Session, version_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -255,6 +274,7 @@ def _advance_one(row: Any, definition: SequenceDefinition, batch: _Batch) -> Adv
         cursor = Cursor(row.step_id, row.arrived_at, row.visit)
         return Advance((), cursor, None, ended="exited", end_reason="the contact was deleted")
     timezone = profile.timezone or workspace.timezone
+    inbound_at, outbound_at = batch.last_messages.get(row.contact_id, (None, None))
     facts = ContactFacts(
         tags=frozenset(batch.tags.get(row.contact_id, ())),
         lists=frozenset(batch.lists.get(row.contact_id, ())),
@@ -262,11 +282,22 @@ def _advance_one(row: Any, definition: SequenceDefinition, batch: _Batch) -> Adv
         events=batch.events.get(row.contact_id, ()),
         enrolled_at=row.enrolled_at,
         step_messages=batch.messages.get(row.id, {}),
+        consents=batch.consents.get(row.contact_id, {}),
+        last_inbound_at=inbound_at,
+        last_outbound_at=outbound_at,
+        segments=frozenset(batch.segments.get(row.contact_id, ())),
     )
     lead = Lead(
         enrollment_id=row.id,
         timezone=timezone,
-        variables={"contact": profile.variables(), "workspace": {"name": workspace.name}},
+        variables={
+            "contact": profile.variables(
+                now=batch.now,
+                last_purchase_at=batch.purchases.get(row.contact_id),
+                default_locale=workspace.locale,
+            ),
+            "workspace": {"name": workspace.name},
+        },
         facts=facts,
         last_inbound_at=batch.inbound.get(row.contact_id),
         reached_goals=frozenset(g for g in row.reached_goals.split(",") if g),

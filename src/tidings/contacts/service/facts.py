@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from tidings.conditions.domain import Event, fold
 from tidings.contacts.orm import Contact, ContactEvent, ContactList, ContactTag, ListMembership, Tag
 from tidings.db.base import among
+from tidings.kernel.localization import natural_ago
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,23 @@ class Profile:
     custom_fields: dict[str, Any]
     lead_source: str | None = None
 
-    def variables(self) -> dict[str, Any]:
-        """``contact.*`` of user templates (``{{ contact.first_name }}``), as quick replies."""
+    def variables(
+        self,
+        *,
+        now: datetime | None = None,
+        last_purchase_at: datetime | None = None,
+        default_locale: str | None = None,
+    ) -> dict[str, Any]:
+        """``contact.*`` of user templates (``{{ contact.first_name }}``), as quick replies;
+        with ``now`` and a purchase, ``last_purchase`` (its date) and ``last_purchase_ago``
+        (in words of the contact's language: "3 วันที่ผ่านมา") (A6)."""
         first = self.first_name or (self.name.split()[0] if self.name else "")
-        return {
+        found: dict[str, Any] = {}
+        if now is not None and last_purchase_at is not None:
+            found["last_purchase"] = last_purchase_at.date().isoformat()
+            locale = self.locale or default_locale
+            found["last_purchase_ago"] = natural_ago(last_purchase_at, now, locale)
+        return found | {
             "name": self.name or "",
             "first_name": first,
             "last_name": self.last_name or "",
@@ -107,6 +121,25 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
         )
         for row in rows
     }
+
+
+PURCHASE_EVENT = "order.placed"
+
+
+def last_purchases(session: Session, contact_ids: Collection[int]) -> dict[int, datetime]:
+    """Each contact's latest purchase (``order.placed``, by event time), by contact id."""
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(ContactEvent.contact_id, func.max(ContactEvent.occurred_at))
+        .where(
+            among(session, ContactEvent.contact_id, wanted),
+            ContactEvent.event_type == PURCHASE_EVENT,
+        )
+        .group_by(ContactEvent.contact_id)
+    )
+    return {contact_id: at for contact_id, at in rows if at is not None}
 
 
 def tag_names(session: Session, contact_ids: Collection[int]) -> dict[int, set[str]]:
