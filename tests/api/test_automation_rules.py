@@ -405,3 +405,27 @@ def test_a_reply_speaks_of_the_last_purchase_in_the_contacts_language(
     assert placed.status_code == 201, placed.text
     deliver(client, tidings, webhook_path, "มีของใหม่ไหมคะ")
     assert automation_texts(tidings)[-1] == "คุณสมหญิง ซื้อล่าสุด 3 วันที่ผ่านมา"
+
+
+def test_a_new_workspace_gets_the_seed_defaults_once(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    from tidings.automation.defaults import install_defaults
+    from tidings.workspaces import service as workspaces
+
+    headers = tenant.headers()
+    for _ in range(2):  # running it again adds nothing
+        with tidings.db.transaction() as session:
+            workspace = workspaces.get_workspace(session, tenant.workspace_id)
+            assert workspace is not None
+            install_defaults(session, workspace, now=tidings.clock.now())
+    segments = client.get(f"{API}/segments", headers=headers).json()
+    assert sorted(s["name"] for s in segments) == ["High intent", "Lost", "Potential"]
+    rules = {r["name"]: r for r in client.get(f"{API}/rules", headers=headers).json()}
+    assert len(rules) == 9
+    assert rules["Where is my parcel"]["enabled"] and not rules["Price-sensitive"]["enabled"]
+    # The workspace speaks Traditional Chinese (zh-Hant-TW): so do its offers.
+    code = rules["Price-sensitive"]["definition"]["actions"][1]["text"]
+    assert "優惠碼" in code
+    keywords = client.get(f"{API}/keywords", headers=headers).json()
+    assert {k["name"] for k in keywords} == {"discount", "too expensive"}

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tidings.automation.defaults import install_defaults
 from tidings.cli.common import console, installation, pick_workspace, require_schema
 from tidings.workspaces import service
 from tidings.workspaces.domain import Role
@@ -35,7 +36,7 @@ def init(
             if service.list_workspaces(session):
                 console.print("Database is up to date.")
                 return
-            _, key = service.open_workspace(
+            workspace, key = service.open_workspace(
                 session,
                 slug=slug,
                 settings=service.WorkspaceSettings(name, region, timezone, locale),
@@ -44,6 +45,7 @@ def init(
                 key_name="created by init",
                 now=inst.clock.now(),
             )
+            install_defaults(session, workspace, now=inst.clock.now())
         console.print(f"Created workspace [bold]{slug}[/] with owner {owner_email}.")
         console.print(f"API key (shown once, keep it safe): [bold green]{key}[/]")
 
@@ -60,7 +62,7 @@ def create_workspace(
     with installation() as inst:
         require_schema(inst)
         with inst.db.transaction() as session:
-            _, key = service.open_workspace(
+            workspace, key = service.open_workspace(
                 session,
                 slug=slug,
                 settings=service.WorkspaceSettings(name, region, timezone, locale),
@@ -69,6 +71,7 @@ def create_workspace(
                 key_name="created with workspace",
                 now=inst.clock.now(),
             )
+            install_defaults(session, workspace, now=inst.clock.now())
         console.print(
             f"Created workspace [bold]{slug}[/]. API key (shown once): [bold green]{key}[/]"
         )

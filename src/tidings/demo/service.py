@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from tidings.automation.defaults import install_defaults
 from tidings.channels import service as channels
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus, CustomFieldType
@@ -144,6 +145,7 @@ def seed_demo(session: Session, *, now: datetime) -> tuple[Workspace, str]:
             list_ids=(newsletter.id, vip_club.id),
             now=now,
         )
+    install_defaults(session, workspace, now=now)
     return workspace, key
 
 
