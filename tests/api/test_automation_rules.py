@@ -22,8 +22,10 @@ EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _wamids = itertools.count(1)
 
 
-def says(tidings: Tidings, words: str, *, wa_id: str = "66812345678") -> dict[str, Any]:
-    """A customer's text message as Meta's webhook carries it, sent now."""
+def says(
+    tidings: Tidings, words: str, *, wa_id: str = "66812345678", ago: timedelta = timedelta()
+) -> dict[str, Any]:
+    """A customer's text message as Meta's webhook carries it, sent ``ago`` before now."""
     return {
         "object": "whatsapp_business_account",
         "entry": [
@@ -43,7 +45,7 @@ def says(tidings: Tidings, words: str, *, wa_id: str = "66812345678") -> dict[st
                                 {
                                     "from": wa_id,
                                     "id": f"wamid.rules.{next(_wamids)}",
-                                    "timestamp": str(int(tidings.clock.now().timestamp())),
+                                    "timestamp": str(int((tidings.clock.now() - ago).timestamp())),
                                     "type": "text",
                                     "text": {"body": words},
                                 }
@@ -57,9 +59,15 @@ def says(tidings: Tidings, words: str, *, wa_id: str = "66812345678") -> dict[st
 
 
 def deliver(
-    client: TestClient, tidings: Tidings, path: str, words: str, *, location: Any = None
+    client: TestClient,
+    tidings: Tidings,
+    path: str,
+    words: str,
+    *,
+    location: Any = None,
+    ago: timedelta = timedelta(),
 ) -> None:
-    body = says(tidings, words)
+    body = says(tidings, words, ago=ago)
     if location is not None:
         message = body["entry"][0]["changes"][0]["value"]["messages"][0]
         del message["text"]
@@ -422,10 +430,40 @@ def test_a_new_workspace_gets_the_seed_defaults_once(
     segments = client.get(f"{API}/segments", headers=headers).json()
     assert sorted(s["name"] for s in segments) == ["High intent", "Lost", "Potential"]
     rules = {r["name"]: r for r in client.get(f"{API}/rules", headers=headers).json()}
-    assert len(rules) == 9
+    assert len(rules) == 10
     assert rules["Where is my parcel"]["enabled"] and not rules["Price-sensitive"]["enabled"]
     # The workspace speaks Traditional Chinese (zh-Hant-TW): so do its offers.
     code = rules["Price-sensitive"]["definition"]["actions"][1]["text"]
     assert "優惠碼" in code
     keywords = client.get(f"{API}/keywords", headers=headers).json()
     assert {k["name"] for k in keywords} == {"discount", "too expensive"}
+
+
+def test_a_regular_who_goes_quiet_and_sour_is_flagged_and_gets_the_rescue_offer(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    tidings.make_worker().run_once()
+    headers = tenant.headers()
+    rescue = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Rescue",
+            "definition": {
+                "trigger": {"on": "event", "event": "churn.risk_raised"},
+                "condition": {"field": "churn_risk", "op": "eq", "value": True},
+                "actions": [{"do": "reply", "text": "ขอโทษจริงๆ ค่ะ รับส่วนลด 20% โค้ด SORRY20"}],
+            },
+        },
+        headers=headers,
+    )
+    assert rescue.status_code == 201, rescue.text
+    for day in (8, 9, 10, 15, 16, 17, 22, 23, 24):  # three a week for three weeks
+        deliver(client, tidings, webhook_path, "สวัสดีค่ะ", ago=timedelta(days=day))
+    contact = contact_of(client, tenant)
+    assert not contact["churn_risk"] and contact["activity_score"] > 0
+    deliver(client, tidings, webhook_path, "แย่มาก ผิดหวังสุดๆ")
+    contact = contact_of(client, tenant)
+    assert contact["churn_risk"] and contact["sentiment"] < 0.3
+    assert automation_texts(tidings) == ["ขอโทษจริงๆ ค่ะ รับส่วนลด 20% โค้ด SORRY20"]
+    deliver(client, tidings, webhook_path, "ขอบคุณมากค่ะ ประทับใจ")  # feeling better
+    assert not contact_of(client, tenant)["churn_risk"]

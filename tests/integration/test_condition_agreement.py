@@ -59,6 +59,9 @@ def contact_rows(draw: st.DrawFn) -> dict[str, Any]:
         "country": draw(st.sampled_from([None, "TH", "TW", "th"])),
         "lifecycle_stage": draw(st.sampled_from(["lead", "customer", "Lead"])),
         "score": draw(st.integers(-3, 60)),
+        "activity_score": draw(st.integers(0, 100)),
+        "sentiment": draw(st.one_of(st.none(), st.sampled_from([0.0, 0.25, 0.5, 0.9]))),
+        "churn_risk": draw(st.booleans()),
         "custom_fields": draw(
             st.dictionaries(st.sampled_from(CUSTOM_KEYS), json_values, max_size=4)
         ),
@@ -92,7 +95,17 @@ def contact_rows(draw: st.DrawFn) -> dict[str, Any]:
 
 def leaves() -> st.SearchStrategy[dict[str, Any]]:
     field_names = st.sampled_from(
-        ["name", "first_name", "country", "lifecycle_stage", "score", *CUSTOM_KEYS]
+        [
+            "name",
+            "first_name",
+            "country",
+            "lifecycle_stage",
+            "score",
+            "activity_score",
+            "sentiment",
+            "churn_risk",
+            *CUSTOM_KEYS,
+        ]
     )
     compared = st.fixed_dictionaries(
         {
@@ -210,6 +223,9 @@ def _store(tidings: Tidings, rows: list[dict[str, Any]]) -> tuple[int, list[int]
                 country=row["country"],
                 lifecycle_stage=row["lifecycle_stage"],
                 score=row["score"],
+                activity_score=row.get("activity_score", 0),
+                sentiment=row.get("sentiment"),
+                churn_risk=row.get("churn_risk", False),
                 custom_fields=row["custom_fields"],
                 created_at=AS_OF,
                 updated_at=AS_OF,

@@ -56,6 +56,13 @@ TEXTS = {
         "zh-Hans": "潜在客户：本周内跟进",
         "en": "Potential customer: follow up this week",
     },
+    "rescue": {
+        "th": "คุณ{{ contact.first_name | fallback('ลูกค้า') }} ขอโทษที่ทำให้ไม่ประทับใจค่ะ "
+        "รับส่วนลด 20% ด้วยโค้ด SORRY20 นะคะ",
+        "zh-Hant": "很抱歉讓您失望了，送上 8 折優惠碼 SORRY20，希望再為您服務。",
+        "zh-Hans": "很抱歉让您失望了，送上 8 折优惠码 SORRY20，希望再为您服务。",
+        "en": "We are sorry we let you down. Here is 20% off with code SORRY20.",
+    },
     "handoff": {
         "th": "ลูกค้าขอคุยกับพนักงาน",
         "zh-Hant": "客戶要求真人客服",
@@ -147,6 +154,18 @@ def _rules(language: str) -> list[dict[str, Any]]:
                     "where": {"type": "location"},
                 },
                 "actions": [{"do": "answer_nearest_store"}],
+            },
+        },
+        {
+            "name": "Churn risk: rescue offer",
+            "enabled": False,
+            "definition": {
+                "trigger": {"on": "event", "event": "churn.risk_raised"},
+                "actions": [
+                    {"do": "add_tag", "tag": "churn-risk"},
+                    {"do": "reply", "text": text("rescue")},
+                ],
+                "guard": {"times": 1, "per": "30d"},
             },
         },
         {

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,6 +51,12 @@ from tidings.automation.facts import facts_of
 from tidings.automation.intents import built_in_detector
 from tidings.automation.language import KeywordIndex, streaks
 from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
+from tidings.automation.scoring import (
+    Interactions,
+    SentimentLexicon,
+    activity_score,
+    churn_risk,
+)
 from tidings.channels import service as channels
 from tidings.conditions.domain import INTENT_EVENT, KEYWORD_EVENT, evaluate
 from tidings.contacts import service as contacts
@@ -124,7 +131,8 @@ def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
         for event in events:
             if event.event_type == "message.received":
                 _detect_keywords(session, known, event, now)
-                _detect_intent(session, known, event)
+                intent = _detect_intent(session, known, event)
+                _score_activity(session, known, event, intent, now)
             for rule, definition in known.rules:
                 if fires(definition.trigger, event.event_type, event.properties or {}):
                     touched.add(event.contact_id)
@@ -188,14 +196,14 @@ def _previous_streaks(session: Session, event: Any) -> dict[str, int]:
     }
 
 
-def _detect_intent(session: Session, known: _Workspace, event: Any) -> None:
+def _detect_intent(session: Session, known: _Workspace, event: Any) -> str | None:
     """Record ``intent.detected`` when the message is understood as a built-in intent."""
     text = (event.properties or {}).get("text")
     if not isinstance(text, str) or not text.strip():
-        return
+        return None
     found = built_in_detector().detect(text)
     if found.intent is None:
-        return
+        return None
     contacts.log_event(
         session,
         known.workspace,
@@ -210,6 +218,65 @@ def _detect_intent(session: Session, known: _Workspace, event: Any) -> None:
         },
         "intents",
     )
+    return found.intent
+
+
+ENQUIRY_INTENTS = frozenset({"price"})
+
+
+@cache
+def _lexicon() -> SentimentLexicon:
+    return SentimentLexicon.built_in()
+
+
+def _score_activity(
+    session: Session, known: _Workspace, event: Any, intent: str | None, now: datetime
+) -> None:
+    """Update the contact's activity score, sentiment and churn risk after a message (A7);
+    a newly raised risk goes on the timeline as ``churn.risk_raised`` for rules to answer."""
+    contact_id = int(event.contact_id)
+    history = contacts.events_of(
+        session,
+        [contact_id],
+        types={"message.received", INTENT_EVENT},
+        since=now - timedelta(days=28),
+    ).get(contact_id, [])
+    messages = [e.occurred_at for e in history if e.type == "message.received"]
+    enquiries = [
+        e.occurred_at
+        for e in history
+        if e.type == INTENT_EVENT and e.properties.get("intent") in ENQUIRY_INTENTS
+    ]
+    if intent in ENQUIRY_INTENTS and event.occurred_at not in enquiries:
+        enquiries.append(event.occurred_at)  # detected in this batch, not yet readable
+    text = (event.properties or {}).get("text")
+    sentiment = _lexicon().score(text) if isinstance(text, str) and text.strip() else None
+    profile = contacts.profiles(session, [contact_id]).get(contact_id)
+    if profile is None:
+        return
+    latest = sentiment if sentiment is not None else profile.sentiment
+    interactions = Interactions(messages, enquiries)
+    risk = churn_risk(interactions, latest, now)
+    contacts.set_activity(
+        session,
+        contact_id,
+        activity_score=activity_score(interactions, now),
+        sentiment=sentiment,
+        churn_risk=risk,
+    )
+    if risk and not profile.churn_risk:
+        contacts.log_event(
+            session,
+            known.workspace,
+            contact_id,
+            "churn.risk_raised",
+            now,
+            {
+                "sentiment": latest,
+                "messages_last_7_days": sum(1 for t in messages if t > now - timedelta(days=7)),
+            },
+            "scoring",
+        )
 
 
 # --- one rule for one contact -------------------------------------------------------------------

@@ -85,7 +85,12 @@ TEXT_COLUMNS: dict[str, Any] = {
     "lifecycle_stage": Contact.lifecycle_stage,
     "lead_source": Contact.lead_source,
 }
-NUMBER_COLUMNS: dict[str, Any] = {"score": Contact.score}
+NUMBER_COLUMNS: dict[str, Any] = {
+    "score": Contact.score,
+    "activity_score": Contact.activity_score,
+    "sentiment": Contact.sentiment,
+}
+BOOLEAN_COLUMNS: dict[str, Any] = {"churn_risk": Contact.churn_risk}
 
 
 class NotAudienceConditionError(ValueError):
@@ -255,8 +260,9 @@ class _Compiler:
             if name in TEXT_COLUMNS:
                 column = TEXT_COLUMNS[name]
                 is_set: ColumnElement[bool] = and_(column.is_not(None), column != "")
-            elif name in NUMBER_COLUMNS:
-                is_set = true()
+            elif name in NUMBER_COLUMNS or name in BOOLEAN_COLUMNS:
+                column = {**NUMBER_COLUMNS, **BOOLEAN_COLUMNS}[name]
+                is_set = column.is_not(None)
             else:
                 is_set = self.json_is_set(Contact.custom_fields, name)
             return self.two_valued(is_set) if op == "is_set" else not_(self.two_valued(is_set))
@@ -291,6 +297,8 @@ class _Compiler:
             return TEXT_COLUMNS[name] if text else None
         if name in NUMBER_COLUMNS:
             return NUMBER_COLUMNS[name] if not text and not boolean else None
+        if name in BOOLEAN_COLUMNS:
+            return case((BOOLEAN_COLUMNS[name], 1), else_=0) if boolean else None
         if text:
             return self.json_text(Contact.custom_fields, name)
         if boolean:

@@ -32,6 +32,10 @@ class Contact(WorkspaceOwned, Base):
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     lead_source: Mapped[str | None] = mapped_column(String(64))
     do_not_contact: Mapped[bool] = mapped_column(default=False)
+    # Derived from the contact's messages by automation (A7); never typed by a person.
+    activity_score: Mapped[int] = mapped_column(default=0, server_default="0")
+    sentiment: Mapped[float | None]
+    churn_risk: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

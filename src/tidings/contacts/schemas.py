@@ -88,6 +88,9 @@ class ContactRead(BaseModel):
     custom_fields: dict[str, Any]
     lead_source: str | None
     do_not_contact: bool
+    activity_score: int = Field(description="0-100 from recency, frequency, enquiries (A7)")
+    sentiment: float | None = Field(description="of the latest message: 0 angry … 1 delighted")
+    churn_risk: bool
     tags: list[str]
     list_ids: list[int]
     consents: list[ConsentRead]

@@ -59,6 +59,7 @@ from tidings.contacts.service.matching import (
     consents_of,
     count_matching,
     matching_ids_query,
+    set_activity,
 )
 from tidings.contacts.service.records import (
     MATCH_KEYS,
@@ -131,6 +132,7 @@ __all__ = [
     "record_event",
     "remove_tag",
     "sending_facts",
+    "set_activity",
     "set_consent",
     "set_external_id",
     "tag_names",

@@ -35,6 +35,9 @@ class Profile:
     score: int
     custom_fields: dict[str, Any]
     lead_source: str | None = None
+    activity_score: int = 0
+    sentiment: float | None = None
+    churn_risk: bool = False
 
     def variables(
         self,
@@ -77,6 +80,9 @@ class Profile:
             "lifecycle_stage": self.lifecycle_stage,
             "score": self.score,
             "lead_source": self.lead_source,
+            "activity_score": self.activity_score,
+            "sentiment": self.sentiment,
+            "churn_risk": self.churn_risk,
         }
 
 
@@ -100,6 +106,9 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
             Contact.score,
             Contact.custom_fields,
             Contact.lead_source,
+            Contact.activity_score,
+            Contact.sentiment,
+            Contact.churn_risk,
         ).where(among(session, Contact.id, wanted))
     )
     return {
@@ -118,6 +127,9 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
             score=row.score,
             custom_fields=dict(row.custom_fields or {}),
             lead_source=row.lead_source,
+            activity_score=row.activity_score,
+            sentiment=row.sentiment,
+            churn_risk=row.churn_risk,
         )
         for row in rows
     }

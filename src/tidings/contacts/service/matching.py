@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
 from tidings.contacts.condition_sql import (
+    BOOLEAN_COLUMNS,
     NUMBER_COLUMNS,
     TEXT_COLUMNS,
     NotAudienceConditionError,
@@ -23,7 +24,7 @@ from tidings.contacts.orm import Contact
 __all__ = ["NotAudienceConditionError", "Sources"]
 
 # Contact columns a condition may compare (any other field name is a custom field).
-CONDITION_FIELDS = frozenset(TEXT_COLUMNS) | frozenset(NUMBER_COLUMNS)
+CONDITION_FIELDS = frozenset(TEXT_COLUMNS) | frozenset(NUMBER_COLUMNS) | frozenset(BOOLEAN_COLUMNS)
 
 
 def matching_ids_query(
@@ -61,3 +62,20 @@ def consents_of(
     for contact_id, channel, purpose, status in repository.consent_states(session, contact_ids):
         found.setdefault(contact_id, {})[(channel, purpose)] = status
     return found
+
+
+def set_activity(
+    session: Session,
+    contact_id: int,
+    *,
+    activity_score: int,
+    sentiment: float | None,
+    churn_risk: bool,
+) -> None:
+    """Store what automation derived from the contact's messages (A7); no timeline entry,
+    since nobody changed the contact."""
+    contact = session.get(Contact, contact_id)
+    if contact is not None:
+        contact.activity_score, contact.churn_risk = activity_score, churn_risk
+        if sentiment is not None:
+            contact.sentiment = sentiment
