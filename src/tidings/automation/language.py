@@ -37,8 +37,35 @@ _thai: list[Any] = []  # the current Thai cutter, rebuilt when keywords are taug
 
 def _thai_cutter() -> Any:
     if not _thai:
+        _learn_built_in_vocabulary()
+    if not _thai:
         _rebuild_thai()
     return _thai[0]
+
+
+_learned_built_ins: list[bool] = []
+
+
+def _learn_built_in_vocabulary() -> None:
+    """Teach the cutters every built-in vocabulary (intent cues, the sentiment lexicon, the
+    default keyword groups) before their first use, all at once. The cutters are shared, and
+    what they were taught changes how a text is cut: teaching in whatever order components
+    happened to load would make intent detection depend on it."""
+    if _learned_built_ins:
+        return
+    _learned_built_ins.append(True)
+    from tidings.automation import defaults, intents, scoring
+
+    vocabulary = [
+        *(p for cues in intents.CUES.values() for p in cues.phrases),
+        *(p for cues in intents.AGAINST.values() for p in cues),
+        *scoring.POSITIVE,
+        *scoring.NEGATIVE,
+        *scoring.NEGATIONS,
+        *scoring.INTENSIFIERS,
+        *(t for terms in defaults.KEYWORDS.values() for t in terms),
+    ]
+    teach(sorted(set(vocabulary)))
 
 
 def _rebuild_thai() -> None:
@@ -57,6 +84,11 @@ def _chinese_cutter() -> Any:
     tokenizer = jieba.Tokenizer()
     tokenizer.initialize()
     return tokenizer
+
+
+def _cutters_ready() -> None:
+    if not _learned_built_ins:
+        _learn_built_in_vocabulary()
 
 
 _taught: set[str] = set()
@@ -90,6 +122,7 @@ def normalise(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """The words of a message, in order, normalised."""
+    _cutters_ready()
     found: list[str] = []
     for match in _RUNS.finditer(normalise(text)):
         if match.group("thai"):
