@@ -57,38 +57,44 @@ GROUPS = {
 
 
 def rules(count: int) -> list[dict[str, object]]:
-    """``count`` rules: keyword triggers with count conditions, intent triggers, and message
-    triggers with field and tag conditions — most evaluate, some fire."""
+    """``count`` rules in the proportions a shop ends up with: 40% on keywords (count
+    conditions over the contact's history), 30% on intents (conditions on fields), 15% on tags
+    that other rules add (chains), 15% on every message with a narrow condition (a tag few
+    have) — so every message is judged by dozens of rules and a few fire."""
     made: list[dict[str, object]] = []
     groups = list(GROUPS)
     intents = ["price", "order_status", "store_location", "complaint"]
     for n in range(count):
-        kind = n % 3
-        if kind == 0:
+        share = n % 20
+        if share < 8:
             group = groups[n % len(groups)]
-            definition = {
+            definition: dict[str, object] = {
                 "trigger": {"on": "keyword", "keyword": group},
                 "condition": {"keyword": group, "at_least": 2 + n % 3, "within": "30d"},
-                "actions": [{"do": "add_tag", "tag": f"{group}-{n}"}],
+                "actions": [{"do": "add_tag", "tag": f"{group}-{n % 5}"}],
                 "guard": {"times": 1, "per": "1d"},
             }
-        elif kind == 1:
+        elif share < 14:
             definition = {
                 "trigger": {"on": "intent", "intent": intents[n % len(intents)]},
-                "condition": {"field": "activity_score", "op": "gte", "value": n % 50},
+                "condition": {"field": "activity_score", "op": "gte", "value": n % 60},
                 "actions": [{"do": "add_score", "by": 1}],
                 "guard": {"times": 2, "per": "1h"},
+            }
+        elif share < 17:
+            group = groups[n % len(groups)]
+            definition = {
+                "trigger": {"on": "tag_added", "tag": f"{group}-{n % 5}"},
+                "condition": {"not": {"has_tag": "vip"}},
+                "actions": [{"do": "set_field", "field": "lead_source", "value": group}],
             }
         else:
             definition = {
                 "trigger": {"on": "message_received"},
                 "condition": {
-                    "all": [
-                        {"field": "score", "op": "lt", "value": 1000},
-                        {"not": {"has_tag": f"never-{n}"}},
-                    ]
+                    "all": [{"has_tag": "vip"}, {"field": "score", "op": "lt", "value": 1000}]
                 },
-                "actions": [{"do": "set_field", "field": "lead_source", "value": f"r{n % 7}"}],
+                "actions": [{"do": "add_score", "by": 5}],
                 "guard": {"times": 1, "per": "1h"},
             }
         made.append({"name": f"rule {n}", "definition": definition})

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.automation import service
@@ -47,7 +47,7 @@ from tidings.automation.domain import (
     fires,
     guard_verdict,
 )
-from tidings.automation.facts import facts_of
+from tidings.automation.facts import gather_facts
 from tidings.automation.intents import built_in_detector
 from tidings.automation.language import KeywordIndex, streaks
 from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
@@ -58,8 +58,17 @@ from tidings.automation.scoring import (
     churn_risk,
 )
 from tidings.channels import service as channels
-from tidings.conditions.domain import INTENT_EVENT, KEYWORD_EVENT, evaluate
+from tidings.conditions.domain import (
+    INTENT_EVENT,
+    KEYWORD_EVENT,
+    evaluate,
+    event_types,
+    fold,
+    needs,
+    tag_identity,
+)
 from tidings.contacts import service as contacts
+from tidings.db.base import among, bulk_insert, table_of
 from tidings.kernel.templating import render_template
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
@@ -127,18 +136,111 @@ def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
         if workspace is None:
             continue
         known = _Workspace(workspace, _enabled_rules(session, workspace))
+        ledger = _Ledger.load(session, known, events, now)
         touched: set[int] = set()
         for event in events:
             if event.event_type == "message.received":
                 _detect_keywords(session, known, event, now)
                 intent = _detect_intent(session, known, event)
                 _score_activity(session, known, event, intent, now)
+                ledger.forget(event.contact_id)
             for rule, definition in known.rules:
                 if fires(definition.trigger, event.event_type, event.properties or {}):
                     touched.add(event.contact_id)
-                    _run_rule(session, known.workspace, rule, definition, event, now)
+                    _run_rule(session, known.workspace, rule, definition, event, now, ledger)
+        ledger.write(session)
         if touched:
             service.refresh_contacts(session, workspace, sorted(touched), now=now)
+
+
+@dataclass
+class _Ledger:
+    """What one batch knows about its contacts' rule history and facts, so that a hundred
+    rules do not ask the database a hundred times per event; runs are written at the end in
+    one statement."""
+
+    firings: dict[tuple[int, int], list[datetime]]
+    kinds: set[str] = field(default_factory=set)
+    types: set[str] = field(default_factory=set)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    facts: dict[int, Any] = field(default_factory=dict)
+    stale: set[int] = field(default_factory=set)
+
+    @classmethod
+    def load(
+        cls, session: Session, known: _Workspace, events: Sequence[Any], now: datetime
+    ) -> _Ledger:
+        if not known.rules:
+            return cls({})
+        kinds: set[str] = set()
+        types: set[str] = set()
+        for _, definition in known.rules:
+            if definition.condition is not None:
+                kinds |= needs(definition.condition)
+                types |= event_types(definition.condition)
+        longest = max(definition.guard.per for _, definition in known.rules)
+        contact_ids = sorted({e.contact_id for e in events})
+        rows = session.execute(
+            select(RuleRun.rule_id, RuleRun.contact_id, RuleRun.created_at).where(
+                among(session, RuleRun.contact_id, contact_ids),
+                RuleRun.status == "fired",
+                RuleRun.created_at > now - longest,
+            )
+        )
+        firings: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+        for rule_id, contact_id, at in rows:
+            firings[(rule_id, contact_id)].append(at)
+        ledger = cls(firings, kinds, types)
+        ledger.stale.update(contact_ids)  # read together on first need, below
+        return ledger
+
+    def recent(self, rule_id: int, contact_id: int, since: datetime) -> int:
+        return sum(1 for at in self.firings.get((rule_id, contact_id), ()) if at > since)
+
+    def fired(self, rule_id: int, contact_id: int, at: datetime) -> None:
+        self.firings.setdefault((rule_id, contact_id), []).append(at)
+
+    def facts_for(self, session: Session, contact_id: int) -> Any:
+        """What every rule's condition may read about the contact; the contacts whose facts
+        are stale are read again together."""
+        if contact_id in self.stale:
+            wanted = sorted(self.stale)
+            self.facts.update(dict.fromkeys(wanted))
+            self.facts.update(gather_facts(session, wanted, self.kinds, self.types))
+            self.stale.clear()
+        return self.facts.get(contact_id)
+
+    def forget(self, contact_id: int) -> None:
+        """The contact changed (an action ran, a message came): its facts must be read again."""
+        self.stale.add(contact_id)
+
+    def applied(self, contact_id: int, action: Any) -> None:
+        """Keep the contact's known facts true after an action, without reading them again
+        when the action's effect is plain (a tag, a list, the score). A field is read again:
+        storing it may convert the value (a number field keeps "5" as 5.0)."""
+        known = self.facts.get(contact_id)
+        if known is None or contact_id in self.stale:
+            return
+        match action:
+            case ChangeTag():
+                tags = set(known.tags)
+                key = tag_identity(action.tag)
+                (tags.add if action.do == "add_tag" else tags.discard)(key)
+                self.facts[contact_id] = replace(known, tags=frozenset(tags))
+            case ChangeList():
+                lists = set(known.lists)
+                (lists.add if action.do == "join_list" else lists.discard)(fold(action.list))
+                self.facts[contact_id] = replace(known, lists=frozenset(lists))
+            case AddScore():
+                score = int(known.fields.get("score") or 0) + action.by
+                self.facts[contact_id] = replace(known, fields={**known.fields, "score": score})
+            case _:
+                self.forget(contact_id)
+
+    def write(self, session: Session) -> None:
+        if self.runs:
+            bulk_insert(session, table_of(RuleRun), self.runs)
+            self.runs = []
 
 
 def _enabled_rules(session: Session, workspace: Workspace) -> list[tuple[Rule, RuleDefinition]]:
@@ -289,37 +391,35 @@ def _run_rule(
     definition: RuleDefinition,
     event: Any,
     now: datetime,
+    ledger: _Ledger,
 ) -> None:
     depth = int(getattr(event, "depth", 0) or 0)
-    run = RuleRun(
-        workspace_id=workspace.id,
-        rule_id=rule.id,
-        contact_id=event.contact_id,
-        event_id=event.id,
-        depth=depth,
-        created_at=now,
-        actions_done={},
-        reason="",
-    )
+    contact_id = int(event.contact_id)
+    run: dict[str, Any] = {
+        "workspace_id": workspace.id,
+        "rule_id": rule.id,
+        "contact_id": contact_id,
+        "event_id": event.id,
+        "depth": depth,
+        "created_at": now,
+        "actions_done": {},
+        "reason": "",
+    }
     verdict = guard_verdict(
         definition.guard,
         depth=depth,
-        recent_firings=_recent_firings(
-            session, rule.id, event.contact_id, now - definition.guard.per
-        ),
+        recent_firings=ledger.recent(rule.id, contact_id, now - definition.guard.per),
     )
     if not verdict.allowed:
-        run.status, run.reason = "skipped", verdict.reason
-        session.add(run)
+        ledger.runs.append(run | {"status": "skipped", "reason": verdict.reason})
         return
     if definition.condition is not None:
-        facts = facts_of(session, [event.contact_id], definition.condition).get(event.contact_id)
+        facts = ledger.facts_for(session, contact_id)
         if facts is None:
             return  # the contact was deleted since
         if not evaluate(definition.condition, facts, now):
-            run.status = "not_matched"
-            run.reason = _why_not(definition.condition, facts, now)[:500]
-            session.add(run)
+            reason = _why_not(definition.condition, facts, now)[:500]
+            ledger.runs.append(run | {"status": "not_matched", "reason": reason})
             return
     done: list[str] = []
     failed: list[str] = []
@@ -329,26 +429,17 @@ def _run_rule(
                 with session.begin_nested():
                     note = _act(session, workspace, rule, action, event, now)
                 done.append(f"{index}:{action.do}{note}")
+                ledger.applied(contact_id, action)
             except Exception as error:  # one action's failure must not undo the others
                 failed.append(f"{index}:{action.do}: {error}"[:300])
                 log.info("rule %s action %s failed: %s", rule.id, index, error)
-    run.status = "failed" if failed and not done else "fired"
-    run.reason = ("; ".join(failed))[:500] if failed else f"{event.event_type} #{event.id}"
-    run.actions_done = {"done": done, "failed": failed}
-    session.add(run)
-
-
-def _recent_firings(session: Session, rule_id: int, contact_id: int, since: datetime) -> int:
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                RuleRun.rule_id == rule_id,
-                RuleRun.contact_id == contact_id,
-                RuleRun.status == "fired",
-                RuleRun.created_at > since,
-            )
-        )
-        or 0
+                ledger.forget(contact_id)
+    status = "failed" if failed and not done else "fired"
+    if status == "fired":
+        ledger.fired(rule.id, contact_id, now)
+    reason = ("; ".join(failed))[:500] if failed else f"{event.event_type} #{event.id}"
+    ledger.runs.append(
+        run | {"status": status, "reason": reason, "actions_done": {"done": done, "failed": failed}}
     )
 
 
@@ -367,9 +458,11 @@ def _act(
     """Carry out one action; returns a short note for the trace (what was sent …)."""
     source = f"rule:{rule.id}"
     contact_id = int(event.contact_id)
-    contact = contacts.get_contact_or_404(session, workspace, contact_id)
+    needs_contact = isinstance(action, ChangeTag | ChangeList | AddScore)
+    contact = contacts.get_contact_or_404(session, workspace, contact_id) if needs_contact else None
     match action:
         case ChangeTag():
+            assert contact is not None
             if action.do == "add_tag":
                 contacts.add_tags(
                     session,
@@ -389,6 +482,7 @@ def _act(
                     now=now,
                 )
         case ChangeList():
+            assert contact is not None
             contacts.change_list_by_name(
                 session,
                 workspace=workspace,
@@ -398,17 +492,22 @@ def _act(
                 source=source,
                 now=now,
             )
-        case SetField() | AddScore():
-            data = (
-                {"score": contact.score + action.by}
-                if isinstance(action, AddScore)
-                else contacts.field_change(action.field, action.value)
-            )
+        case SetField():
             contacts.update_contact(
                 session,
                 workspace=workspace,
                 contact_id=contact_id,
-                data=data,
+                data=contacts.field_change(action.field, action.value),
+                source=source,
+                now=now,
+            )
+        case AddScore():
+            assert contact is not None
+            contacts.update_contact(
+                session,
+                workspace=workspace,
+                contact_id=contact_id,
+                data={"score": contact.score + action.by},
                 source=source,
                 now=now,
             )

@@ -20,12 +20,17 @@ def facts_of(
     session: Session, contact_ids: Collection[int], condition: Any
 ) -> dict[int, ContactFacts]:
     """The facts ``condition`` reads, for each of these contacts (deleted ones are absent)."""
+    return gather_facts(session, contact_ids, needs(condition), event_types(condition))
+
+
+def gather_facts(
+    session: Session, contact_ids: Collection[int], kinds: set[str], types: set[str]
+) -> dict[int, ContactFacts]:
+    """The facts of these kinds (``needs``) and timeline event types, a few queries in all."""
     wanted = sorted(set(contact_ids))
-    kinds = needs(condition)
     profiles = contacts.profiles(session, wanted)
     tags = contacts.tag_names(session, wanted) if "tags" in kinds else {}
     lists = contacts.list_names(session, wanted) if "lists" in kinds else {}
-    types = event_types(condition)
     events = contacts.events_of(session, wanted, types=types) if types else {}
     consents = contacts.consents_of(session, wanted) if "consents" in kinds else {}
     last = messaging.last_messages_of_contacts(session, wanted) if "last_messages" in kinds else {}

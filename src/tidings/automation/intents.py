@@ -554,7 +554,7 @@ def _spelled(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     """Thai/Chinese cues the cutter split differently in context: consecutive words that
     spell the cue exactly."""
     target = "".join(needle)
-    if not target or target.isascii():
+    if not target or target.isascii() or target not in "".join(haystack):
         return False
     for start in range(len(haystack)):
         spelled = ""

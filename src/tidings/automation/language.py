@@ -151,6 +151,8 @@ def _joined_chars(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     """A Thai or Chinese keyword whose words the cutter split differently in context: found
     when consecutive message words spell it exactly (boundaries still respected)."""
     target = "".join(needle)
+    if target not in "".join(haystack):
+        return False
     for start in range(len(haystack)):
         spelled = ""
         for word in haystack[start:]:
