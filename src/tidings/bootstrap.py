@@ -14,7 +14,7 @@ from functools import cached_property
 
 from tidings.automation import service as automation
 from tidings.automation.engine import WEBHOOK_JOB as RULE_WEBHOOK_JOB
-from tidings.automation.engine import RulesEngine
+from tidings.automation.engine import RulesEngine, run_scheduled_rules
 from tidings.broadcasts.jobs import BroadcastPlanner
 from tidings.channels.email.smtp import SmtpPool
 from tidings.channels.jobs import (
@@ -207,6 +207,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
             PeriodicTask(
                 PeriodicJob("sequences.choose_split_winners", timedelta(minutes=5)),
                 lambda session, now: _ignore(sequences.choose_split_winners(session, now=now)),
+            ),
+            PeriodicTask(
+                PeriodicJob("rules.scheduled", timedelta(minutes=1)),
+                lambda session, now: _ignore(run_scheduled_rules(session, now=now)),
             ),
             PeriodicTask(
                 PeriodicJob("segments.refresh", timedelta(minutes=5)),

@@ -467,3 +467,43 @@ def test_a_regular_who_goes_quiet_and_sour_is_flagged_and_gets_the_rescue_offer(
     assert automation_texts(tidings) == ["ขอโทษจริงๆ ค่ะ รับส่วนลด 20% โค้ด SORRY20"]
     deliver(client, tidings, webhook_path, "ขอบคุณมากค่ะ ประทับใจ")  # feeling better
     assert not contact_of(client, tenant)["churn_risk"]
+
+
+def test_a_scheduled_rule_runs_for_its_audience_when_its_time_comes(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    from tidings.automation.engine import run_scheduled_rules
+
+    headers = tenant.headers()
+    ids = [
+        client.post(f"{API}/contacts", json={"name": n, "tags": t}, headers=headers).json()["id"]
+        for n, t in (("A", ["vip"]), ("B", []), ("C", ["vip"]))
+    ]
+    rule = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Daily VIP points",
+            "definition": {
+                "trigger": {"on": "schedule", "every": "1d", "at": "09:00"},
+                "condition": {"has_tag": "vip"},
+                "actions": [{"do": "add_score", "by": 10}],
+            },
+        },
+        headers=headers,
+    )
+    assert rule.status_code == 201, rule.text
+
+    def run() -> int:
+        with tidings.db.transaction() as session:
+            return run_scheduled_rules(session, now=tidings.clock.now())
+
+    assert run() == 0  # not yet nine o'clock (the workspace is in Asia/Taipei)
+    assert isinstance(tidings.clock, VirtualClock)
+    tidings.clock.advance(timedelta(days=1))
+    assert run() == 2
+    assert run() == 0  # once per slot
+    scores = {c: client.get(f"{API}/contacts/{c}", headers=headers).json()["score"] for c in ids}
+    assert scores == {ids[0]: 10, ids[1]: 0, ids[2]: 10}
+    runs = client.get(f"{API}/rules/{rule.json()['id']}/runs", headers=headers).json()
+    assert [r["status"] for r in runs] == ["fired", "fired"]
+    assert runs[0]["reason"] == "schedule"

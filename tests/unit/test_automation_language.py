@@ -117,3 +117,38 @@ def test_a_rule_cannot_use_sequence_step_conditions() -> None:
                 "actions": [{"do": "add_score", "by": 1}],
             }
         )
+
+
+def test_scheduled_rules_run_at_local_times_across_daylight_saving() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from tidings.automation.domain import OnSchedule, next_run
+
+    bangkok = ZoneInfo("Asia/Bangkok")
+    daily = OnSchedule(on="schedule", every=timedelta(days=1), at="09:00")
+    before_nine = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 08:00 in Bangkok
+    assert next_run(daily, before_nine, bangkok) == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    at_nine = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    assert next_run(daily, at_nine, bangkok) == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    weekly = OnSchedule(on="schedule", every=timedelta(weeks=1), at="09:00", weekday="mon")
+    tuesday = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
+    assert next_run(weekly, tuesday, bangkok) == datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+    hourly = OnSchedule(on="schedule", every=timedelta(hours=6))
+    assert next_run(hourly, tuesday, bangkok) == tuesday + timedelta(hours=6)
+    london = ZoneInfo("Europe/London")  # clocks go back at 02:00 on Sunday 2026-10-25
+    saturday = datetime(2026, 10, 24, 6, 0, tzinfo=UTC)  # 07:00 BST
+    first = next_run(daily, saturday, london)
+    second = next_run(daily, first, london)
+    assert first == datetime(2026, 10, 24, 8, 0, tzinfo=UTC)  # 09:00 BST
+    assert second == datetime(2026, 10, 25, 9, 0, tzinfo=UTC)  # 09:00 GMT
+    assert second - first == timedelta(hours=25)
+    with pytest.raises(ValueError, match="weekday goes with"):
+        OnSchedule(on="schedule", every=timedelta(days=1), weekday="mon")
+    with pytest.raises(ValueError, match="needs a condition"):
+        RuleDefinition.model_validate(
+            {
+                "trigger": {"on": "schedule", "every": "1d"},
+                "actions": [{"do": "add_score", "by": 1}],
+            }
+        )

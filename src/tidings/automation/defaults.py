@@ -110,12 +110,13 @@ def _rules(language: str) -> list[dict[str, Any]]:
             },
         },
         {
-            "name": "Potential: follow-up task",
+            "name": "Potential: weekly follow-up",
             "enabled": True,
             "definition": {
-                "trigger": {"on": "segment_entered", "segment": "Potential"},
-                "actions": [{"do": "notify", "message": text("follow_up"), "due_in": "7d"}],
-                "guard": {"times": 1, "per": "7d"},
+                "trigger": {"on": "schedule", "every": "1w", "weekday": "mon", "at": "09:00"},
+                "condition": {"in_segment": "Potential"},
+                "actions": [{"do": "notify", "message": text("follow_up"), "due_in": "1d"}],
+                "guard": {"times": 1, "per": "6d"},
             },
         },
         {

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,10 +82,47 @@ class OnSegment(BaseModel):
     segment: Name
 
 
+class OnSchedule(BaseModel):
+    """Every ``every`` (1 hour to 4 weeks), for every contact the rule's condition matches
+    then; ``at`` aligns the runs to a local time of the workspace, ``weekday`` weekly runs to
+    a day."""
+
+    model_config = _STRICT
+    on: Literal["schedule"]
+    every: Duration
+    at: time | None = None
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> OnSchedule:
+        if not timedelta(hours=1) <= self.every <= timedelta(weeks=4):
+            raise ValueError("every: from 1h to 4w")
+        if self.weekday is not None and self.every != timedelta(weeks=1):
+            raise ValueError("weekday goes with every: 1w")
+        return self
+
+
 Trigger = Annotated[
-    OnMessage | OnKeyword | OnIntent | OnTag | OnFieldChange | OnEvent | OnSegment,
+    OnMessage | OnKeyword | OnIntent | OnTag | OnFieldChange | OnEvent | OnSegment | OnSchedule,
     Field(discriminator="on"),
 ]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def next_run(trigger: OnSchedule, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first run of a scheduled rule strictly after ``after`` (UTC). With ``at``, runs
+    keep that local wall-clock time across daylight-saving changes."""
+    if trigger.at is None:
+        return after + trigger.every
+    local = after.astimezone(zone)
+    candidate = datetime.combine(local.date(), trigger.at, tzinfo=zone)
+    if trigger.weekday is not None:
+        candidate += timedelta(days=(WEEKDAYS.index(trigger.weekday) - candidate.weekday()) % 7)
+    while candidate <= local:
+        candidate += trigger.every  # same-zone arithmetic: wall-clock time is kept
+    return candidate.astimezone(UTC)
+
 
 TRIGGER_EVENTS = {
     "message_received": "message.received",
@@ -99,10 +137,10 @@ TRIGGER_EVENTS = {
 
 
 def event_type_of(trigger: Any) -> str:
-    """The timeline event type that can fire this trigger."""
+    """The timeline event type that can fire this trigger ("" for a schedule: none)."""
     if isinstance(trigger, OnEvent):
         return trigger.event
-    return TRIGGER_EVENTS[trigger.on]
+    return TRIGGER_EVENTS.get(trigger.on, "")
 
 
 def fires(trigger: Any, event_type: str, properties: Mapping[str, Any]) -> bool:
@@ -269,6 +307,12 @@ class RuleDefinition(BaseModel):
                 "read, delivered, opened, clicked and replied speak of a sequence's steps"
             )
         return condition
+
+    @model_validator(mode="after")
+    def _scheduled_rules_say_whom(self) -> RuleDefinition:
+        if isinstance(self.trigger, OnSchedule) and self.condition is None:
+            raise ValueError("a scheduled rule needs a condition: whom it is for")
+        return self
 
 
 # --- the guard ----------------------------------------------------------------------------------

@@ -40,14 +40,16 @@ from tidings.automation.domain import (
     ChangeTag,
     Enrollment,
     Notify,
+    OnSchedule,
     Reply,
     RuleDefinition,
     SetField,
     Webhook,
     fires,
     guard_verdict,
+    next_run,
 )
-from tidings.automation.facts import gather_facts
+from tidings.automation.facts import gather_facts, sources_for
 from tidings.automation.intents import built_in_detector
 from tidings.automation.language import KeywordIndex, streaks
 from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
@@ -437,7 +439,8 @@ def _run_rule(
     status = "failed" if failed and not done else "fired"
     if status == "fired":
         ledger.fired(rule.id, contact_id, now)
-    reason = ("; ".join(failed))[:500] if failed else f"{event.event_type} #{event.id}"
+    cause = event.event_type if event.id is None else f"{event.event_type} #{event.id}"
+    reason = ("; ".join(failed))[:500] if failed else cause
     ledger.runs.append(
         run | {"status": status, "reason": reason, "actions_done": {"done": done, "failed": failed}}
     )
@@ -779,3 +782,48 @@ def _place_of(said: dict[str, Any], fields: dict[str, Any]) -> tuple[float, floa
             if isinstance(lat, int | float) and isinstance(lon, int | float):
                 return float(lat), float(lon)
     return None
+
+
+# --- scheduled rules ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """What a scheduled run hands to a rule in place of a timeline event."""
+
+    contact_id: int
+    id: int | None = None
+    event_type: str = "schedule"
+    properties: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0
+
+
+def run_scheduled_rules(session: Session, *, now: datetime, limit: int = 20) -> int:
+    """Run the scheduled rules whose time has come, for every contact their condition matches
+    now; each run is traced per contact and guarded like any other. Returns contacts judged."""
+    judged = 0
+    for rule in service.due_scheduled_rules(session, now=now, limit=limit):
+        workspace = workspaces.get_workspace(session, rule.workspace_id)
+        definition = RuleDefinition.model_validate(rule.definition)
+        trigger = definition.trigger
+        if workspace is None or not isinstance(trigger, OnSchedule):
+            continue
+        assert definition.condition is not None  # a scheduled rule always has one
+        query = contacts.matching_ids_query(
+            session,
+            workspace.id,
+            definition.condition,
+            as_of=now,
+            sources=sources_for(workspace.id),
+        )
+        members = list(session.scalars(query))
+        known = _Workspace(workspace, [(rule, definition)])
+        for start in range(0, len(members), 500):
+            moments = [_Moment(contact_id=c) for c in members[start : start + 500]]
+            ledger = _Ledger.load(session, known, moments, now)
+            for moment in moments:
+                _run_rule(session, workspace, rule, definition, moment, now, ledger)
+            ledger.write(session)
+        judged += len(members)
+        rule.next_run_at = next_run(trigger, now, ZoneInfo(workspace.timezone))
+    return judged

@@ -62,6 +62,7 @@ class Rule(WorkspaceOwned, Base):
     name: Mapped[str] = mapped_column(String(200))
     enabled: Mapped[bool] = mapped_column(default=True)
     definition: Mapped[dict[str, Any]]  # trigger, condition, actions, guard
+    next_run_at: Mapped[datetime | None]  # scheduled rules only
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tidings.automation.answers import StoreInfo, check_hours
-from tidings.automation.domain import RuleDefinition
+from tidings.automation.domain import OnSchedule, RuleDefinition, next_run
 from tidings.automation.facts import facts_of, sources_for
 from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms
 from tidings.automation.orm import KeywordGroup, Rule, RuleRun, Segment, SegmentMember, Store
@@ -452,6 +453,12 @@ def save_rule(
         rule = Rule(workspace_id=workspace.id, created_at=now, definition=stored)
         session.add(rule)
     rule.name, rule.enabled, rule.definition, rule.updated_at = name, enabled, stored, now
+    trigger = RuleDefinition.model_validate(stored).trigger
+    rule.next_run_at = (
+        next_run(trigger, now, ZoneInfo(workspace.timezone))
+        if isinstance(trigger, OnSchedule) and enabled
+        else None
+    )
     session.flush()
     return rule
 
@@ -562,3 +569,14 @@ def store_infos(session: Session, workspace_id: int) -> list[StoreInfo]:
         StoreInfo(s.name, s.address, s.latitude, s.longitude, dict(s.hours), s.phone, s.map_url)
         for s in rows
     ]
+
+
+def due_scheduled_rules(session: Session, *, now: datetime, limit: int) -> Sequence[Rule]:
+    """Enabled scheduled rules whose next run has come, locked for this worker."""
+    return session.scalars(
+        select(Rule)
+        .where(Rule.enabled.is_(True), Rule.next_run_at.is_not(None), Rule.next_run_at <= now)
+        .order_by(Rule.next_run_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()

@@ -1,6 +1,6 @@
-"""Automation: segments and members, keyword groups, rules and their runs, stores, the rules
-engine's feed position, the causation depth of timeline events, and contacts' activity score,
-sentiment and churn risk.
+"""Automation: segments and members, keyword groups, rules (with the next run of scheduled ones)
+and their runs, stores, the rules engine's feed position, the causation depth of timeline
+events, and contacts' activity score, sentiment and churn risk.
 
 Revision ID: 0013
 Revises: 0012
@@ -72,6 +72,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
+        sa.Column("next_run_at", tidings.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
