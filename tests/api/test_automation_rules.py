@@ -507,3 +507,42 @@ def test_a_scheduled_rule_runs_for_its_audience_when_its_time_comes(
     runs = client.get(f"{API}/rules/{rule.json()['id']}/runs", headers=headers).json()
     assert [r["status"] for r in runs] == ["fired", "fired"]
     assert runs[0]["reason"] == "schedule"
+
+
+def test_one_events_failure_neither_stops_the_engine_nor_leaves_half_its_work(
+    client: TestClient, tidings: Tidings, tenant: Tenant, monkeypatch: Any
+) -> None:
+    from tidings.automation import engine
+
+    tidings.make_worker().run_once()
+    headers = tenant.headers()
+    client.post(
+        f"{API}/rules",
+        json={
+            "name": "Tag everyone who writes",
+            "definition": {
+                "trigger": {"on": "event", "event": "visit"},
+                "actions": [{"do": "add_tag", "tag": "visitor"}],
+            },
+        },
+        headers=headers,
+    )
+    ids = [
+        client.post(f"{API}/contacts", json={"name": n}, headers=headers).json()["id"]
+        for n in ("Broken", "Fine")
+    ]
+    for contact_id in ids:
+        client.post(f"{API}/contacts/{contact_id}/events", json={"type": "visit"}, headers=headers)
+    real = engine._react_to
+
+    def failing(session: Any, known: Any, event: Any, *rest: Any) -> None:
+        real(session, known, event, *rest)
+        if event.contact_id == ids[0]:
+            raise RuntimeError("bad data")
+
+    monkeypatch.setattr(engine, "_react_to", failing)
+    run(tidings, passes=2)
+    tags = {c: client.get(f"{API}/contacts/{c}", headers=headers).json()["tags"] for c in ids}
+    assert tags == {ids[0]: [], ids[1]: ["visitor"]}  # the failed event's tag was undone
+    runs = client.get(f"{API}/contacts/{ids[0]}/rule-runs", headers=headers).json()
+    assert runs == []

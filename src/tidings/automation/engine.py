@@ -141,18 +141,38 @@ def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
         ledger = _Ledger.load(session, known, events, now)
         touched: set[int] = set()
         for event in events:
-            if event.event_type == "message.received":
-                _detect_keywords(session, known, event, now)
-                intent = _detect_intent(session, known, event)
-                _score_activity(session, known, event, intent, now)
+            mark = len(ledger.runs)
+            try:
+                # One event's trouble (a contact deleted meanwhile, bad data) must neither
+                # stop the batch for ever nor leave half of its work written.
+                with session.begin_nested():
+                    _react_to(session, known, event, now, ledger, touched)
+            except Exception:
+                log.exception("rules: event %s could not be handled; moving on", event.id)
+                del ledger.runs[mark:]  # its traces go with the work they described
                 ledger.forget(event.contact_id)
-            for rule, definition in known.rules:
-                if fires(definition.trigger, event.event_type, event.properties or {}):
-                    touched.add(event.contact_id)
-                    _run_rule(session, known.workspace, rule, definition, event, now, ledger)
         ledger.write(session)
         if touched:
             service.refresh_contacts(session, workspace, sorted(touched), now=now)
+
+
+def _react_to(
+    session: Session,
+    known: _Workspace,
+    event: Any,
+    now: datetime,
+    ledger: _Ledger,
+    touched: set[int],
+) -> None:
+    if event.event_type == "message.received":
+        _detect_keywords(session, known, event, now)
+        intent = _detect_intent(session, known, event)
+        _score_activity(session, known, event, intent, now)
+        ledger.forget(event.contact_id)
+    for rule, definition in known.rules:
+        if fires(definition.trigger, event.event_type, event.properties or {}):
+            touched.add(event.contact_id)
+            _run_rule(session, known.workspace, rule, definition, event, now, ledger)
 
 
 @dataclass
