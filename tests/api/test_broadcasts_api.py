@@ -272,3 +272,27 @@ def test_a_broadcast_waits_for_its_time_and_finishes_when_nothing_waits(
     plan(tidings)
     read = client.get(f"{API}/broadcasts/{later['id']}", headers=tenant.headers()).json()
     assert read["status"] == "finished" and read["finished_at"] is not None
+
+
+def test_an_audience_may_be_a_condition_and_a_bad_one_is_refused_by_name(
+    client: TestClient, tidings: Tidings, tenant: Tenant, number: str
+) -> None:
+    keen = contact(client, tenant, name="Keen", phone="0912 345 690", tags=["VIP"])
+    contact(client, tenant, name="Cold", phone="0912 345 691", tags=["VIP"])
+    contact(client, tenant, name="Other", phone="0912 345 692")
+    answer = client.post(
+        f"{API}/contacts/{keen}/events",
+        json={"type": "product.enquiry", "properties": {"sku": "A1"}},
+        headers=tenant.headers(),
+    )
+    assert answer.status_code == 201, answer.text
+    condition = {"all": [{"has_tag": "vip"}, {"event": "product.enquiry", "within": "7d"}]}
+    created = broadcast(client, tenant, audience={"condition": condition}).json()
+    assert created["estimate"]["recipients"] == 1
+    plan(tidings)
+    assert set(outgoing(tidings, created["broadcast"]["id"])) == {keen}
+    bad = broadcast(
+        client, tenant, audience={"condition": {"field": "shoe_size", "op": "gt", "value": 40}}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "audience.condition.field"

@@ -22,7 +22,8 @@ class BroadcastIn(BaseModel):
     )
     audience: dict[str, Any] = Field(
         default_factory=dict,
-        description="tags (all of), exclude_tags, list_id, lifecycle_stage, fields {key: value}",
+        description="tags (all of), exclude_tags, list_id, lifecycle_stage, fields {key: value},"
+        ' condition (the condition language, e.g. {"in_segment": "High intent"})',
     )
     send_at: Timestamp | None = Field(None, description="when to send; now by default")
     local_date: date | None = Field(None, description="with local_time: in each contact's zone")

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tidings.automation import facts as automation_facts
+from tidings.automation import service as automation
 from tidings.broadcasts.domain import (
     ACTIVE,
     BroadcastStatus,
@@ -91,7 +93,13 @@ def create_broadcast(
         purpose = registry.check_template_message(
             session, number_id=number.id, content=sample, purpose=purpose
         )
-    criteria = contacts.audience_criteria(session, workspace, data.get("audience") or {})
+    audience = dict(data.get("audience") or {})
+    if "condition" in audience:
+        condition = automation.parse_condition(
+            session, workspace, audience["condition"], field="audience.condition"
+        )
+        audience["condition"] = automation.dump(condition)
+    criteria = _criteria(session, workspace, audience, now)
     send_at, local_date, local_time = _schedule(data, now)
     policy = workspaces.policy_for(workspace)
     created = channels.numbers_created_at(session, [number.id]).get(number.id, now)
@@ -118,7 +126,7 @@ def create_broadcast(
         number_id=number.id,
         purpose=purpose.value,
         template=template,
-        audience=dict(data.get("audience") or {}),
+        audience=audience,
         status=BroadcastStatus.SCHEDULED.value,
         send_at=send_at,
         local_date=local_date,
@@ -135,6 +143,24 @@ def create_broadcast(
     session.add(broadcast)
     session.flush()
     return broadcast, estimate
+
+
+def _criteria(
+    session: Session, workspace: Workspace, audience: Mapping[str, Any], now: datetime
+) -> contacts.ContactFilter:
+    """The audience's contacts as search criteria; a condition is judged at ``now``, so that
+    "no purchase in 30 days" means 30 days before each chunk is planned."""
+    criteria = contacts.audience_criteria(session, workspace, audience)
+    if "condition" not in audience:
+        return criteria
+    return contacts.with_condition(
+        session,
+        workspace,
+        criteria,
+        automation.CONDITION.validate_python(audience["condition"]),
+        as_of=now,
+        sources=automation_facts.sources_for(workspace.id),
+    )
 
 
 def _purpose(value: Any) -> Purpose:
@@ -284,7 +310,7 @@ def plan_chunk(session: Session, broadcast: Broadcast, *, now: datetime, limit: 
     if workspace is None:
         return 0
     policy = workspaces.policy_for(workspace)
-    criteria = contacts.audience_criteria(session, workspace, broadcast.audience)
+    criteria = _criteria(session, workspace, broadcast.audience, now)
     members = contacts.audience_page(
         session, workspace, criteria, after_id=broadcast.planned_through, limit=limit
     )

@@ -120,6 +120,8 @@ class ContactFilter:
     lifecycle_stage: str | None = None
     custom_fields: dict[str, Any] = field(default_factory=dict)
     updated_since: datetime | None = None
+    # A condition of the condition language, compiled (``contacts.condition_sql``).
+    clause: ColumnElement[bool] | None = None
 
 
 def search_contacts(
@@ -144,6 +146,8 @@ def count_contacts(session: Session, workspace: Workspace, criteria: ContactFilt
 
 def _filtered(query: Select[Any], workspace: Workspace, criteria: ContactFilter) -> Select[Any]:
     conditions: list[ColumnElement[bool]] = [Contact.workspace_id == workspace.id]
+    if criteria.clause is not None:
+        conditions.append(criteria.clause)
     if criteria.phone is not None:
         conditions.append(Contact.phone == criteria.phone)
     if criteria.email is not None:

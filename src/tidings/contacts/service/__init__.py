@@ -13,6 +13,7 @@ from tidings.contacts.service.audience import (
     audience_page,
     count_audience,
     whatsapp_ids,
+    with_condition,
 )
 from tidings.contacts.service.consent import (
     SendingFacts,
@@ -139,4 +140,5 @@ __all__ = [
     "update_contact",
     "upsert_contact",
     "whatsapp_ids",
+    "with_condition",
 ]

@@ -1,26 +1,29 @@
 """Audiences of mass sends: which contacts a broadcast addresses, page by page.
 
-Until the shared condition language arrives (issue #6), an audience is the contact search's
-own criteria — all of these tags, none of those, a list, a lifecycle stage, custom-field
-values — checked here with errors that name the field.
+An audience is the contact search's own criteria — all of these tags, none of those, a list, a
+lifecycle stage, custom-field values — checked here with errors that name the field, and
+optionally a ``condition`` of the condition language (checked and compiled by the caller, who
+knows the segments: ``with_condition``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
+from tidings.contacts.condition_sql import Sources, matching
 from tidings.contacts.domain import prepare_custom_fields, tag_key
 from tidings.contacts.repository import ContactFilter as ContactFilter
 from tidings.contacts.service.fields import field_specs
 from tidings.kernel.errors import invalid
 from tidings.workspaces.orm import Workspace
 
-AUDIENCE_KEYS = ("tags", "exclude_tags", "list_id", "lifecycle_stage", "fields")
+AUDIENCE_KEYS = ("tags", "exclude_tags", "list_id", "lifecycle_stage", "fields", "condition")
 
 
 @dataclass(frozen=True)
@@ -133,3 +136,23 @@ def audience_countries(
 ) -> dict[str | None, int]:
     """How many contacts of the audience live in each country (for a cost estimate, P9)."""
     return repository.countries_of_audience(session, workspace, criteria)
+
+
+def with_condition(
+    session: Session,
+    workspace: Workspace,
+    criteria: ContactFilter,
+    condition: Any,
+    *,
+    as_of: datetime,
+    sources: Sources,
+) -> ContactFilter:
+    """The criteria narrowed by a condition, compiled for this database at ``as_of``."""
+    clause = matching(
+        condition,
+        workspace_id=workspace.id,
+        as_of=as_of,
+        dialect=session.get_bind().dialect.name,
+        sources=sources,
+    )
+    return replace(criteria, clause=clause)
