@@ -243,7 +243,10 @@ def test_a_killed_and_restarted_worker_neither_loses_nor_repeats_a_message(
         ).one()
     assert set(ledger) <= expected()
     assert set(ledger) | uncertain == expected()  # nothing lost without Tidings saying so
-    # Only requests on the wire at a kill can be unknown: a few, not the claimed batches.
-    assert len(uncertain) <= 3 * 8
+    # Only messages around a kill can be unknown: at most the 8 sending threads' requests on
+    # the wire, plus the ids of those accepted since the last group commit (at most one more
+    # round of the threads; more under a loaded machine's slower commits) — a few per kill,
+    # never the claimed batches of 150.
+    assert len(uncertain) <= 3 * 2 * 8
     assert tuple(step_runs) == (3 * CONTACTS, 3 * CONTACTS)  # one run per step and contact
     assert worker.kills == 3
