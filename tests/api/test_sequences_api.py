@@ -544,3 +544,27 @@ def test_a_split_sends_every_new_arrival_down_the_winning_branch_after_its_test(
     run_worker(tidings)
     assert set(branches_taken(tidings, later).values()) == {"discount"}
     assert branches_taken(tidings, first) == taken  # nobody moved
+
+
+def test_entering_a_segment_enrolls_the_contact(
+    client: TestClient, tenant: Tenant, tidings: Tidings, webhook_path: str
+) -> None:
+    flow = {**FLOW, "name": "High intent follow-up", "triggers": [{"segment_entered": "Keen"}]}
+    created = create(client, tenant, flow)
+    assert created.status_code == 201, created.text
+    keen = contact(client, tenant, "Keen one", "0912345611")
+    contact(client, tenant, "Cool one", "0912345612")
+    run_worker(tidings)  # the feed's position starts here
+    segment = client.post(
+        f"{API}/segments",
+        json={"name": "Keen", "condition": {"has_tag": "keen"}},
+        headers=tenant.headers(),
+    )
+    assert segment.status_code == 201, segment.text
+    client.post(f"{API}/contacts/{keen}/tags", json={"tags": ["keen"]}, headers=tenant.headers())
+    refreshed = client.post(
+        f"{API}/segments/{segment.json()['id']}/refresh", headers=tenant.headers()
+    ).json()
+    assert refreshed["entered"] == 1
+    run_worker(tidings)
+    assert sent_templates(tidings) == {keen: ["welcome"]}

@@ -347,8 +347,8 @@ for _model in (AllOf, AnyOf, NotOf):
 
 class EventMatcher(BaseModel):
     """Which events something reacts to: ``{"event": "order.placed", "where": {…}}``, or the
-    short forms ``{"tag_added": "vip"}``, ``{"list_joined": "Newsletter"}``, ``{"replied": true}``
-    (stored as the event form)."""
+    short forms ``{"tag_added": "vip"}``, ``{"list_joined": "Newsletter"}``,
+    ``{"segment_entered": "High intent"}``, ``{"replied": true}`` (stored as the event form)."""
 
     model_config = _STRICT
     event: str = Field(pattern=EVENT_TYPE)
@@ -362,6 +362,8 @@ class EventMatcher(BaseModel):
             return {"event": "tag.added", "where": {"tag": value["tag_added"]}}
         if "list_joined" in value and len(value) == 1:
             return {"event": "list.joined", "where": {"list": value["list_joined"]}}
+        if "segment_entered" in value and len(value) == 1:
+            return {"event": "segment.entered", "where": {"segment": value["segment_entered"]}}
         if value.get("replied") is True and len(value) == 1:
             return {"event": "message.received"}
         return value
