@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from tests.conftest import Tenant, make_tenant
 from tidings.bootstrap import Tidings
+from tidings.contacts.service import SETTLE_ON_POSTGRES
 from tidings.kernel.clock import VirtualClock
-from tidings.sequences.jobs import SETTLE_ON_POSTGRES, SequenceEvents, SequenceRunner
+from tidings.sequences.jobs import SequenceEvents, SequenceRunner
 
 API = "/api/v1"
 FLOW: dict[str, Any] = {

@@ -84,7 +84,6 @@ log = logging.getLogger(__name__)
 
 FEED = "rules"
 WEBHOOK_JOB = "rule.webhook"
-SETTLE_ON_POSTGRES = timedelta(seconds=2)  # ids may commit out of order with many writers
 
 
 @dataclass
@@ -94,31 +93,21 @@ class RulesEngine:
     name: str = "rules"
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
-        position = _feed_position(session, now)
-        lag = SETTLE_ON_POSTGRES if session.get_bind().dialect.name == "postgresql" else timedelta()
-        rows = contacts.events_after(
-            session, position=position.position, received_by=now - lag, limit=limit
+        position = scheduler.feed_position(
+            session,
+            RuleFeedPosition,
+            FEED,
+            start=lambda: contacts.latest_event_id(session),
+            now=now,
+        )
+        rows = contacts.settled_events_after(
+            session, position=position.position, now=now, limit=limit
         )
         if not rows:
             return 0
         react(session, rows, now=now)
         position.position, position.updated_at = rows[-1].id, now
         return len(rows)
-
-
-def _feed_position(session: Session, now: datetime) -> RuleFeedPosition:
-    query = select(RuleFeedPosition).where(RuleFeedPosition.name == FEED).with_for_update()
-    found = session.scalar(query)
-    if found is None:
-        # Start at the present: what happened before the engine ran must not fire rules now.
-        scheduler.insert_ignoring_conflicts(
-            session,
-            RuleFeedPosition,
-            {"name": FEED, "position": contacts.latest_event_id(session), "updated_at": now},
-        )
-        found = session.scalar(query)
-    assert found is not None
-    return found
 
 
 @dataclass

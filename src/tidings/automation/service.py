@@ -18,10 +18,10 @@ from tidings.automation.facts import facts_of, sources_for
 from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms
 from tidings.automation.orm import KeywordGroup, Rule, RuleRun, Segment, SegmentMember, Store
 from tidings.conditions.domain import (
-    CONDITION_KINDS,
     Condition,
     FieldIs,
     InSegment,
+    error_path,
     evaluate,
     fold,
     step_conditions,
@@ -38,35 +38,6 @@ TAGS = ("do", "on")
 
 
 # --- reading definitions ------------------------------------------------------------------------
-
-
-def location(loc: Sequence[Any], data: Any, root: str) -> str:
-    """A Pydantic location as a path under ``root`` (``definition.actions[0].tag``), without
-    the union-member names Pydantic adds."""
-    parts = [root]
-    node = data
-    for position, item in enumerate(loc):
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            continue
-        key = str(item)
-        following = loc[position + 1] if position + 1 < len(loc) else None
-        if isinstance(node, dict) and (
-            any(node.get(tag) == key for tag in TAGS)
-            or (
-                key in CONDITION_KINDS
-                and key in node
-                and isinstance(following, str)
-                and following in node
-            )
-        ):
-            continue
-        if key.startswith(("function-", "tagged-union")):
-            continue
-        parts.append(f".{key}")
-        node = node.get(key) if isinstance(node, dict) else None
-    return "".join(parts)
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -89,7 +60,9 @@ def parse_condition(
     except ValidationError as error:
         first = error.errors()[0]
         raise invalid(
-            "invalid_condition", _message(first), field=location(first["loc"], data, field)
+            "invalid_condition",
+            _message(first),
+            field=error_path(first["loc"], data, root=field, tag_keys=TAGS),
         ) from None
     check_condition(session, workspace, condition, field=field, segment_key=segment_key)
     return condition
@@ -399,7 +372,9 @@ def parse_rule(session: Session, workspace: Workspace, data: Any) -> RuleDefinit
     except ValidationError as error:
         first = error.errors()[0]
         raise invalid(
-            "invalid_rule", _message(first), field=location(first["loc"], data, "definition")
+            "invalid_rule",
+            _message(first),
+            field=error_path(first["loc"], data, root="definition", tag_keys=TAGS),
         ) from None
     if definition.condition is not None:
         check_condition(session, workspace, definition.condition, field="definition.condition")

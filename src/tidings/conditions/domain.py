@@ -739,3 +739,32 @@ def steps_named(condition: Any) -> set[str]:
         case Replied():
             return {condition.replied} - {"*"}
     return set()
+
+
+def error_path(
+    loc: Sequence[Any], data: Any, *, root: str = "", tag_keys: tuple[str, ...] = ()
+) -> str:
+    """A Pydantic error location as a field path under ``root`` (``steps[2].template.name``),
+    without the union-member names Pydantic adds: a condition's kind, or the value of one of
+    ``tag_keys`` (a step's ``type``, a rule's ``on`` and ``do``)."""
+    parts = [root] if root else []
+    node = data
+    for position, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        key = str(item)
+        following = loc[position + 1] if position + 1 < len(loc) else None
+        if isinstance(node, Mapping):
+            tagged = any(node.get(tag) == key for tag in tag_keys)
+            kind = (
+                key in _KINDS and key in node and isinstance(following, str) and following in node
+            )
+            if tagged or kind:
+                continue
+        if key.startswith(("function-", "tagged-union")):
+            continue
+        parts.append(f".{key}" if parts else key)
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return "".join(parts)

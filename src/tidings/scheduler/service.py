@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,23 @@ from tidings.scheduler.orm import BackgroundJob, PeriodicRun, WorkerHeartbeat
 def insert_ignoring_conflicts(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on either database; True when the row was inserted."""
     return insert_new(session, table_of(model), [values]) == 1
+
+
+def feed_position(
+    session: Session, model: type[Any], name: str, *, start: Callable[[], int], now: datetime
+) -> Any:
+    """The locked row of a reader's position in a feed (``model`` has ``name``, ``position``,
+    ``updated_at``); a new reader starts at ``start()`` — the present, so that what happened
+    before it ran is not acted on now."""
+    query = select(model).where(model.name == name).with_for_update()
+    found = session.scalar(query)
+    if found is None:
+        insert_ignoring_conflicts(
+            session, model, {"name": name, "position": start(), "updated_at": now}
+        )
+        found = session.scalar(query)
+    assert found is not None
+    return found
 
 
 def claim_periodic_slot(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from tidings.conditions.domain import CONDITION_KINDS, Condition, Duration, Matcher, steps_named
+from tidings.conditions.domain import Condition, Duration, Matcher, error_path, steps_named
 from tidings.kernel.errors import TidingsError, invalid
 from tidings.kernel.templating import check_template
 
@@ -532,30 +532,7 @@ def _message(error: Any) -> str:
 def location(loc: tuple[Any, ...], data: Any) -> str:
     """A Pydantic location as a path: ``steps[2].template.name``; the step-kind tags Pydantic
     adds (``steps.2.wait.duration``) are left out."""
-    parts: list[str] = []
-    node = data
-    for position, item in enumerate(loc):
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            continue
-        key = str(item)
-        following = loc[position + 1] if position + 1 < len(loc) else None
-        if isinstance(node, dict) and _is_tag(key, node, following):
-            continue  # Pydantic's name of the union member (step kind, condition kind)
-        if key.startswith(("function-", "tagged-union")):
-            continue
-        parts.append(f".{key}" if parts else key)
-        node = node.get(key) if isinstance(node, dict) else None
-    return "".join(parts) or "sequence"
-
-
-def _is_tag(key: str, node: dict[str, Any], following: Any) -> bool:
-    if key in STEP_TYPES and node.get("type") == key:
-        return True
-    return (
-        key in CONDITION_KINDS and key in node and isinstance(following, str) and following in node
-    )
+    return error_path(loc, data, tag_keys=("type",)) or "sequence"
 
 
 def dump_definition(definition: SequenceDefinition) -> dict[str, Any]:

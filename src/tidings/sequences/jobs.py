@@ -19,7 +19,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -688,7 +688,6 @@ def _notify(
 # --- the timeline feed --------------------------------------------------------------------------
 
 FEED = "sequences"
-SETTLE_ON_POSTGRES = timedelta(seconds=2)  # ids may commit out of order with many writers
 
 
 @dataclass
@@ -698,33 +697,22 @@ class SequenceEvents:
     name: str = "sequence_events"
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
-        position = _feed_position(session, now)
-        lag = SETTLE_ON_POSTGRES if session.get_bind().dialect.name == "postgresql" else timedelta()
-        rows = contacts.events_after(
-            session, position=position.position, received_by=now - lag, limit=limit
+        # Start at the present: events from before the engine ran must not fire triggers now.
+        position = scheduler.feed_position(
+            session,
+            EventFeedPosition,
+            FEED,
+            start=lambda: contacts.latest_event_id(session),
+            now=now,
+        )
+        rows = contacts.settled_events_after(
+            session, position=position.position, now=now, limit=limit
         )
         if not rows:
             return 0
         react_to_events(session, rows, now=now)
         position.position, position.updated_at = rows[-1].id, now
         return len(rows)
-
-
-def _feed_position(session: Session, now: datetime) -> EventFeedPosition:
-    found = session.scalar(
-        select(EventFeedPosition).where(EventFeedPosition.name == FEED).with_for_update()
-    )
-    if found is None:
-        # Start at the present: events from before the engine ran must not fire triggers now.
-        latest = contacts.latest_event_id(session)
-        scheduler.insert_ignoring_conflicts(
-            session, EventFeedPosition, {"name": FEED, "position": latest, "updated_at": now}
-        )
-        found = session.scalar(
-            select(EventFeedPosition).where(EventFeedPosition.name == FEED).with_for_update()
-        )
-    assert found is not None
-    return found
 
 
 def react_to_events(session: Session, rows: Sequence[Any], *, now: datetime) -> None:

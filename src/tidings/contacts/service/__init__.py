@@ -25,6 +25,7 @@ from tidings.contacts.service.consent import (
     set_external_id,
 )
 from tidings.contacts.service.facts import (
+    SETTLE_ON_POSTGRES,
     Profile,
     events_after,
     events_before,
@@ -34,6 +35,7 @@ from tidings.contacts.service.facts import (
     latest_event_id,
     list_names,
     profiles,
+    settled_events_after,
     tag_names,
 )
 from tidings.contacts.service.fields import (
@@ -85,6 +87,7 @@ __all__ = [
     "CONDITION_FIELDS",
     "EVENT_TYPE_MAX",
     "MATCH_KEYS",
+    "SETTLE_ON_POSTGRES",
     "ContactFilter",
     "ContactView",
     "Member",
@@ -136,6 +139,7 @@ __all__ = [
     "set_activity",
     "set_consent",
     "set_external_id",
+    "settled_events_after",
     "tag_names",
     "update_contact",
     "upsert_contact",
