@@ -40,8 +40,8 @@ def test_the_shipped_sets_are_large_labelled_and_in_three_languages() -> None:
 def test_held_out_accuracy_does_not_regress() -> None:
     """The figure docs/automation.md reports; a change that lowers it must say so there."""
     report = evaluate_detector(built_in_detector(), shipped_examples("held-out"))
-    assert report.accuracy >= 0.88
-    assert all(s.precision >= 0.7 for s in report.per_intent)
+    assert report.accuracy >= 0.90
+    assert all(s.precision >= 0.75 for s in report.per_intent)
 
 
 @pytest.mark.parametrize(

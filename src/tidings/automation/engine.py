@@ -50,7 +50,7 @@ from tidings.automation.domain import (
     next_run,
 )
 from tidings.automation.facts import gather_facts, sources_for
-from tidings.automation.intents import built_in_detector
+from tidings.automation.intents import Detection, built_in_detector
 from tidings.automation.language import KeywordIndex, streaks
 from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
 from tidings.automation.scoring import (
@@ -63,6 +63,7 @@ from tidings.channels import service as channels
 from tidings.conditions.domain import (
     INTENT_EVENT,
     KEYWORD_EVENT,
+    Event,
     evaluate,
     event_types,
     fold,
@@ -128,6 +129,8 @@ def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
             continue
         known = _Workspace(workspace, _enabled_rules(session, workspace))
         ledger = _Ledger.load(session, known, events, now)
+        said = _Messages.read(session, events, now)
+        held = contacts.hold_contacts(session, workspace, {e.contact_id for e in events})
         touched: set[int] = set()
         for event in events:
             mark = len(ledger.runs)
@@ -135,12 +138,13 @@ def react(session: Session, rows: Sequence[Any], *, now: datetime) -> None:
                 # One event's trouble (a contact deleted meanwhile, bad data) must neither
                 # stop the batch for ever nor leave half of its work written.
                 with session.begin_nested():
-                    _react_to(session, known, event, now, ledger, touched)
+                    _react_to(session, known, event, now, ledger, said, touched)
             except Exception:
                 log.exception("rules: event %s could not be handled; moving on", event.id)
                 del ledger.runs[mark:]  # its traces go with the work they described
                 ledger.forget(event.contact_id)
         ledger.write(session)
+        del held  # kept until here so the actions find the contacts without a query each
         if touched:
             service.refresh_contacts(session, workspace, sorted(touched), now=now)
 
@@ -151,12 +155,13 @@ def _react_to(
     event: Any,
     now: datetime,
     ledger: _Ledger,
+    said: _Messages,
     touched: set[int],
 ) -> None:
     if event.event_type == "message.received":
         _detect_keywords(session, known, event, now)
-        intent = _detect_intent(session, known, event)
-        _score_activity(session, known, event, intent, now)
+        intent = _detect_intent(session, known, event, said)
+        _score_activity(session, known, event, intent, now, said)
         ledger.forget(event.contact_id)
     for rule, definition in known.rules:
         if fires(definition.trigger, event.event_type, event.properties or {}):
@@ -309,13 +314,51 @@ def _previous_streaks(session: Session, event: Any) -> dict[str, int]:
     }
 
 
-def _detect_intent(session: Session, known: _Workspace, event: Any) -> str | None:
-    """Record ``intent.detected`` when the message is understood as a built-in intent."""
+def _text_of(event: Any) -> str | None:
     text = (event.properties or {}).get("text")
-    if not isinstance(text, str) or not text.strip():
-        return None
-    found = built_in_detector().detect(text)
-    if found.intent is None:
+    return text if isinstance(text, str) and text.strip() else None
+
+
+@dataclass
+class _Messages:
+    """What one batch's customer messages say, worked out together before any rule runs: the
+    intent of each (one call to the learned model for all of them) and each sender's recent
+    history and standing for activity scoring (one query each for all the senders), kept true
+    in memory as the batch goes on."""
+
+    intents: dict[int, Detection]
+    history: dict[int, list[Event]]
+    sentiment: dict[int, float | None]
+    at_risk: dict[int, bool]
+
+    @classmethod
+    def read(cls, session: Session, events: Sequence[Any], now: datetime) -> _Messages:
+        messages = [
+            e for e in events if e.event_type == "message.received" and _text_of(e) is not None
+        ]
+        if not messages:
+            return cls({}, {}, {}, {})
+        detections = built_in_detector().detect_many([_text_of(e) for e in messages])
+        senders = sorted({int(e.contact_id) for e in messages})
+        history = contacts.events_of(
+            session, senders, types={"message.received", INTENT_EVENT}, since=now - HISTORY
+        )
+        standing = contacts.profiles(session, senders)
+        return cls(
+            {e.id: d for e, d in zip(messages, detections, strict=True)},
+            history,
+            {contact_id: p.sentiment for contact_id, p in standing.items()},
+            {contact_id: bool(p.churn_risk) for contact_id, p in standing.items()},
+        )
+
+
+HISTORY = timedelta(days=28)  # the activity score and churn risk look four weeks back
+
+
+def _detect_intent(session: Session, known: _Workspace, event: Any, said: _Messages) -> str | None:
+    """Record ``intent.detected`` when the message is understood as a built-in intent."""
+    found = said.intents.get(event.id)
+    if found is None or found.intent is None:
         return None
     contacts.log_event(
         session,
@@ -343,31 +386,30 @@ def _lexicon() -> SentimentLexicon:
 
 
 def _score_activity(
-    session: Session, known: _Workspace, event: Any, intent: str | None, now: datetime
+    session: Session,
+    known: _Workspace,
+    event: Any,
+    intent: str | None,
+    now: datetime,
+    said: _Messages,
 ) -> None:
     """Update the contact's activity score, sentiment and churn risk after a message (A7);
     a newly raised risk goes on the timeline as ``churn.risk_raised`` for rules to answer."""
     contact_id = int(event.contact_id)
-    history = contacts.events_of(
-        session,
-        [contact_id],
-        types={"message.received", INTENT_EVENT},
-        since=now - timedelta(days=28),
-    ).get(contact_id, [])
+    if contact_id not in said.at_risk:
+        return  # the contact was deleted since
+    history = said.history.setdefault(contact_id, [])
+    if intent is not None:  # detected in this batch: later messages of the batch count it
+        history.append(Event(INTENT_EVENT, event.occurred_at, {"intent": intent}))
     messages = [e.occurred_at for e in history if e.type == "message.received"]
     enquiries = [
         e.occurred_at
         for e in history
         if e.type == INTENT_EVENT and e.properties.get("intent") in ENQUIRY_INTENTS
     ]
-    if intent in ENQUIRY_INTENTS and event.occurred_at not in enquiries:
-        enquiries.append(event.occurred_at)  # detected in this batch, not yet readable
-    text = (event.properties or {}).get("text")
-    sentiment = _lexicon().score(text) if isinstance(text, str) and text.strip() else None
-    profile = contacts.profiles(session, [contact_id]).get(contact_id)
-    if profile is None:
-        return
-    latest = sentiment if sentiment is not None else profile.sentiment
+    text = _text_of(event)
+    sentiment = _lexicon().score(text) if text is not None else None
+    latest = sentiment if sentiment is not None else said.sentiment[contact_id]
     interactions = Interactions(messages, enquiries)
     risk = churn_risk(interactions, latest, now)
     contacts.set_activity(
@@ -377,7 +419,9 @@ def _score_activity(
         sentiment=sentiment,
         churn_risk=risk,
     )
-    if risk and not profile.churn_risk:
+    was_at_risk = said.at_risk[contact_id]
+    said.sentiment[contact_id], said.at_risk[contact_id] = latest, risk
+    if risk and not was_at_risk:
         contacts.log_event(
             session,
             known.workspace,

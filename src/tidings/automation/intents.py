@@ -459,10 +459,19 @@ class IntentModel:
         self.pipeline.fit([e.text for e in examples], [e.intent or NO_INTENT for e in examples])
 
     def predict(self, text: str) -> tuple[str | None, float]:
-        probabilities = self.pipeline.predict_proba([text])[0]
-        best = int(probabilities.argmax())
-        label = str(self.pipeline.classes_[best])
-        return (None if label == NO_INTENT else label), float(probabilities[best])
+        return self.predict_many([text])[0]
+
+    def predict_many(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
+        """One call for many texts: scikit-learn's fixed cost per call is most of the cost of
+        classifying one short message."""
+        if not texts:
+            return []
+        found: list[tuple[str | None, float]] = []
+        for probabilities in self.pipeline.predict_proba(list(texts)):
+            best = int(probabilities.argmax())
+            label = str(self.pipeline.classes_[best])
+            found.append(((None if label == NO_INTENT else label), float(probabilities[best])))
+        return found
 
 
 @dataclass(frozen=True)
@@ -501,6 +510,26 @@ class IntentDetector:
         )
 
     def detect(self, text: str | None) -> Detection:
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: Sequence[str | None]) -> list[Detection]:
+        """``detect`` for each text, with the learned fallback asked once for all the texts
+        no cue settled."""
+        found = [self._by_cues(text) for text in texts]
+        if self.model is None:
+            return found
+        unsettled = [
+            i
+            for i, (text, d) in enumerate(zip(texts, found, strict=True))
+            if d.intent is None and text and text.strip()
+        ]
+        guesses = self.model.predict_many([str(texts[i]) for i in unsettled])
+        for i, (guessed, probability) in zip(unsettled, guesses, strict=True):
+            if guessed is not None:
+                found[i] = Detection(guessed, round(probability, 2), (f"model {probability:.2f}",))
+        return found
+
+    def _by_cues(self, text: str | None) -> Detection:
         if not text or not text.strip():
             return Detection(None, 0.0, ())
         said = words(text)
@@ -523,10 +552,6 @@ class IntentDetector:
                     cues.append(f"-{phrase}")
             if score >= THRESHOLD and score > best.score:
                 best = Detection(intent, round(score, 2), tuple(cues))
-        if best.intent is None and self.model is not None:
-            guessed, probability = self.model.predict(text)
-            if guessed is not None:
-                return Detection(guessed, round(probability, 2), (f"model {probability:.2f}",))
         return best
 
 
@@ -628,7 +653,7 @@ class Report:
 
 
 def evaluate_detector(detector: IntentDetector, examples: Sequence[Example]) -> Report:
-    predicted = [detector.detect(e.text).intent for e in examples]
+    predicted = [d.intent for d in detector.detect_many([e.text for e in examples])]
     right = [p == e.intent for p, e in zip(predicted, examples, strict=True)]
     scores = []
     for intent in INTENTS:

@@ -31,8 +31,23 @@ from tidings.workspaces.orm import Workspace
 
 
 def get_contact(session: Session, workspace: Workspace, contact_id: int) -> Contact | None:
-    return session.scalar(
-        select(Contact).where(Contact.workspace_id == workspace.id, Contact.id == contact_id)
+    # By primary key: a contact this session already holds costs no query (rules act on the
+    # same contact many times a batch); the workspace check keeps tenants apart either way.
+    contact = session.get(Contact, contact_id)
+    return contact if contact is not None and contact.workspace_id == workspace.id else None
+
+
+def contacts_by_id(
+    session: Session, workspace: Workspace, contact_ids: Sequence[int]
+) -> list[Contact]:
+    if not contact_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Contact).where(
+                Contact.workspace_id == workspace.id, among(session, Contact.id, contact_ids)
+            )
+        )
     )
 
 

@@ -72,6 +72,7 @@ from tidings.contacts.service.records import (
     delete_contact,
     describe_contacts,
     get_contact_or_404,
+    hold_contacts,
     update_contact,
     upsert_contact,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "field_specs",
     "get_contact_or_404",
     "get_list_or_404",
+    "hold_contacts",
     "join_list",
     "last_purchases",
     "latest_event_id",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
@@ -22,13 +23,32 @@ from tidings.contacts.orm import (
 from tidings.kernel.errors import conflict, not_found
 from tidings.workspaces.orm import Workspace
 
+_SPECS = "tidings.field_specs"
+
 
 def field_specs(session: Session, workspace: Workspace) -> dict[str, FieldSpec]:
-    """The workspace's custom-field definitions in the form the pure rules take."""
-    return {
-        key: FieldSpec(key, CustomFieldType(d.field_type), tuple(d.choices) if d.choices else None)
-        for key, d in repository.field_definitions(session, workspace).items()
-    }
+    """The workspace's custom-field definitions in the form the pure rules take.
+
+    Read once per transaction: a batch of rule actions updates thousands of contacts, and the
+    definitions only change through the two functions below, which forget the copy."""
+    known: dict[int, dict[str, FieldSpec]] = session.info.setdefault(_SPECS, {})
+    if workspace.id not in known:
+        known[workspace.id] = {
+            key: FieldSpec(
+                key, CustomFieldType(d.field_type), tuple(d.choices) if d.choices else None
+            )
+            for key, d in repository.field_definitions(session, workspace).items()
+        }
+    return dict(known[workspace.id])
+
+
+def _forget_specs(session: Session, *_: object) -> None:
+    session.info.pop(_SPECS, None)
+
+
+# Another transaction may have changed them: each transaction reads them afresh.
+event.listen(Session, "after_commit", _forget_specs)
+event.listen(Session, "after_soft_rollback", _forget_specs)  # savepoints too
 
 
 def create_field_definition(
@@ -55,6 +75,7 @@ def create_field_definition(
     )
     session.add(definition)
     session.flush()
+    _forget_specs(session)
     return definition
 
 
@@ -69,3 +90,4 @@ def delete_field_definition(session: Session, *, workspace: Workspace, key: str)
         raise not_found("custom field", field="key")
     session.delete(definition)
     session.flush()
+    _forget_specs(session)

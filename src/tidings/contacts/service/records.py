@@ -5,7 +5,7 @@ Runs inside the caller's transaction and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,6 +52,15 @@ def get_contact_or_404(session: Session, workspace: Workspace, contact_id: int) 
     if contact is None:
         raise not_found("contact")
     return contact
+
+
+def hold_contacts(
+    session: Session, workspace: Workspace, contact_ids: Iterable[int]
+) -> list[Contact]:
+    """Load these contacts into the session together. While the caller keeps the list, the use
+    cases that act on them (``update_contact`` …) find them without a query each: the session
+    holds objects only weakly, so a contact nobody keeps is read again on every action."""
+    return repository.contacts_by_id(session, workspace, sorted(set(contact_ids)))
 
 
 def create_contact(
