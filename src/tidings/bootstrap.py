@@ -28,7 +28,6 @@ from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
-from tidings.integrations.webhooks import WebhookPoster
 from tidings.kernel.clock import Clock, SharedVirtualClock, SystemClock
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
@@ -48,6 +47,8 @@ from tidings.scheduler.worker import (
 from tidings.sequences import service as sequences
 from tidings.sequences.jobs import WEBHOOK_JOB, SequenceEvents, SequenceRunner
 from tidings.settings import Settings, load_settings
+from tidings.webhooks.adapter import Courier, WebhookPoster
+from tidings.webhooks.jobs import WebhookDispatcher, WebhookFanout
 
 
 def tune_garbage_collector() -> None:
@@ -142,6 +143,11 @@ class Tidings:
         return WebhookDirectory()
 
     @cached_property
+    def webhook_courier(self) -> Courier:
+        """Kept-open connections to the subscribers' receivers."""
+        return Courier(allow_private=self.settings.allow_private_webhooks)
+
+    @cached_property
     def media_store(self) -> MediaStore:
         return MediaStore(self.settings.data_dir / "media")
 
@@ -166,6 +172,7 @@ class Tidings:
                 secret_key=self.settings.secret_key.get_secret_value(),
                 public_url=self.public_base_url,
             ),
+            WebhookDispatcher(box=self.secret_box, courier=self.webhook_courier),
             BackgroundJobSource(handlers),
         ]
 
@@ -174,6 +181,8 @@ class Tidings:
             self.whatsapp.close()
         if "smtp" in self.__dict__:
             self.smtp.close()
+        if "webhook_courier" in self.__dict__:
+            self.webhook_courier.close()
         self.db.dispose()
 
 
@@ -198,6 +207,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
             SequenceEvents(),  # before the runner: goals and exits apply before steps run
             SequenceRunner(),
             BroadcastPlanner(),
+            WebhookFanout(),  # after the rules: their detections go out in the same pass
         ],
         periodic=[
             PeriodicTask(

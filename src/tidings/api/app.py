@@ -26,6 +26,7 @@ from tidings.scheduler.service import live_workers
 from tidings.sequences.routes import router as sequences_router
 from tidings.web.routes import STREAM_PATH, static_files
 from tidings.web.routes import router as web_router
+from tidings.webhooks.routes import router as webhooks_router
 from tidings.workspaces.routes import router as workspaces_router
 
 API_PREFIX = "/api/v1"
@@ -69,6 +70,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(messaging_router, prefix=API_PREFIX)
     app.include_router(mailing_router, prefix=API_PREFIX)
     app.include_router(automation_router, prefix=API_PREFIX)
+    app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(email_tracking)
     app.include_router(whatsapp_webhooks)
     app.include_router(web_router)

@@ -53,6 +53,7 @@ from tidings.automation.facts import gather_facts, sources_for
 from tidings.automation.intents import Detection, built_in_detector
 from tidings.automation.language import KeywordIndex, streaks
 from tidings.automation.orm import Rule, RuleFeedPosition, RuleRun
+from tidings.automation.products import Catalogue, wants_to_buy
 from tidings.automation.scoring import (
     Interactions,
     SentimentLexicon,
@@ -116,6 +117,7 @@ class _Workspace:
     workspace: Workspace
     rules: list[tuple[Rule, RuleDefinition]]
     keywords: KeywordIndex | None = None
+    products: Catalogue | None = None
     detections: int = field(default=0)
 
 
@@ -161,6 +163,7 @@ def _react_to(
     if event.event_type == "message.received":
         _detect_keywords(session, known, event, now)
         intent = _detect_intent(session, known, event, said)
+        _detect_products(session, known, event, intent)
         _score_activity(session, known, event, intent, now, said)
         ledger.forget(event.contact_id)
     for rule, definition in known.rules:
@@ -377,6 +380,42 @@ def _detect_intent(session: Session, known: _Workspace, event: Any, said: _Messa
     return found.intent
 
 
+def _detect_products(session: Session, known: _Workspace, event: Any, intent: str | None) -> None:
+    """Record ``product.mentioned`` when the message names catalogue products, and
+    ``order.intent`` when it also says the customer wants to buy (X1)."""
+    text = _text_of(event)
+    if text is None:
+        return
+    if known.products is None:
+        known.products = service.catalogue(session, known.workspace.id)
+    skus = known.products.mentioned(text)
+    if not skus:
+        return
+    named = [{"sku": sku, "name": known.products.names[sku]} for sku in skus]
+    common = {"products": named, "text": text[:1000], "message_event_id": event.id}
+    contacts.log_event(
+        session,
+        known.workspace,
+        event.contact_id,
+        PRODUCT_EVENT,
+        event.occurred_at,
+        {"skus": skus, **common},
+        "products",
+    )
+    if wants_to_buy(text, intent):
+        contacts.log_event(
+            session,
+            known.workspace,
+            event.contact_id,
+            PURCHASE_EVENT,
+            event.occurred_at,
+            {"sku": skus[0], "product": named[0]["name"], **common},
+            "products",
+        )
+
+
+PRODUCT_EVENT = "product.mentioned"
+PURCHASE_EVENT = "order.intent"
 ENQUIRY_INTENTS = frozenset({"price"})
 
 

@@ -112,3 +112,20 @@ class Store(WorkspaceOwned, Base):
     map_url: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Product(WorkspaceOwned, Base):
+    """A catalogue product and the names customers and other systems give it: detected in
+    messages (``order.intent`` with the SKU, X1) and the target of name normalisation (C5)."""
+
+    __tablename__ = "products"
+    __table_args__ = (UniqueConstraint("workspace_id", "sku"),)
+
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    aliases: Mapped[dict[str, Any]]  # {"aliases": [...]}: JSON object so both databases agree
+    price: Mapped[str | None] = mapped_column(String(32))  # decimal text: no float rounding
+    currency: Mapped[str | None] = mapped_column(String(3))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -9,7 +9,7 @@ from tidings.api.deps import Context
 from tidings.automation import service
 from tidings.automation.intents import built_in_detector
 from tidings.automation.language import words
-from tidings.automation.orm import Rule, RuleRun, Segment, Store
+from tidings.automation.orm import Product, Rule, RuleRun, Segment, Store
 from tidings.automation.schemas import (
     CountIn,
     CountRead,
@@ -19,6 +19,8 @@ from tidings.automation.schemas import (
     KeywordGroupIn,
     KeywordGroupRead,
     MembersPage,
+    ProductIn,
+    ProductRead,
     RefreshRead,
     RuleIn,
     RuleRead,
@@ -26,6 +28,7 @@ from tidings.automation.schemas import (
     SegmentIn,
     SegmentMemberRead,
     SegmentRead,
+    SkuRead,
     StoreIn,
     StoreRead,
 )
@@ -287,4 +290,59 @@ def update_store(store_id: int, body: StoreIn, ctx: Context) -> StoreRead:
 def delete_store(store_id: int, ctx: Context) -> Response:
     ctx.require(Role.ADMIN, action="deleting stores")
     service.delete_store(ctx.session, ctx.workspace, store_id)
+    return Response(status_code=204)
+
+
+# --- products -----------------------------------------------------------------------------------
+
+
+def _product(product: Product) -> ProductRead:
+    return ProductRead(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        aliases=list((product.aliases or {}).get("aliases", [])),
+        price=product.price,
+        currency=product.currency,
+        url=product.url,
+        updated_at=product.updated_at,
+    )
+
+
+@router.get("/products")
+def list_products(ctx: Context) -> list[ProductRead]:
+    return [_product(p) for p in service.list_products(ctx.session, ctx.workspace)]
+
+
+@router.get("/products/sku")
+def sku_for_name(ctx: Context, name: str = Query(min_length=1, max_length=200)) -> SkuRead:
+    """The SKU a product name or alias stands for (null when none or several match)."""
+    return SkuRead(name=name, sku=service.sku_for(ctx.session, ctx.workspace, name))
+
+
+@router.post("/products", status_code=201)
+def create_product(body: ProductIn, ctx: Context) -> ProductRead:
+    ctx.require(Role.ADMIN, action="adding products")
+    data = body.model_dump(exclude_none=True)
+    return _product(
+        service.save_product(ctx.session, workspace=ctx.workspace, data=data, now=ctx.now)
+    )
+
+
+@router.patch("/products/{product_id}")
+def update_product(product_id: int, body: ProductIn, ctx: Context) -> ProductRead:
+    ctx.require(Role.ADMIN, action="changing products")
+    product = service.get_product_or_404(ctx.session, ctx.workspace, product_id)
+    data = body.model_dump(exclude_unset=True)
+    return _product(
+        service.save_product(
+            ctx.session, workspace=ctx.workspace, data=data, now=ctx.now, product=product
+        )
+    )
+
+
+@router.delete("/products/{product_id}", status_code=204)
+def delete_product(product_id: int, ctx: Context) -> Response:
+    ctx.require(Role.ADMIN, action="deleting products")
+    service.delete_product(ctx.session, ctx.workspace, product_id)
     return Response(status_code=204)

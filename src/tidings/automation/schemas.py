@@ -126,3 +126,30 @@ class IntentRead(BaseModel):
     intent: str | None
     score: float
     cues: list[str]
+
+
+class ProductIn(BaseModel):
+    sku: str | None = None
+    name: str | None = None
+    aliases: list[str] | None = Field(
+        None, description='other names: "iPhone15 Pro Max", "ไอโฟน 15 โปรแม็กซ์", "苹果15 Pro Max"'
+    )
+    price: str | None = Field(None, description="decimal text, e.g. 1290.50")
+    currency: str | None = Field(None, description="ISO 4217, e.g. THB")
+    url: str | None = None
+
+
+class ProductRead(BaseModel):
+    id: int
+    sku: str
+    name: str
+    aliases: list[str]
+    price: str | None
+    currency: str | None
+    url: str | None
+    updated_at: Timestamp
+
+
+class SkuRead(BaseModel):
+    name: str
+    sku: str | None

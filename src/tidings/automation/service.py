@@ -3,6 +3,7 @@ runs inside the caller's transaction and never commits."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,17 @@ from sqlalchemy.orm import Session
 from tidings.automation.answers import StoreInfo, check_hours
 from tidings.automation.domain import OnSchedule, RuleDefinition, next_run
 from tidings.automation.facts import facts_of, sources_for
-from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms
-from tidings.automation.orm import KeywordGroup, Rule, RuleRun, Segment, SegmentMember, Store
+from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms, normalise
+from tidings.automation.orm import (
+    KeywordGroup,
+    Product,
+    Rule,
+    RuleRun,
+    Segment,
+    SegmentMember,
+    Store,
+)
+from tidings.automation.products import Catalogue, CatalogueEntry
 from tidings.conditions.domain import (
     Condition,
     FieldIs,
@@ -555,3 +565,127 @@ def due_scheduled_rules(session: Session, *, now: datetime, limit: int) -> Seque
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+
+
+# --- products -----------------------------------------------------------------------------------
+
+SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}")
+PRICE = re.compile(r"\d{1,12}(\.\d{1,4})?")
+
+
+def list_products(session: Session, workspace: Workspace) -> Sequence[Product]:
+    return session.scalars(
+        select(Product).where(Product.workspace_id == workspace.id).order_by(Product.sku)
+    ).all()
+
+
+def get_product_or_404(session: Session, workspace: Workspace, product_id: int) -> Product:
+    product = session.get(Product, product_id)
+    if product is None or product.workspace_id != workspace.id:
+        raise not_found("product")
+    return product
+
+
+def save_product(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    now: datetime,
+    product: Product | None = None,
+) -> Product:
+    """Create or change a catalogue product; its name and aliases are what customers and
+    other systems call it.
+
+    Raises:
+        TidingsError: 422 naming the field at fault, 409 for a SKU or alias in use.
+    """
+
+    def given(key: str) -> Any:
+        if key in data:
+            return data[key]
+        if key == "aliases":
+            return (product.aliases or {}).get("aliases", []) if product else []
+        return getattr(product, key, None)
+
+    sku = given("sku")
+    if not isinstance(sku, str) or not SKU.fullmatch(sku.strip()):
+        raise invalid(
+            "invalid_sku",
+            "1-64 letters, digits and . _ - / (starting with one of the first two)",
+            field="sku",
+        )
+    sku = sku.strip()
+    name = given("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+        raise invalid("invalid_name", "a name of 1-200 characters", field="name")
+    aliases = given("aliases")
+    try:
+        aliases = check_terms([name.strip(), *(aliases or [])])[1:]
+    except ValueError as error:
+        raise invalid("invalid_aliases", str(error), field="aliases") from None
+    price = given("price")
+    if price is not None and (
+        not isinstance(price, str | int | float)
+        or isinstance(price, bool)
+        or not PRICE.fullmatch(str(price))
+    ):
+        raise invalid("invalid_price", "a decimal number such as 1290 or 1290.50", field="price")
+    currency = given("currency")
+    if currency is not None and (
+        not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency)
+    ):
+        raise invalid("invalid_currency", "an ISO 4217 code such as THB", field="currency")
+    url = given("url")
+    if url is not None and (not isinstance(url, str) or len(url) > 1000):
+        raise invalid("invalid_url", "a text of at most 1,000 characters", field="url")
+    others = [p for p in list_products(session, workspace) if p is not product]
+    if any(p.sku == sku for p in others):
+        raise conflict("sku_exists", f"a product with SKU {sku!r} exists", field="sku")
+    taken = {
+        normalise(term): p.sku
+        for p in others
+        for term in (p.name, *(p.aliases or {}).get("aliases", []))
+    }
+    for term in (name.strip(), *aliases):
+        if normalise(term) in taken:
+            raise conflict(
+                "alias_in_use",
+                f"{term!r} already names product {taken[normalise(term)]}",
+                field="aliases",
+            )
+    if product is None:
+        product = Product(workspace_id=workspace.id, created_at=now)
+        session.add(product)
+    product.sku, product.name, product.aliases = sku, name.strip(), {"aliases": aliases}
+    product.price = None if price is None else str(price)
+    product.currency, product.url, product.updated_at = currency, url, now
+    session.flush()
+    return product
+
+
+def delete_product(session: Session, workspace: Workspace, product_id: int) -> None:
+    session.delete(get_product_or_404(session, workspace, product_id))
+    session.flush()
+
+
+def catalogue(session: Session, workspace_id: int) -> Catalogue:
+    rows = session.scalars(select(Product).where(Product.workspace_id == workspace_id)).all()
+    return Catalogue.of(
+        CatalogueEntry(p.sku, p.name, tuple((p.aliases or {}).get("aliases", []))) for p in rows
+    )
+
+
+def sku_for(session: Session, workspace: Workspace, name: str) -> str | None:
+    """The SKU a product name or alias stands for ("iPhone15 Pro Max" → "APL-IP15PM"): the
+    normalisation rule of field mapping (C5). Exact after folding case and width, else the one
+    product the name mentions."""
+    products = list_products(session, workspace)
+    wanted = normalise(name.strip())
+    for product in products:
+        if wanted in {
+            normalise(t) for t in (product.name, *(product.aliases or {}).get("aliases", []))
+        }:
+            return product.sku
+    found = catalogue(session, workspace.id).mentioned(name)
+    return found[0] if len(found) == 1 else None

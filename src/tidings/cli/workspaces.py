@@ -87,6 +87,22 @@ def list_workspaces() -> None:
         console.print(table)
 
 
+@workspace_app.command("allow-private-webhooks")
+def allow_private_webhooks(
+    slug: str,
+    allow: Annotated[bool, typer.Option("--allow/--refuse", help="Allow or refuse again.")] = True,
+) -> None:
+    """Let this workspace's webhooks reach private and loopback addresses (an n8n or a CRM on
+    your own network). Only the operator can: a workspace cannot allow it for itself."""
+    with installation() as inst:
+        require_schema(inst)
+        with inst.db.transaction() as session:
+            chosen = pick_workspace(session, slug)
+            service.allow_private_webhooks(session, chosen, allow=allow, now=inst.clock.now())
+        verdict = "may now reach" if allow else "may no longer reach"
+        console.print(f"Webhooks of [bold]{slug}[/] {verdict} private addresses.")
+
+
 @apikey_app.command("create")
 def create_api_key(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],

@@ -11,6 +11,7 @@ from tidings.mailing import orm as mailing_orm
 from tidings.messaging import orm as messaging_orm
 from tidings.scheduler import orm as scheduler_orm
 from tidings.sequences import orm as sequences_orm
+from tidings.webhooks import orm as webhooks_orm
 from tidings.workspaces import orm as workspaces_orm
 
 REGISTERED = (
@@ -22,6 +23,7 @@ REGISTERED = (
     messaging_orm,
     scheduler_orm,
     sequences_orm,
+    webhooks_orm,
     workspaces_orm,
 )
 target_metadata = Base.metadata

@@ -323,6 +323,16 @@ def set_status(
         conversation.snoozed_until = None
     if chosen == ConversationStatus.RESOLVED:
         conversation.unread_count = 0
+        if conversation.status != chosen.value:
+            contacts.log_event(
+                session,
+                workspace,
+                conversation.contact_id,
+                "conversation.resolved",
+                now,
+                {"conversation_id": conversation.id, "assignee_id": conversation.assignee_id},
+                "inbox",
+            )
     conversation.status = chosen.value
     conversation.updated_at = now
     session.flush()
@@ -339,6 +349,7 @@ def assign(
 ) -> Conversation:
     """Set the assignee agent and/or team; ``None`` clears one, an absent key keeps it."""
     conversation = get_conversation_or_404(session, workspace, conversation_id)
+    before = (conversation.assignee_id, conversation.team_id)
     if "assignee_id" in changes:
         assignee_id = changes["assignee_id"]
         if assignee_id is not None:
@@ -351,6 +362,22 @@ def assign(
         if team_id is not None:
             workspaces.get_team_or_404(session, workspace, team_id)
         conversation.team_id = team_id
+    if (conversation.assignee_id, conversation.team_id) != before:
+        contacts.log_event(
+            session,
+            workspace,
+            conversation.contact_id,
+            "conversation.assigned",
+            now,
+            {
+                "conversation_id": conversation.id,
+                "assignee_id": conversation.assignee_id,
+                "team_id": conversation.team_id,
+                "previous_assignee_id": before[0],
+                "previous_team_id": before[1],
+            },
+            "inbox",
+        )
     conversation.updated_at = now
     session.flush()
     return conversation

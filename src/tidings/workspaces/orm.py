@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base, IdType, WorkspaceOwned
@@ -21,6 +21,9 @@ class Workspace(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(35))
     policy_overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The operator's choice (CLI), never the workspace's own: its webhooks may reach private
+    # and loopback addresses (an n8n on the same host); refused otherwise (no SSRF).
+    allow_private_webhooks: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -78,6 +78,16 @@ def update_workspace(
     return workspace
 
 
+def allow_private_webhooks(
+    session: Session, workspace: Workspace, *, allow: bool, now: datetime
+) -> None:
+    """The operator's permission for this workspace's webhooks to reach private addresses;
+    deliberately not part of ``update_workspace``, which the workspace's own admins call."""
+    workspace.allow_private_webhooks = allow
+    workspace.updated_at = now
+    session.flush()
+
+
 def _apply_settings(workspace: Workspace, settings: WorkspaceSettings) -> None:
     name = settings.name.strip()
     if not name:

@@ -33,9 +33,11 @@ from tidings.contacts.service.facts import (
     field_change,
     last_purchases,
     latest_event_id,
+    latest_events,
     list_names,
     profiles,
     settled_events_after,
+    tag_labels,
     tag_names,
 )
 from tidings.contacts.service.fields import (
@@ -129,6 +131,7 @@ __all__ = [
     "join_list",
     "last_purchases",
     "latest_event_id",
+    "latest_events",
     "leave_list",
     "list_names",
     "log_event",
@@ -142,6 +145,7 @@ __all__ = [
     "set_consent",
     "set_external_id",
     "settled_events_after",
+    "tag_labels",
     "tag_names",
     "update_contact",
     "upsert_contact",

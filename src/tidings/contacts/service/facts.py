@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from tidings.conditions.domain import Event, fold
+from tidings.contacts import repository
 from tidings.contacts.orm import Contact, ContactEvent, ContactList, ContactTag, ListMembership, Tag
 from tidings.db.base import among
 from tidings.kernel.localization import natural_ago
+from tidings.workspaces.orm import Workspace
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,39 @@ def field_change(field: str, value: Any) -> dict[str, Any]:
     if field in STANDARD_FIELDS:
         return {field: value}
     return {"custom_fields": {field: value}}
+
+
+def tag_labels(session: Session, contact_ids: Collection[int]) -> dict[int, list[str]]:
+    """Each contact's tags by their display names, sorted (for people and integrations)."""
+    return dict(repository.tag_names_of(session, contact_ids))
+
+
+def latest_events(
+    session: Session, workspace: Workspace, *, types: Collection[str], limit: int
+) -> Sequence[Any]:
+    """The workspace's newest timeline events of these types (a type "order.*" stands for its
+    family), newest first, with the columns ``events_after`` gives."""
+    exact = [t for t in types if not t.endswith(".*")]
+    families = [t[:-1] for t in types if t.endswith(".*")]
+    wanted: list[ColumnElement[bool]] = [ContactEvent.event_type.in_(exact)] if exact else []
+    wanted += [ContactEvent.event_type.startswith(prefix, autoescape=True) for prefix in families]
+    if "*" in types:
+        wanted = [true()]
+    return session.execute(
+        select(
+            ContactEvent.id,
+            ContactEvent.workspace_id,
+            ContactEvent.contact_id,
+            ContactEvent.event_type,
+            ContactEvent.occurred_at,
+            ContactEvent.properties,
+            ContactEvent.received_at,
+            ContactEvent.depth,
+        )
+        .where(ContactEvent.workspace_id == workspace.id, or_(*wanted))
+        .order_by(ContactEvent.id.desc())
+        .limit(limit)
+    ).all()
 
 
 def latest_event_id(session: Session) -> int:

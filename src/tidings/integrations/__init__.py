@@ -1,1 +1,0 @@
-"""Adapters to systems outside Tidings that are not messaging channels (outgoing webhooks …)."""

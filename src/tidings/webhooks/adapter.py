@@ -1,0 +1,184 @@
+"""Outgoing webhooks over HTTP: the subscriptions' deliveries (``Courier``) and the one-off
+webhook of a sequence step or a rule action (``WebhookPoster``, a background job).
+
+Security by default: every request is signed (``domain.sign``: HMAC-SHA256 over the
+timestamp and the body), redirects are not followed, and an address that resolves to a
+private, loopback or link-local network is refused unless the installation
+(``TIDINGS_ALLOW_PRIVATE_WEBHOOKS``) or the workspace (``tidings workspace
+allow-private-webhooks``, an operator's decision) allows it — a user must not reach our own
+network through us. The address is checked again before each attempt, since what a name
+resolves to can change after the subscription was made.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from sqlalchemy.orm import Session
+
+from tidings.scheduler.orm import BackgroundJob
+from tidings.webhooks.domain import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+USER_AGENT = "Tidings-Webhook/1"
+
+
+class WebhookRefusedError(Exception):
+    """The address may not be called (private network) or answered with a failure."""
+
+
+def signing_key(secret_key: str, workspace_id: int) -> bytes:
+    """The workspace's key for one-off webhooks (sequence steps, rule actions)."""
+    return hmac.new(secret_key.encode(), f"webhooks:{workspace_id}".encode(), "sha256").digest()
+
+
+def check_public_address(url: str) -> None:
+    """Raises ``WebhookRefusedError`` when the host resolves to a non-public address."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise WebhookRefusedError(f"no host in {url!r}")
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as error:
+        raise WebhookRefusedError(f"cannot resolve {host}: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise WebhookRefusedError(f"{host} resolves to the non-public address {address}")
+
+
+def signed_headers(secret: str | bytes, body: bytes, now: datetime) -> dict[str, str]:
+    timestamp = str(int(now.timestamp()))
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+    }
+
+
+@dataclass
+class WebhookPoster:
+    """Background-job handler: posts ``payload.body`` to ``payload.url``; a failure raises, so
+    the job is retried with backoff and ends ``dead`` with the reason."""
+
+    secret_key: str
+    allow_private: bool = False
+    transport: httpx.BaseTransport | None = None
+
+    def handle(self, session: Session, job: BackgroundJob, now: datetime) -> None:
+        url = str(job.payload["url"])
+        if not self.allow_private:
+            check_public_address(url)
+        body = orjson.dumps(job.payload.get("body") or {})
+        key = signing_key(self.secret_key, int(job.workspace_id or 0))
+        headers = signed_headers(key, body, now) | {"X-Tidings-Delivery": str(job.id)}
+        with httpx.Client(
+            timeout=TIMEOUT, transport=self.transport, follow_redirects=False
+        ) as client:
+            answer = client.post(url, content=body, headers=headers)
+        if answer.status_code >= 300:
+            raise WebhookRefusedError(f"{url} answered {answer.status_code}")
+
+
+# --- subscriptions' deliveries ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """One attempt to make: what to post where, signed with which secret."""
+
+    delivery_id: int
+    url: str
+    secret: str
+    body: bytes
+    event_id: str
+    event_type: str
+    attempt: int
+    allow_private: bool
+
+
+@dataclass(frozen=True)
+class Receipt:
+    delivery_id: int
+    status_code: int | None  # None: no answer (refused, timed out, not allowed)
+    error: str | None
+    duration_ms: int
+
+
+@dataclass
+class Courier:
+    """Posts parcels concurrently over kept-open connections (one pool per process)."""
+
+    allow_private: bool = False
+    concurrency: int = 16
+    transport: httpx.BaseTransport | None = None
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def deliver(self, parcels: Sequence[Parcel], now: datetime) -> list[Receipt]:
+        if not parcels:
+            return []
+        pool = self._executor()
+        return list(pool.map(lambda parcel: self._post(parcel, now), parcels))
+
+    def _post(self, parcel: Parcel, now: datetime) -> Receipt:
+        started = time.perf_counter()
+
+        def took() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
+        try:
+            if not (self.allow_private or parcel.allow_private):
+                check_public_address(parcel.url)
+            headers = signed_headers(parcel.secret, parcel.body, now) | {
+                "X-Tidings-Event": parcel.event_type,
+                "X-Tidings-Event-Id": parcel.event_id,
+                "X-Tidings-Delivery": str(parcel.delivery_id),
+                "X-Tidings-Attempt": str(parcel.attempt),
+            }
+            answer = self._http().post(parcel.url, content=parcel.body, headers=headers)
+        except WebhookRefusedError as refused:
+            return Receipt(parcel.delivery_id, None, f"refused: {refused}", took())
+        except httpx.HTTPError as error:
+            reason = f"{type(error).__name__}: {error}".strip(": ")
+            return Receipt(parcel.delivery_id, None, reason[:1000], took())
+        complaint = None if answer.is_success else answer.text[:300] or answer.reason_phrase
+        return Receipt(parcel.delivery_id, answer.status_code, complaint, took())
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=TIMEOUT,
+                    transport=self.transport,
+                    follow_redirects=False,
+                    limits=httpx.Limits(max_connections=self.concurrency * 2),
+                )
+            return self._client
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhooks")
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
