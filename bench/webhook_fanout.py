@@ -15,7 +15,6 @@ import asyncio
 import multiprocessing
 import os
 import time
-from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
@@ -87,6 +86,8 @@ def prepare(inst: Tidings, url: str, *, events: int, subscriptions: int, slug: s
                 origin="api",
                 now=now,
             )
+    with inst.db.transaction() as session:  # the fan-out has been running: it reads what follows
+        WebhookFanout().run_batch(session, now=now, limit=1)
     with inst.db.transaction() as session:
         first = int(session.scalar(select(func.coalesce(func.max(Contact.id), 0))) or 0) + 1
         session.execute(
@@ -127,17 +128,14 @@ def prepare(inst: Tidings, url: str, *, events: int, subscriptions: int, slug: s
 
 def fan_out(inst: Tidings) -> float:
     source = WebhookFanout()
+    if inst.db.engine.dialect.name == "postgresql":
+        time.sleep(2.1)  # the feed reads events two seconds old (ids commit out of order)
     started = time.perf_counter()
     while True:
         with inst.db.transaction(background=True) as session:
-            if source.run_batch(session, now=_later(inst), limit=1000) == 0:
+            if source.run_batch(session, now=inst.clock.now(), limit=1000) == 0:
                 break
     return time.perf_counter() - started
-
-
-def _later(inst: Tidings) -> Any:
-    # Past the feed's settle delay on PostgreSQL without sleeping.
-    return inst.clock.now() + timedelta(seconds=3)
 
 
 def dispatch(inst: Tidings, *, limit: int, concurrency: int) -> tuple[float, int]:
@@ -174,8 +172,6 @@ def main() -> None:
     ):
         inst = fresh_installation(args.database_url)
         prepare(inst, url, events=events, subscriptions=args.subscriptions, slug="bench")
-        with inst.db.transaction() as session:  # the fan-out starts from the beginning
-            session.execute(table_of(WebhookDelivery).delete())
         fanned = fan_out(inst)
         seconds, sent = dispatch(inst, limit=limit, concurrency=concurrency)
         assert delivered(inst) == sent == events * args.subscriptions, (delivered(inst), sent)
