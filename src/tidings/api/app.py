@@ -18,6 +18,7 @@ from tidings.broadcasts.routes import router as broadcasts_router
 from tidings.channels.routes import router as channels_router
 from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
+from tidings.crm_sync.routes import router as sync_router
 from tidings.db.migrate import current_revision, head_revision
 from tidings.mailing.routes import router as mailing_router
 from tidings.mailing.routes import tracking_router as email_tracking
@@ -71,6 +72,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(mailing_router, prefix=API_PREFIX)
     app.include_router(automation_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(sync_router, prefix=API_PREFIX)
     app.include_router(email_tracking)
     app.include_router(whatsapp_webhooks)
     app.include_router(web_router)

@@ -6,6 +6,7 @@ from tidings.automation import orm as automation_orm
 from tidings.broadcasts import orm as broadcasts_orm
 from tidings.channels import orm as channels_orm
 from tidings.contacts import orm as contacts_orm
+from tidings.crm_sync import orm as crm_sync_orm
 from tidings.db.base import Base
 from tidings.mailing import orm as mailing_orm
 from tidings.messaging import orm as messaging_orm
@@ -19,6 +20,7 @@ REGISTERED = (
     broadcasts_orm,
     channels_orm,
     contacts_orm,
+    crm_sync_orm,
     mailing_orm,
     messaging_orm,
     scheduler_orm,

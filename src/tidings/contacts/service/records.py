@@ -63,6 +63,35 @@ def hold_contacts(
     return repository.contacts_by_id(session, workspace, sorted(set(contact_ids)))
 
 
+def stored_values(
+    session: Session, workspace: Workspace, data: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The stored form of the given fields, flat (``custom_fields.<key>`` for custom ones):
+    what a contact would hold if they were saved, for comparing with what it holds.
+
+    Raises:
+        TidingsError: 422 naming the first offending field.
+    """
+    prepared = prepare_contact_fields(
+        data, specs=field_specs(session, workspace), region=workspace.default_region
+    )
+    flat = {k: v for k, v in prepared.items() if k not in (PHONE_COUNTRY, "custom_fields")}
+    flat.update({f"custom_fields.{k}": v for k, v in prepared.get("custom_fields", {}).items()})
+    return flat
+
+
+def current_values(contact: Contact, names: Iterable[str]) -> dict[str, Any]:
+    """What the contact holds for these flat field names."""
+    return {
+        name: (
+            contact.custom_fields.get(name.removeprefix("custom_fields."))
+            if name.startswith("custom_fields.")
+            else getattr(contact, name)
+        )
+        for name in names
+    }
+
+
 def create_contact(
     session: Session, *, workspace: Workspace, data: Mapping[str, Any], source: str, now: datetime
 ) -> Contact:
@@ -147,7 +176,7 @@ def upsert_contact(
             raise invalid(
                 "invalid_match_key", f"match on {', '.join(MATCH_KEYS)}", field="match_on"
             )
-    found = _find_match(session, workspace, data, match_on)
+    found = find_match(session, workspace, data, match_on)
     if found is None:
         created = create_contact(
             session, workspace=workspace, data={**data, **(on_create or {})}, source=source, now=now
@@ -159,9 +188,11 @@ def upsert_contact(
     return updated, False
 
 
-def _find_match(
+def find_match(
     session: Session, workspace: Workspace, data: Mapping[str, Any], match_on: Sequence[str]
 ) -> Contact | None:
+    """The contact the first keys of ``match_on`` find (``external_id`` reads
+    ``data["external_ids"]``). Raises ``TidingsError`` (409) when keys find different ones."""
     fields = prepare_contact_fields(
         {k: data[k] for k in ("phone", "email") if k in data},
         specs={},
