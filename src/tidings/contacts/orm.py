@@ -150,3 +150,21 @@ class ContactEvent(WorkspaceOwned, Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     # How many rule firings led here (0: the world did it); the rules' loop guard reads it.
     depth: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class ContactMerge(WorkspaceOwned, Base):
+    """The audit entry of one merge (C3): who was merged into whom, why, by whom, and the
+    journal of every row it moved, re-pointed, replaced or removed, which is what undoing it
+    replays backwards."""
+
+    __tablename__ = "contact_merges"
+    __table_args__ = (Index("ix_contact_merges_survivor", "survivor_id"),)
+
+    survivor_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    merged_id: Mapped[int] = mapped_column(IdType)  # gone after the merge
+    reasons: Mapped[dict[str, Any]]
+    journal: Mapped[dict[str, Any]]
+    merged_by: Mapped[str] = mapped_column(String(200))
+    merged_at: Mapped[datetime]
+    undone_at: Mapped[datetime | None]
+    restored_id: Mapped[int | None] = mapped_column(IdType)  # the merged contact, back

@@ -22,7 +22,7 @@ from tidings.contacts.domain import (
     prepare_custom_fields,
     tag_key,
 )
-from tidings.contacts.orm import ContactEvent
+from tidings.contacts.orm import ContactEvent, ContactMerge
 from tidings.contacts.schemas import (
     ConsentIn,
     ConsentRead,
@@ -33,6 +33,8 @@ from tidings.contacts.schemas import (
     ContactUpsert,
     CustomFieldIn,
     CustomFieldRead,
+    DuplicateRead,
+    DuplicatesPage,
     EventIn,
     EventPage,
     EventRead,
@@ -41,6 +43,8 @@ from tidings.contacts.schemas import (
     ListIn,
     ListRead,
     MembershipIn,
+    MergeIn,
+    MergeRead,
     TagRead,
     TagsIn,
     UpsertResult,
@@ -445,3 +449,88 @@ def create_custom_field(body: CustomFieldIn, ctx: Context) -> CustomFieldRead:
 def delete_custom_field(key: str, ctx: Context) -> None:
     ctx.require(Role.ADMIN, action="deleting custom fields")
     service.delete_field_definition(ctx.session, workspace=ctx.workspace, key=key)
+
+
+# --- duplicates and merges (C3) -----------------------------------------------------------------
+
+
+def _merge(entry: ContactMerge) -> MergeRead:
+    steps = entry.journal.get("steps", [])
+    return MergeRead(
+        id=entry.id,
+        survivor_id=entry.survivor_id,
+        merged_id=entry.merged_id,
+        reasons=list(entry.reasons.get("reasons", [])),
+        merged_by=entry.merged_by,
+        merged_at=entry.merged_at,
+        undone_at=entry.undone_at,
+        restored_id=entry.restored_id,
+        moved_rows=sum(len(s["keys"]) for s in steps if s["do"] == "moved"),
+        removed_duplicates=sum(1 for s in steps if s["do"] == "removed"),
+    )
+
+
+@router.get("/duplicates")
+def list_duplicates(ctx: Context, limit: int = Query(50, ge=1, le=500)) -> DuplicatesPage:
+    """Pairs of contacts that are probably one person, best first, with the reasons: names
+    at least 80% alike and the same e-mail or the same SKU bought within 90 days."""
+    found, findings = service.duplicate_candidates(
+        ctx.session, ctx.workspace, now=ctx.now, limit=limit
+    )
+    ids = sorted({c.first for c in found} | {c.second for c in found})
+    views = {
+        v.contact.id: _read(v)
+        for v in service.describe_contacts(
+            ctx.session, service.hold_contacts(ctx.session, ctx.workspace, ids)
+        )
+    }
+    return DuplicatesPage(
+        items=[
+            DuplicateRead(
+                first=views[c.first],
+                second=views[c.second],
+                name_similarity=c.name_similarity,
+                reasons=list(c.reasons),
+            )
+            for c in found
+            if c.first in views and c.second in views
+        ],
+        compared_pairs=findings.compared,
+        skipped_blocks=len(findings.skipped_blocks),
+    )
+
+
+@router.post("/merges", status_code=201)
+def merge_contacts(body: MergeIn, ctx: Context) -> MergeRead:
+    """Merge one contact into another: every conversation, message, event, tag, list, consent
+    and enrollment of both is kept; an audit entry records it, and it can be undone."""
+    ctx.require(Role.ADMIN, action="merging contacts")
+    entry = service.merge_contacts(
+        ctx.session,
+        workspace=ctx.workspace,
+        survivor_id=body.survivor_id,
+        merged_id=body.merged_id,
+        reasons=body.reasons,
+        by=ctx.principal.label,
+        now=ctx.now,
+    )
+    return _merge(entry)
+
+
+@router.get("/merges")
+def list_merges(
+    ctx: Context, contact_id: int | None = None, limit: int = Query(50, ge=1, le=200)
+) -> list[MergeRead]:
+    return [
+        _merge(m)
+        for m in service.list_merges(ctx.session, ctx.workspace, contact_id=contact_id, limit=limit)
+    ]
+
+
+@router.post("/merges/{merge_id}/undo")
+def undo_merge(merge_id: int, ctx: Context) -> MergeRead:
+    """The merged contact comes back, under a new id, with everything that was its own."""
+    ctx.require(Role.ADMIN, action="undoing merges")
+    return _merge(
+        service.undo_merge(ctx.session, workspace=ctx.workspace, merge_id=merge_id, now=ctx.now)
+    )

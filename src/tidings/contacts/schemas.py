@@ -200,3 +200,35 @@ class ImportResult(BaseModel):
     failed: int
     warnings: list[str]
     problems: list[ImportProblem]
+
+
+class DuplicateRead(BaseModel):
+    first: ContactRead
+    second: ContactRead
+    name_similarity: float
+    reasons: list[str]
+
+
+class DuplicatesPage(BaseModel):
+    items: list[DuplicateRead]
+    compared_pairs: int
+    skipped_blocks: int = Field(description="name or e-mail keys too common to compare within")
+
+
+class MergeIn(BaseModel):
+    survivor_id: int = Field(description="the contact that stays")
+    merged_id: int = Field(description="the contact merged into it (it disappears)")
+    reasons: list[str] = Field(default_factory=list, max_length=20)
+
+
+class MergeRead(BaseModel):
+    id: int
+    survivor_id: int
+    merged_id: int
+    reasons: list[str]
+    merged_by: str
+    merged_at: Timestamp
+    undone_at: Timestamp | None
+    restored_id: int | None
+    moved_rows: int
+    removed_duplicates: int

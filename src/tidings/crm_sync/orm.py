@@ -29,12 +29,12 @@ class Connector(WorkspaceOwned, Base):
 
 class SyncedRecord(WorkspaceOwned, Base):
     """The last version of one of the connector's records: its time, the values both sides
-    agreed on then (the base of the three-way judgement), and what it is here."""
+    agreed on then (the base of the three-way judgement), and the contact it belongs to."""
 
     __tablename__ = "sync_records"
     __table_args__ = (
         UniqueConstraint("connector_id", "object_type", "external_id"),
-        Index("ix_sync_records_local", "object_type", "local_id"),
+        Index("ix_sync_records_contact", "contact_id"),
     )
 
     connector_id: Mapped[int] = mapped_column(
@@ -42,7 +42,6 @@ class SyncedRecord(WorkspaceOwned, Base):
     )
     object_type: Mapped[str] = mapped_column(String(64))  # contact | order | a custom type
     external_id: Mapped[str] = mapped_column(String(200))
-    local_id: Mapped[int | None] = mapped_column(IdType)  # the contact, for contacts
     contact_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("contacts.id", ondelete="SET NULL")
     )

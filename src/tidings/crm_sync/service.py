@@ -194,7 +194,6 @@ class _Batch:
         *,
         at: datetime,
         values: dict[str, Any],
-        local_id: int | None,
         contact_id: int | None,
     ) -> None:
         if record is None:
@@ -207,7 +206,7 @@ class _Batch:
             )
             self.session.add(record)
         record.remote_updated_at, record.values = at, values
-        record.local_id, record.contact_id, record.updated_at = local_id, contact_id, self.now
+        record.contact_id, record.updated_at = contact_id, self.now
 
     def queue(
         self,
@@ -403,9 +402,7 @@ def _take_contact(
         result.conflicts = len(judgement.conflicts)
         result.outcome = "updated" if judgement.take or tags else "unchanged"
     result.local_id = contact.id
-    batch.remember(
-        synced, external_id, at=at, values=theirs, local_id=contact.id, contact_id=contact.id
-    )
+    batch.remember(synced, external_id, at=at, values=theirs, contact_id=contact.id)
 
 
 def _tag_list(tags: Any) -> list[str]:
@@ -480,7 +477,7 @@ def _stale_differences(
         ours_at=synced.remote_updated_at,
         theirs_at=at,
     )
-    result.outcome, result.local_id, result.conflicts = "stale", synced.local_id, len(differences)
+    result.outcome, result.local_id, result.conflicts = "stale", synced.contact_id, len(differences)
 
 
 def _take_order(
@@ -528,9 +525,7 @@ def _take_order(
             f"sync:{batch.connector.name}",
         )
     result.local_id = contact_id
-    batch.remember(
-        synced, external_id, at=at, values=values, local_id=contact_id, contact_id=contact_id
-    )
+    batch.remember(synced, external_id, at=at, values=values, contact_id=contact_id)
 
 
 ORDER_KEYS = ("status", "total", "currency", "carrier", "tracking_url", "items")
@@ -606,7 +601,7 @@ def _take_object(
     else:
         result.outcome = "updated" if synced.values != fields else "unchanged"
     result.local_id = contact_id
-    batch.remember(synced, external_id, at=at, values=fields, local_id=None, contact_id=contact_id)
+    batch.remember(synced, external_id, at=at, values=fields, contact_id=contact_id)
 
 
 # --- reading back -------------------------------------------------------------------------------

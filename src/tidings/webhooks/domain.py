@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 CATALOG: dict[str, str] = {
     "contact.created": "a contact was created (API, import, first message, sync)",
     "contact.updated": "fields of a contact changed",
+    "contact.merged": "another contact was merged into this one (nothing of either is lost)",
+    "contact.unmerged": "a merge was undone: the merged contact is back, under a new id",
     "tag.added": "a tag was put on a contact",
     "tag.removed": "a tag was taken off a contact",
     "list.joined": "a contact joined a list",

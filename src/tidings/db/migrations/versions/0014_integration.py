@@ -1,6 +1,7 @@
-"""Outgoing webhooks (subscriptions, deliveries, the fan-out's feed position), the product
-catalogue, CRM sync (connectors, synced records, conflicts for review, mapping errors, batch
-figures), and the operator's permission for a workspace's webhooks to reach private addresses.
+"""Integration (issue #9): outgoing webhooks (subscriptions, deliveries, the fan-out's feed
+position), the product catalogue, CRM sync (connectors, synced records, conflicts for review,
+mapping errors, batch figures), the audit entries of contact merges, and the operator's
+permission for a workspace's webhooks to reach private addresses.
 
 Revision ID: 0014
 Revises: 0013
@@ -143,6 +144,57 @@ def upgrade() -> None:
         "webhook_subscriptions",
         ["workspace_id"],
         unique=False,
+    )
+    op.create_table(
+        "contact_merges",
+        sa.Column(
+            "survivor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "merged_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "reasons",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "journal",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("merged_by", sa.String(length=200), nullable=False),
+        sa.Column("merged_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("undone_at", tidings.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "restored_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "workspace_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["survivor_id"],
+            ["contacts.id"],
+            name=op.f("fk_contact_merges_survivor_id_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_contact_merges_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_merges")),
+    )
+    op.create_index("ix_contact_merges_survivor", "contact_merges", ["survivor_id"], unique=False)
+    op.create_index(
+        op.f("ix_contact_merges_workspace_id"), "contact_merges", ["workspace_id"], unique=False
     )
     op.create_table(
         "sync_batches",
@@ -296,7 +348,6 @@ def upgrade() -> None:
         ),
         sa.Column("object_type", sa.String(length=64), nullable=False),
         sa.Column("external_id", sa.String(length=200), nullable=False),
-        sa.Column("local_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column(
             "contact_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
@@ -343,9 +394,7 @@ def upgrade() -> None:
             name=op.f("uq_sync_records_connector_id_object_type_external_id"),
         ),
     )
-    op.create_index(
-        "ix_sync_records_local", "sync_records", ["object_type", "local_id"], unique=False
-    )
+    op.create_index("ix_sync_records_contact", "sync_records", ["contact_id"], unique=False)
     op.create_index(
         op.f("ix_sync_records_workspace_id"), "sync_records", ["workspace_id"], unique=False
     )
@@ -432,7 +481,7 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_due", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_index(op.f("ix_sync_records_workspace_id"), table_name="sync_records")
-    op.drop_index("ix_sync_records_local", table_name="sync_records")
+    op.drop_index("ix_sync_records_contact", table_name="sync_records")
     op.drop_table("sync_records")
     op.drop_index(op.f("ix_sync_errors_workspace_id"), table_name="sync_errors")
     op.drop_index("ix_sync_errors_connector", table_name="sync_errors")
@@ -443,6 +492,9 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_sync_batches_workspace_id"), table_name="sync_batches")
     op.drop_index("ix_sync_batches_connector", table_name="sync_batches")
     op.drop_table("sync_batches")
+    op.drop_index(op.f("ix_contact_merges_workspace_id"), table_name="contact_merges")
+    op.drop_index("ix_contact_merges_survivor", table_name="contact_merges")
+    op.drop_table("contact_merges")
     op.drop_index(op.f("ix_webhook_subscriptions_workspace_id"), table_name="webhook_subscriptions")
     op.drop_table("webhook_subscriptions")
     op.drop_index(op.f("ix_sync_connectors_workspace_id"), table_name="sync_connectors")
