@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 
 from tidings.automation import service as automation
 from tidings.automation.engine import WEBHOOK_JOB as RULE_WEBHOOK_JOB
@@ -28,6 +29,7 @@ from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
+from tidings.exports import service as exports
 from tidings.kernel.clock import Clock, SharedVirtualClock, SystemClock
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
@@ -147,6 +149,10 @@ class Tidings:
         """Kept-open connections to the subscribers' receivers."""
         return Courier(allow_private=self.settings.allow_private_webhooks)
 
+    @property
+    def exports_root(self) -> Path:
+        return self.settings.exports_dir or self.settings.data_dir / "exports"
+
     @cached_property
     def media_store(self) -> MediaStore:
         return MediaStore(self.settings.data_dir / "media")
@@ -229,6 +235,17 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
             PeriodicTask(
                 PeriodicJob("inbox.wake_snoozed", timedelta(minutes=1)),
                 lambda session, now: _ignore(inbox.wake_snoozed(session, now=now)),
+            ),
+            PeriodicTask(
+                PeriodicJob("exports.daily", timedelta(minutes=15)),
+                lambda session, now: _ignore(
+                    exports.daily(
+                        session,
+                        root=chosen.exports_dir or chosen.data_dir / "exports",
+                        now=now,
+                        keep_days=chosen.export_retention_days,
+                    )
+                ),
             ),
         ],
     )

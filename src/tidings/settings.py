@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", description="SQLAlchemy URL; empty means SQLite in data_dir."
     )
+    exports_dir: Path | None = Field(
+        default=None,
+        description="Where daily exports go (a shared folder when workers run on many hosts); "
+        "empty means data_dir/exports.",
+    )
+    export_retention_days: int = Field(default=180, ge=180, description="C6: at least 180.")
     secret_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
     demo: bool = False
     host: str = "127.0.0.1"

@@ -20,6 +20,7 @@ from tidings.channels.routes import webhook_router as whatsapp_webhooks
 from tidings.contacts.routes import router as contacts_router
 from tidings.crm_sync.routes import router as sync_router
 from tidings.db.migrate import current_revision, head_revision
+from tidings.exports.routes import router as exports_router
 from tidings.mailing.routes import router as mailing_router
 from tidings.mailing.routes import tracking_router as email_tracking
 from tidings.messaging.routes import router as messaging_router
@@ -73,6 +74,7 @@ def create_app(installation: Tidings) -> FastAPI:
     app.include_router(automation_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(sync_router, prefix=API_PREFIX)
+    app.include_router(exports_router, prefix=API_PREFIX)
     app.include_router(email_tracking)
     app.include_router(whatsapp_webhooks)
     app.include_router(web_router)

@@ -8,6 +8,7 @@ from tidings.channels import orm as channels_orm
 from tidings.contacts import orm as contacts_orm
 from tidings.crm_sync import orm as crm_sync_orm
 from tidings.db.base import Base
+from tidings.exports import orm as exports_orm
 from tidings.mailing import orm as mailing_orm
 from tidings.messaging import orm as messaging_orm
 from tidings.scheduler import orm as scheduler_orm
@@ -21,6 +22,7 @@ REGISTERED = (
     channels_orm,
     contacts_orm,
     crm_sync_orm,
+    exports_orm,
     mailing_orm,
     messaging_orm,
     scheduler_orm,

@@ -1,7 +1,7 @@
 """Integration (issue #9): outgoing webhooks (subscriptions, deliveries, the fan-out's feed
 position), the product catalogue, CRM sync (connectors, synced records, conflicts for review,
-mapping errors, batch figures), the audit entries of contact merges, and the operator's
-permission for a workspace's webhooks to reach private addresses.
+mapping errors, batch figures), the audit entries of contact merges, export runs, and the
+operator's permission for a workspace's webhooks to reach private addresses.
 
 Revision ID: 0014
 Revises: 0013
@@ -29,6 +29,46 @@ def upgrade() -> None:
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_webhook_event_feed")),
+    )
+    op.create_table(
+        "export_runs",
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("started_at", tidings.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", tidings.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("local_day", sa.String(length=10), nullable=True),
+        sa.Column(
+            "files",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "cursors",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "workspace_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_export_runs_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_export_runs")),
+    )
+    op.create_index(
+        op.f("ix_export_runs_workspace_id"), "export_runs", ["workspace_id"], unique=False
+    )
+    op.create_index(
+        "ix_export_runs_workspace_kind", "export_runs", ["workspace_id", "kind", "id"], unique=False
     )
     op.create_table(
         "products",
@@ -501,4 +541,7 @@ def downgrade() -> None:
     op.drop_table("sync_connectors")
     op.drop_index(op.f("ix_products_workspace_id"), table_name="products")
     op.drop_table("products")
+    op.drop_index("ix_export_runs_workspace_kind", table_name="export_runs")
+    op.drop_index(op.f("ix_export_runs_workspace_id"), table_name="export_runs")
+    op.drop_table("export_runs")
     op.drop_table("webhook_event_feed")
