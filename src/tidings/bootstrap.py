@@ -13,6 +13,8 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
+import httpx
+
 from tidings.automation import service as automation
 from tidings.automation.engine import WEBHOOK_JOB as RULE_WEBHOOK_JOB
 from tidings.automation.engine import RulesEngine, run_scheduled_rules
@@ -26,6 +28,8 @@ from tidings.channels.jobs import (
 )
 from tidings.channels.service import WebhookDirectory
 from tidings.channels.whatsapp.client import CloudApiClient
+from tidings.crm_sync.connector import ConnectorRunner
+from tidings.crm_sync.hubspot import CrmClient, HubSpotClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
@@ -98,6 +102,8 @@ class Tidings:
     work_sources: list[WorkSource | PassSource] = field(default_factory=list)
     periodic: list[PeriodicTask] = field(default_factory=list)
     activity: RequestActivity = field(default_factory=RequestActivity)
+    # How CRM connectors reach their CRM: the network by default; tests put a fake here.
+    crm_transport: httpx.BaseTransport | None = None
 
     @cached_property
     def secret_box(self) -> SecretBox:
@@ -179,8 +185,16 @@ class Tidings:
                 public_url=self.public_base_url,
             ),
             WebhookDispatcher(box=self.secret_box, courier=self.webhook_courier),
+            ConnectorRunner(box=self.secret_box, clients=self.crm_client),
             BackgroundJobSource(handlers),
         ]
+
+    def crm_client(self, kind: str, token: str) -> CrmClient:
+        """A client for a connector's CRM (HubSpot today; Zoho and Salesforce follow the same
+        ``CrmClient`` interface)."""
+        if kind != "hubspot":
+            raise ValueError(f"no client for {kind!r} connectors")
+        return HubSpotClient(token, transport=self.crm_transport)
 
     def close(self) -> None:
         if "whatsapp" in self.__dict__:

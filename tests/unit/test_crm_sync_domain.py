@@ -110,3 +110,39 @@ def test_their_changes_are_taken_or_queued_never_dropped(
             assert (lost.winner is Winner.THEIRS) == newer
         if not differs:
             assert name not in judgement.take and name not in queued
+
+
+def test_pulls_every_fifteen_minutes_and_in_full_once_a_night_off_peak() -> None:
+    from tidings.crm_sync.connector import pull_due
+
+    bangkok = "Asia/Bangkok"  # UTC+7: 09:00 UTC is 16:00 there
+    later = {"next_pull_at": (NOW + timedelta(minutes=15)).isoformat()}
+    assert pull_due(later, NOW, bangkok) == (False, False)
+    assert pull_due(later, NOW + timedelta(minutes=15), bangkok) == (True, False)
+    night = NOW + timedelta(hours=12)  # 04:00 in Bangkok, inside 01:00-05:00
+    assert pull_due({**later, "last_full_pull_day": None}, night, bangkok) == (True, True)
+    done = {
+        "next_pull_at": (night + timedelta(minutes=15)).isoformat(),
+        "last_full_pull_day": "2026-11-25",
+    }
+    assert pull_due(done, night + timedelta(minutes=1), bangkok) == (False, False)
+
+
+def test_our_values_go_back_through_the_mapping() -> None:
+    from tidings.crm_sync.connector import outgoing_properties
+
+    rules = [
+        FieldRule(source="firstname", target="first_name"),
+        FieldRule(
+            source="level", target="custom_fields.level", normalise="map", values={"VIP": "gold"}
+        ),
+        FieldRule(source="product", target="custom_fields.sku", normalise="sku"),
+        FieldRule(source="labels", target="tags"),
+    ]
+    values = {
+        "first_name": "Nok",
+        "custom_fields.level": "gold",
+        "custom_fields.sku": "A1",
+        "tags": ["x"],
+    }
+    assert outgoing_properties(rules, values) == {"firstname": "Nok", "level": "VIP"}

@@ -6,7 +6,8 @@ changed it (C4).
 - only their side changed a field → it is taken;
 - only ours changed → it is kept (and goes out with the next outbound sync);
 - both changed it, or there was no last sync → the side modified last wins, on millisecond
-  timestamps (ties keep ours), and the loser's value is queued for a person to review.
+  timestamps (ties keep ours), and the loser's value is queued for a person to review;
+- with no last sync, an empty field of ours simply takes their value (nothing is overwritten).
 
 A record from the CRM that is older than one it already sent is stale and changes nothing.
 """
@@ -60,7 +61,9 @@ class FieldRule(BaseModel):
     target: str = Field(
         min_length=1, max_length=100, description="ours: phone, name, custom_fields.level …"
     )
-    default: Any = Field(None, description="used when their value is empty or missing")
+    default: Any = Field(
+        None, description="our value when theirs is empty or missing (not normalised)"
+    )
     normalise: Normalise = Normalise.NONE
     values: dict[str, Any] | None = Field(None, description="for normalise=map")
 
@@ -105,9 +108,9 @@ def map_fields(
     for rule in rules:
         value = record.get(rule.source)
         if _empty(value):
-            if rule.default is None:
-                continue
-            value = rule.default
+            if rule.default is not None:
+                mapped[rule.target] = rule.default  # already in our terms: not normalised
+            continue
         try:
             mapped[rule.target] = _normalised(value, rule, sku_for)
         except ValueError as error:
@@ -223,6 +226,9 @@ def judge_fields(
         if _same(our_value, their_value):
             continue
         agreed = UNKNOWN if base is None or name not in base else base[name]
+        if agreed is UNKNOWN and _empty(our_value):
+            take[name] = their_value  # filling an empty field overwrites nothing
+            continue
         if agreed is not UNKNOWN and _same(our_value, agreed):
             take[name] = their_value  # only they changed it
             continue

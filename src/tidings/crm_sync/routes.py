@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
 from tidings.api.deps import Context
+from tidings.crm_sync import connector as connector_runs
 from tidings.crm_sync import service
 from tidings.crm_sync.orm import Connector, SyncConflict
 from tidings.crm_sync.schemas import (
@@ -22,6 +24,7 @@ from tidings.crm_sync.schemas import (
     RecordResultRead,
     SyncHealthRead,
 )
+from tidings.kernel.errors import invalid
 from tidings.workspaces.domain import Role
 
 router = APIRouter(tags=["sync"])
@@ -256,3 +259,30 @@ def revert_conflict(conflict_id: int, ctx: Context) -> ConflictRead:
             ctx.session, workspace=ctx.workspace, conflict_id=conflict_id, now=ctx.now
         )
     )
+
+
+class TokenIn(BaseModel):
+    token: str = Field(description="the CRM's access token (HubSpot: a private app's token)")
+
+
+@router.put("/connectors/{name}/token", status_code=204)
+def set_token(name: str, body: TokenIn, ctx: Context) -> Response:
+    """Switch a HubSpot connector on: the token is sealed and never shown again. From the next
+    worker pass, changes here go out at once and HubSpot is pulled every 15 minutes."""
+    ctx.require(Role.ADMIN, action="connecting a CRM")
+    connector = service.get_connector_or_404(ctx.session, ctx.workspace, name)
+    if connector.kind != "hubspot":
+        raise invalid("not_a_crm", "only hubspot connectors take a token", field="kind")
+    connector_runs.set_token(
+        ctx.session, connector, token=body.token, box=ctx.tidings.secret_box, now=ctx.now
+    )
+    return Response(status_code=204)
+
+
+@router.post("/connectors/{name}/pull", status_code=202)
+def pull_now(name: str, ctx: Context) -> Response:
+    """Pull from the CRM at the next worker pass instead of waiting for the schedule."""
+    ctx.require(Role.ADMIN, action="syncing records")
+    connector = service.get_connector_or_404(ctx.session, ctx.workspace, name)
+    connector_runs.request_pull(ctx.session, connector, now=ctx.now)
+    return Response(status_code=202)

@@ -533,3 +533,32 @@ def change_mark(session: Session, workspace_id: int) -> str:
         select(func.max(Conversation.updated_at)).where(Conversation.workspace_id == workspace_id)
     )
     return f"{latest_message}|{latest_conversation}"
+
+
+def messages_after(
+    session: Session, workspace_id: int, *, after_id: int, contact_ids: list[int], limit: int
+) -> Sequence[Message]:
+    if not contact_ids:
+        return []
+    return session.scalars(
+        select(Message)
+        .where(
+            Message.workspace_id == workspace_id,
+            Message.id > after_id,
+            among(session, Message.contact_id, contact_ids),
+            Message.status.in_(HISTORY_STATUSES),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    ).all()
+
+
+def latest_message_id(session: Session, workspace_id: int) -> int:
+    return int(
+        session.scalar(select(func.max(Message.id)).where(Message.workspace_id == workspace_id))
+        or 0
+    )
+
+
+# What a conversation's history holds: messages that arrived, or went out to the provider.
+HISTORY_STATUSES = ("received", "accepted", "sent", "delivered", "read", "played")

@@ -243,6 +243,35 @@ def last_inbound_of_contacts(session: Session, contact_ids: list[int]) -> dict[i
 
 
 @dataclass(frozen=True)
+class ChatLine:
+    """One message of a conversation's history, for copying it elsewhere (a CRM's notes)."""
+
+    id: int
+    contact_id: int
+    direction: str
+    kind: str
+    text: str | None
+    at: datetime
+
+
+def chat_lines_after(
+    session: Session, workspace: Workspace, *, after_id: int, contact_ids: list[int], limit: int
+) -> list[ChatLine]:
+    """These contacts' messages with ids above ``after_id``, oldest first (the ones that went
+    out, or came in; queued and failed ones are not history)."""
+    return [
+        ChatLine(m.id, m.contact_id, m.direction, m.kind, m.text, m.sent_at or m.created_at)
+        for m in repository.messages_after(
+            session, workspace.id, after_id=after_id, contact_ids=contact_ids, limit=limit
+        )
+    ]
+
+
+def latest_message_id(session: Session, workspace: Workspace) -> int:
+    return repository.latest_message_id(session, workspace.id)
+
+
+@dataclass(frozen=True)
 class MessageMoments:
     """Where an outgoing message stands, for automation's conditions and statistics."""
 

@@ -240,6 +240,7 @@ def events_after(
             ContactEvent.properties,
             ContactEvent.received_at,
             ContactEvent.depth,
+            ContactEvent.source,
         )
         .where(ContactEvent.id > position)
         .order_by(ContactEvent.id)
