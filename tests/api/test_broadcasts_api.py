@@ -261,6 +261,11 @@ def test_a_broadcast_waits_for_its_time_and_finishes_when_nothing_waits(
     client: TestClient, tidings: Tidings, tenant: Tenant, number: str, clock: VirtualClock
 ) -> None:
     contact(client, tenant, name="A", phone="0912 222 222")
+    subscription = client.post(  # the CRM wants to know when it is over (X1)
+        f"{API}/webhooks",
+        json={"url": "https://8.8.8.8/hooks", "events": ["broadcast.finished"]},  # public
+        headers=tenant.headers(),
+    )
     later = broadcast(client, tenant, send_at="2026-11-23T08:00:00Z").json()["broadcast"]
     plan(tidings)
     assert outgoing(tidings, later["id"]) == {}
@@ -272,6 +277,14 @@ def test_a_broadcast_waits_for_its_time_and_finishes_when_nothing_waits(
     plan(tidings)
     read = client.get(f"{API}/broadcasts/{later['id']}", headers=tenant.headers()).json()
     assert read["status"] == "finished" and read["finished_at"] is not None
+    if subscription.status_code == 201:  # the address is public; without DNS it is refused
+        [queued] = client.get(
+            f"{API}/webhooks/deliveries",
+            params={"subscription_id": subscription.json()["id"]},
+            headers=tenant.headers(),
+        ).json()
+        assert queued["event_type"] == "broadcast.finished"
+        assert queued["payload"]["data"]["broadcast"]["id"] == later["id"]
 
 
 def test_an_audience_may_be_a_condition_and_a_bad_one_is_refused_by_name(

@@ -391,3 +391,56 @@ def test_products_name_skus_and_refuse_clashes(client: TestClient, tenant: Tenan
         answer = client.post(f"{API}/products", json=body, headers=headers)
         assert answer.status_code in (409, 422), body
         assert answer.json()["error"]["field"] == field, body
+
+
+def test_messages_sent_and_delivered_and_sequence_steps_reach_subscribers(
+    client: TestClient, tenant: Tenant, tidings: Tidings, webhook_path: str, hook: Receiver
+) -> None:
+    from tests.api.test_dispatch_rules import a_conversation, dispatcher, queue
+    from tests.api.test_sequences_api import FLOW, create
+    from tests.api.test_whatsapp_webhook_endpoint import batch
+    from tidings.channels.whatsapp.client import SendOutcome
+    from tidings.messaging import inbox
+    from tidings.messaging.dispatch import record_outcome
+
+    allow_loopback(tidings, tenant)
+    subscribe(client, tenant, hook.url, ["message.sent", "message.status", "sequence.step"])
+    conversation_id = a_conversation(client, tidings, tenant, webhook_path)
+    message_id = queue(tidings, tenant, conversation_id)
+    with tidings.db.transaction() as session:
+        dispatcher(tidings).claim(session, now=tidings.clock.now(), limit=10)
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        row = inbox.get_message_or_404(session, workspace, message_id)
+        record_outcome(
+            session,
+            row,
+            SendOutcome("accepted", message_id="wamid.OUT1"),
+            max_retries=2,
+            now=tidings.clock.now(),
+        )
+    post(client, webhook_path, batch(statuses=(("wamid.OUT1", "delivered"),)))
+    pump(tidings, 2)
+    [sent] = hook.of_type("message.sent")
+    [status] = hook.of_type("message.status")
+    assert sent.json()["data"]["message"]["id"] == message_id
+    assert sent.json()["data"]["message"]["status"] == "accepted"
+    assert status.json()["data"]["message"]["status"] == "delivered"
+    assert status.json()["data"]["message"]["delivered_at"] is not None
+
+    sequence = create(client, tenant, FLOW).json()
+    contact = client.post(
+        f"{API}/contacts", json={"phone": "+66899999999", "name": "Ploy"}, headers=tenant.headers()
+    ).json()
+    enrolled = client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [contact["id"]]},
+        headers=tenant.headers(),
+    )
+    assert enrolled.status_code in (200, 201), enrolled.text
+    pump(tidings, 3)
+    steps = hook.of_type("sequence.step")
+    assert steps, "the first step ran and was announced"
+    first = steps[0].json()["data"]["step"]
+    assert (first["sequence_id"], first["contact_id"]) == (sequence["id"], contact["id"])
+    assert first["step_id"] == "welcome"

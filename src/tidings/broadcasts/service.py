@@ -45,6 +45,7 @@ from tidings.messaging.policy import (
     plan_batches,
 )
 from tidings.messaging.service import PolicyFacts
+from tidings.webhooks import service as webhooks
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
@@ -413,4 +414,22 @@ def finish_if_done(session: Session, broadcast: Broadcast, *, now: datetime) -> 
         return False
     broadcast.status = BroadcastStatus.FINISHED.value
     broadcast.updated_at = broadcast.finished_at = now
+    webhooks.publish(
+        session,
+        workspace_id=broadcast.workspace_id,
+        event_type="broadcast.finished",
+        event_id=f"broadcast_{broadcast.id}_finished",
+        occurred_at=now,
+        data={
+            "broadcast": {
+                "id": broadcast.id,
+                "name": broadcast.name,
+                "purpose": broadcast.purpose,
+                "recipients": broadcast.recipients,
+                "send_at": broadcast.send_at.isoformat(),
+                "finished_at": now.isoformat(),
+            }
+        },
+        now=now,
+    )
     return True

@@ -52,6 +52,7 @@ from tidings.messaging.orm import Message
 from tidings.messaging.policy import DAY, Defer, capacity_frees_at, daily_quota
 from tidings.messaging.service import (
     PolicyFacts,
+    announce,
     fail_message,
     keep_error,
     outgoing_of,
@@ -433,6 +434,7 @@ def record_outcome(
         message.status_reason = None
         message.next_attempt_at = None
         trace(session, message, outcome="accepted", reason="accepted by WhatsApp", now=now)
+        announce(session, message, "message.sent", now=now)
         return
     if outcome.state == "uncertain":
         reason = f"uncertain: {outcome.note or 'no usable answer'}"

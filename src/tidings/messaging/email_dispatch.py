@@ -46,7 +46,14 @@ from tidings.messaging import repository
 from tidings.messaging.dispatch import LONGEST_HORIZON, WireLog, retry_at
 from tidings.messaging.domain import GiveUp, MessageStatus, after_failure, next_outbound_status
 from tidings.messaging.orm import Message
-from tidings.messaging.service import PolicyFacts, fail_message, keep_error, settle, trace
+from tidings.messaging.service import (
+    PolicyFacts,
+    announce,
+    fail_message,
+    keep_error,
+    settle,
+    trace,
+)
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import WorkspacePolicy
 
@@ -294,6 +301,7 @@ def record_result(
         message.next_attempt_at = None
         trace(session, message, outcome="accepted", reason=f"accepted: {result.code} "
               f"{result.text}"[:500], now=now, provider_code=result.code)  # fmt: skip
+        announce(session, message, "message.sent", now=now)
         return
     if result.state == "uncertain":
         reason = f"uncertain: {result.text or 'no answer after the message was sent'}"

@@ -50,6 +50,7 @@ from tidings.messaging.policy import (
     opt_in_confirmation,
     opt_out_confirmation,
 )
+from tidings.webhooks import service as webhooks
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import WorkspacePolicy
 from tidings.workspaces.orm import Workspace
@@ -240,6 +241,44 @@ class PolicyFacts:
 def last_inbound_of_contacts(session: Session, contact_ids: list[int]) -> dict[int, datetime]:
     """When each contact last wrote to us (the start of its P1 window)."""
     return repository.last_inbound_of_contacts(session, contact_ids)
+
+
+def announce(session: Session, message: Message, event_type: str, *, now: datetime) -> None:
+    """Tell the workspace's webhook subscribers about a message's progress (X1):
+    ``message.sent`` when the provider took it, ``message.status`` for each later state."""
+    webhooks.publish(
+        session,
+        workspace_id=message.workspace_id,
+        event_type=event_type,
+        event_id=f"msg_{message.id}_{message.status}",
+        occurred_at=now,
+        data={
+            "message": {
+                "id": message.id,
+                "contact_id": message.contact_id,
+                "conversation_id": message.conversation_id,
+                "channel": message.channel,
+                "kind": message.kind,
+                "text": message.text,
+                "status": message.status,
+                "origin": message.origin,
+                "purpose": message.purpose,
+                "broadcast_id": message.broadcast_id,
+                "provider_message_id": message.provider_message_id,
+                "error_code": message.error_code,
+                "error_title": message.error_title,
+                "sent_at": _iso_or_none(message.sent_at),
+                "delivered_at": _iso_or_none(message.delivered_at),
+                "read_at": _iso_or_none(message.read_at),
+                "failed_at": _iso_or_none(message.failed_at),
+            }
+        },
+        now=now,
+    )
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 @dataclass(frozen=True)
@@ -626,6 +665,7 @@ def _apply_reported(
         keep_error(message, None, "failed without an error code", "")
     message.updated_at = now
     trace(session, message, outcome=changed.value, reason=f"WhatsApp reported {changed}", now=now)
+    announce(session, message, "message.status", now=now)
     return True
 
 
@@ -652,6 +692,7 @@ def fail_message(
     message.failed_at = now
     message.updated_at = now
     trace(session, message, outcome="failed", reason=reason, now=now, provider_code=code)
+    announce(session, message, "message.status", now=now)
 
 
 def _provider(message: Message) -> str:

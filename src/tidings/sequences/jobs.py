@@ -78,6 +78,7 @@ from tidings.sequences.orm import (
     SequenceVersion,
     StepRunRecord,
 )
+from tidings.webhooks import service as webhooks
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
@@ -490,6 +491,37 @@ def _write_runs(
             rows.append(_end_row(row, moved))
     if rows:
         bulk_insert(session, table_of(StepRunRecord), rows, skip_conflicts=True)
+        _announce_steps(session, rows, now=rows[-1]["at"])
+
+
+def _announce_steps(session: Session, rows: list[dict[str, Any]], *, now: datetime) -> None:
+    """``sequence.step`` for webhook subscribers (X1); nothing when nobody subscribed."""
+    by_workspace: dict[int, list[webhooks.Announcement]] = {}
+    for step in rows:
+        by_workspace.setdefault(step["workspace_id"], []).append(
+            webhooks.Announcement(
+                "sequence.step",
+                f"step_{step['enrollment_id']}_{step['visit']}_{step['step_id']}",
+                step["at"],
+                {
+                    "step": {
+                        key: step[key]
+                        for key in (
+                            "sequence_id",
+                            "enrollment_id",
+                            "contact_id",
+                            "step_id",
+                            "visit",
+                            "outcome",
+                            "detail",
+                            "message_id",
+                        )
+                    }
+                },
+            )
+        )
+    for workspace_id, events in by_workspace.items():
+        webhooks.publish_many(session, workspace_id=workspace_id, events=events, now=now)
 
 
 def _end_row(row: Any, moved: Advance) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from tidings.contacts import service as contacts
@@ -117,6 +117,7 @@ def create_subscription(
     )
     session.add(subscription)
     session.flush()
+    _forget_listeners(session)
     return subscription, secret
 
 
@@ -162,6 +163,7 @@ def update_subscription(
             subscription.disabled_reason = None
     subscription.updated_at = now
     session.flush()
+    _forget_listeners(session)
     return subscription
 
 
@@ -169,6 +171,7 @@ def delete_subscription(session: Session, workspace: Workspace, subscription_id:
     """Unsubscribe; its deliveries, pending or not, go with it."""
     session.delete(get_subscription_or_404(session, workspace, subscription_id))
     session.flush()
+    _forget_listeners(session)
 
 
 def rotate_secret(
@@ -250,6 +253,27 @@ def _active_subscriptions(
     return found
 
 
+_LISTENERS = "tidings.webhook_listeners"
+
+
+def _listeners_of(session: Session, workspace_id: int) -> list[_Listener]:
+    """The workspace's active subscriptions, read once per transaction: a mass send publishes
+    a status per message, and subscriptions change rarely (and only through this module,
+    which forgets the copy)."""
+    known: dict[int, list[_Listener]] = session.info.setdefault(_LISTENERS, {})
+    if workspace_id not in known:
+        known[workspace_id] = _active_subscriptions(session, [workspace_id]).get(workspace_id, [])
+    return known[workspace_id]
+
+
+def _forget_listeners(session: Session, *_: object) -> None:
+    session.info.pop(_LISTENERS, None)
+
+
+event.listen(Session, "after_commit", _forget_listeners)
+event.listen(Session, "after_soft_rollback", _forget_listeners)
+
+
 def publish(
     session: Session,
     *,
@@ -263,7 +287,9 @@ def publish(
 ) -> int:
     """Queue the event for every active subscription that wants it (or for one only); an event
     id already queued for a subscription is not queued twice. Returns how many were queued."""
-    subscriptions = _active_subscriptions(session, [workspace_id]).get(workspace_id, [])
+    subscriptions = _listeners_of(session, workspace_id)
+    if not subscriptions:
+        return 0
     body = envelope(
         event_id=event_id,
         event_type=event_type,
@@ -277,6 +303,38 @@ def publish(
         if (listener.id == only_subscription)
         or (only_subscription is None and wants(listener.events, event_type))
     ]
+    return insert_new(session, table_of(WebhookDelivery), rows)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    event_type: str
+    event_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+def publish_many(
+    session: Session, *, workspace_id: int, events: Sequence[Announcement], now: datetime
+) -> int:
+    """``publish`` for many events of one workspace in one statement (hot paths: sequence
+    steps); nothing at all is done when nobody subscribed."""
+    listeners = _listeners_of(session, workspace_id)
+    if not listeners or not events:
+        return 0
+    rows: list[dict[str, Any]] = []
+    for announced in events:
+        wanting = [who.id for who in listeners if wants(who.events, announced.event_type)]
+        if not wanting:
+            continue
+        body = envelope(
+            event_id=announced.event_id,
+            event_type=announced.event_type,
+            occurred_at=announced.occurred_at,
+            workspace_id=workspace_id,
+            data=announced.data,
+        )
+        rows.extend(_delivery_row(workspace_id, listener, body, now) for listener in wanting)
     return insert_new(session, table_of(WebhookDelivery), rows)
 
 
@@ -523,6 +581,7 @@ def record(session: Session, answers: Sequence[Answer], *, now: datetime) -> dic
             row.next_attempt_at = step.retry_at or now
         if outcome is Outcome.GONE and subscription.active:
             subscription.active = False
+            _forget_listeners(session)
             subscription.disabled_reason = "the receiver answered 410 Gone: unsubscribed"
         counts[row.state] += 1
     session.flush()
