@@ -58,6 +58,63 @@ class FakeHubSpot:
         found["updatedAt"] = stamp
         return found
 
+    def add_note(self, contact_id: str, body: str) -> str:
+        """A note someone writes in HubSpot."""
+        note_id = str(next(self._ids))
+        stamp = _iso(self.now())
+        self.notes.append(
+            {
+                "id": note_id,
+                "contact": contact_id,
+                "hs_timestamp": stamp,
+                "hs_note_body": body,
+                "hs_lastmodifieddate": stamp,
+            }
+        )
+        return note_id
+
+    def _search_notes(self, body: dict[str, Any]) -> httpx.Response:
+        try:
+            [group] = body["filterGroups"]
+            [condition] = group["filters"]
+            assert condition["propertyName"] == "hs_lastmodifieddate"
+            since = int(condition["value"])
+            limit = int(body.get("limit", 10))
+            assert 1 <= limit <= 200
+        except (KeyError, ValueError, AssertionError, TypeError):
+            return _error(400, "Invalid search request", "VALIDATION_ERROR")
+        matching = [n for n in self.notes if _ms(n["hs_lastmodifieddate"]) >= since]
+        start = int(body.get("after") or 0)
+        answer: dict[str, Any] = {
+            "total": len(matching),
+            "results": [_note_view(n) for n in matching[start : start + limit]],
+        }
+        if start + limit < len(matching):
+            answer["paging"] = {"next": {"after": str(start + limit)}}
+        return httpx.Response(200, json=answer)
+
+    def _note_contacts(self, body: dict[str, Any]) -> httpx.Response:
+        inputs = self._inputs(body)
+        if isinstance(inputs, httpx.Response):
+            return inputs
+        by_id = {n["id"]: n for n in self.notes}
+        results = [
+            {
+                "from": {"id": item["id"]},
+                "to": [
+                    {
+                        "toObjectId": int(by_id[item["id"]]["contact"]),
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": 202, "label": None}
+                        ],
+                    }
+                ],
+            }
+            for item in inputs
+            if item.get("id") in by_id
+        ]
+        return httpx.Response(207 if len(results) < len(inputs) else 200, json=_batch(results))
+
     # --- the API --------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -88,6 +145,8 @@ class FakeHubSpot:
             "/crm/v3/objects/contacts/batch/upsert": self._upsert,
             "/crm/v3/objects/contacts/batch/update": self._update,
             "/crm/v3/objects/notes/batch/create": self._notes,
+            "/crm/v3/objects/notes/search": self._search_notes,
+            "/crm/v4/associations/notes/contacts/batch/read": self._note_contacts,
         }
         route = routes.get(request.url.path)
         if route is None:
@@ -199,7 +258,10 @@ class FakeHubSpot:
             except (KeyError, ValueError, AssertionError, TypeError):
                 return _error(400, "Invalid note input", "VALIDATION_ERROR")
             note_id = str(next(self._ids))
-            self.notes.append({"id": note_id, "contact": target, **properties})
+            stamp = _iso(self.now())
+            self.notes.append(
+                {"id": note_id, "contact": target, **properties, "hs_lastmodifieddate": stamp}
+            )
             results.append(
                 {
                     "id": note_id,
@@ -210,6 +272,17 @@ class FakeHubSpot:
                 }
             )
         return httpx.Response(201, json=_batch(results))
+
+
+def _note_view(note: dict[str, Any]) -> dict[str, Any]:
+    properties = {k: v for k, v in note.items() if k.startswith("hs_")}
+    return {
+        "id": note["id"],
+        "properties": properties,
+        "createdAt": note["hs_lastmodifieddate"],
+        "updatedAt": note["hs_lastmodifieddate"],
+        "archived": False,
+    }
 
 
 def _batch(results: list[dict[str, Any]]) -> dict[str, Any]:

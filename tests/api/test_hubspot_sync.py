@@ -143,17 +143,33 @@ def test_contacts_both_ways_in_real_time_and_chat_history_as_notes(
     assert note["contact"] == somchai
     assert note["hs_note_body"] == "Customer on WhatsApp: ยังมีสีดำไหมครับ"
 
-    # Someone edits Malee in HubSpot: pulled at the next 15-minute pull.
+    # Someone edits Malee in HubSpot and writes a note on her: both come at the next
+    # 15-minute pull; our own note on Somchai does not come back.
     clock.advance(timedelta(minutes=1))
     hubspot.edit_contact(malee, lastname="Suksai-Wong")
+    hubspot.add_note(malee, "Called her: wants the blue one in M")
     worker_pass(tidings)
     assert contact_by_email(client, tenant, "malee@example.th")["last_name"] == "Suksai"
     clock.advance(timedelta(minutes=15))
     worker_pass(tidings)
-    assert contact_by_email(client, tenant, "malee@example.th")["last_name"] == "Suksai-Wong"
+    malee_here = contact_by_email(client, tenant, "malee@example.th")
+    assert malee_here["last_name"] == "Suksai-Wong"
+    events = client.get(f"{API}/contacts/{malee_here['id']}/events", headers=headers).json()
+    notes = [
+        e
+        for e in (events["items"] if isinstance(events, dict) else events)
+        if e["type"] == "crm.note"
+    ]
+    assert [n["properties"]["body"] for n in notes] == ["Called her: wants the blue one in M"]
+    own = client.get(f"{API}/contacts/{existing['id']}/events", headers=headers).json()
+    assert not [
+        e for e in (own["items"] if isinstance(own, dict) else own) if e["type"] == "crm.note"
+    ]
 
     health = client.get(f"{API}/connectors/hubspot/health", headers=headers).json()
     assert health["received"] >= 4 and health["error_rate"] == 0.0
+    assert health["success_rate"] == 1.0
+    assert health["backlog"]["contacts_waiting"] == 0 and health["backlog"]["retrying"] == []
 
 
 def test_failures_are_retried_every_five_minutes_three_times_then_logged(

@@ -55,8 +55,12 @@ def test_notes_are_associated_with_their_contact() -> None:
             "contact": contact_id,
             "hs_timestamp": "2026-11-24T09:00:00.000Z",
             "hs_note_body": "Customer: hello",
+            "hs_lastmodifieddate": "2026-11-24T09:00:00.000Z",
         }
     ]
+    [back] = client.changed_notes(0)
+    assert back.properties["hs_note_body"] == "Customer: hello"
+    assert client.note_contacts([back.id]) == {back.id: [contact_id]}
 
 
 def test_failures_are_classed_for_retrying() -> None:

@@ -100,7 +100,7 @@ def run_connector(
     """One turn of one connector: push what changed here, push new chat lines, pull when due.
     Returns how many records moved."""
     moved = 0
-    for step in (_push_contacts, _push_notes, _pull_contacts):
+    for step in (_push_contacts, _push_notes, _pull_contacts, _pull_notes):
         try:
             moved += step(db, clock, connector_id, workspace_id, client)
         except CrmError as error:
@@ -422,10 +422,25 @@ def _push_notes(
         for line in lines
     ]
     _update(db, connector_id, {"push_notes_pending": lines[-1].id})
-    client.create_notes(notes)
+    created = client.create_notes(notes)
     with db.transaction(background=True) as session:
         connector = session.get(Connector, connector_id)
         assert connector is not None
+        for note_id, line in zip(created, lines, strict=False):
+            # Kept so that pulling notes back does not bring our own in twice.
+            session.add(
+                SyncedRecord(
+                    workspace_id=workspace_id,
+                    connector_id=connector_id,
+                    object_type="note",
+                    external_id=note_id,
+                    contact_id=line.contact_id,
+                    remote_updated_at=now,
+                    values={"message_id": line.id},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         _record_batch(session, connector, "note.push", len(notes), started, now)
         connector.settings = {
             **(connector.settings or {}),
@@ -513,3 +528,159 @@ def _pull_contacts(
             **({"last_full_pull_day": local_day} if full else {}),
         }
     return len(records)
+
+
+# --- notes in -----------------------------------------------------------------------------------
+
+NOTE_EVENT = "crm.note"
+
+
+def _pull_notes(
+    db: Database, clock: Clock, connector_id: int, workspace_id: int, client: CrmClient
+) -> int:
+    """The CRM's own notes on linked contacts, onto their timeline as ``crm.note`` (the chat
+    history's other direction), when the contacts are pulled; ours are not brought back."""
+    now = clock.now()
+    settings = _state(db, connector_id)
+    if _waiting(settings, "pull_notes", now):
+        return 0
+    if settings.get("last_pull_at") == settings.get("last_notes_pull_at"):
+        return 0  # pulled together with the contacts
+    since = int(settings.get("pull_notes_since_ms") or 0)
+    notes = client.changed_notes(since)
+    with db.reading() as session:
+        ours = set(
+            session.scalars(
+                select(SyncedRecord.external_id).where(
+                    SyncedRecord.connector_id == connector_id,
+                    SyncedRecord.object_type == "note",
+                )
+            )
+        )
+        linked = {
+            r.external_id: r.contact_id
+            for r in session.scalars(
+                select(SyncedRecord).where(
+                    SyncedRecord.connector_id == connector_id,
+                    SyncedRecord.object_type == "contact",
+                )
+            )
+            if r.contact_id is not None
+        }
+    theirs = [n for n in notes if n.id not in ours]
+    owners = client.note_contacts([n.id for n in theirs]) if theirs else {}
+    taken = 0
+    newest = since
+    with db.transaction(background=True) as session:
+        connector = session.get(Connector, connector_id)
+        workspace = workspaces.get_workspace(session, workspace_id)
+        assert connector is not None
+        assert workspace is not None
+        for note in theirs:
+            body = str(note.properties.get("hs_note_body") or "")
+            for remote_contact in owners.get(note.id, []):
+                contact_id = linked.get(remote_contact)
+                if contact_id is None:
+                    continue
+                contact = contacts.get_contact_or_404(session, workspace, contact_id)
+                _, new = contacts.record_event(
+                    session,
+                    workspace=workspace,
+                    contact=contact,
+                    event_type=NOTE_EVENT,
+                    occurred_at=min(_when(note.properties.get("hs_timestamp"), now), now),
+                    properties={"note_id": note.id, "body": body[:5000], "crm": connector.name},
+                    source=f"sync:{connector.name}",
+                    idempotency_key=f"{connector.name}:note:{note.id}:{contact_id}",
+                    now=now,
+                )
+                taken += int(new)
+        for note in notes:
+            moment = note.properties.get("hs_lastmodifieddate") or note.updated_at
+            newest = max(newest, int(_when(moment, now).timestamp() * 1000))
+        connector.settings = {
+            **(connector.settings or {}),
+            "pull_notes_since_ms": newest,
+            "last_notes_pull_at": (connector.settings or {}).get("last_pull_at"),
+            "pull_notes_failures": 0,
+            "pull_notes_retry_at": None,
+        }
+    return taken
+
+
+def _when(value: Any, fallback: datetime) -> datetime:
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return fallback
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits to go out (O1): changes not yet pushed, and how long the oldest has waited."""
+
+    contacts_waiting: int
+    messages_waiting: int
+    oldest_waiting_seconds: int | None
+    last_push_at: str | None
+    last_pull_at: str | None
+    retrying: list[str]
+
+
+def backlog(session: Session, connector: Connector, *, now: datetime) -> Backlog:
+    settings = dict(connector.settings or {})
+    source = f"sync:{connector.name}"
+    waiting = (
+        [
+            r
+            for r in contacts.settled_events_after(
+                session,
+                position=int(settings.get("push_contacts_cursor") or 0),
+                now=now,
+                limit=10_000,
+            )
+            if r.workspace_id == connector.workspace_id
+            and r.event_type in ("contact.created", "contact.updated", "contact.merged")
+            and r.source != source
+        ]
+        if settings.get("push_contacts_cursor") is not None
+        else []
+    )
+    workspace = workspaces.get_workspace(session, connector.workspace_id)
+    messages_waiting = 0
+    if workspace is not None and settings.get("push_notes_cursor") is not None:
+        linked = [
+            r.contact_id
+            for r in session.scalars(
+                select(SyncedRecord).where(
+                    SyncedRecord.connector_id == connector.id,
+                    SyncedRecord.object_type == "contact",
+                )
+            )
+            if r.contact_id is not None
+        ]
+        messages_waiting = len(
+            messaging.chat_lines_after(
+                session,
+                workspace,
+                after_id=int(settings["push_notes_cursor"]),
+                contact_ids=linked,
+                limit=10_000,
+            )
+        )
+    oldest = min((r.received_at for r in waiting), default=None)
+    return Backlog(
+        contacts_waiting=len({r.contact_id for r in waiting}),
+        messages_waiting=messages_waiting,
+        oldest_waiting_seconds=int((now - oldest).total_seconds()) if oldest else None,
+        last_push_at=settings.get("last_push_at"),
+        last_pull_at=settings.get("last_pull_at"),
+        retrying=sorted(
+            key.removesuffix("_retry_at")
+            for key, value in settings.items()
+            if key.endswith("_retry_at") and value
+        ),
+    )

@@ -1,9 +1,10 @@
 """The HubSpot CRM v3 API, as the connector uses it (X2): contacts searched by last
-modification, upserted and updated in batches of 100, and notes created with their association
-to a contact. The shapes follow HubSpot's API reference
-(developers.hubspot.com/docs/api-reference, CRM objects: contacts and notes).
+modification, upserted and updated in batches of 100, notes created with their association to
+a contact, and notes searched with the contacts they belong to (associations v4). The shapes
+follow HubSpot's API reference (developers.hubspot.com/docs/api-reference, CRM objects:
+contacts and notes).
 
-The connector interface is ``CrmClient``: Zoho and Salesforce clients implement the same four
+The connector interface is ``CrmClient``: Zoho and Salesforce clients implement the same
 calls, and the sync logic (``crm_sync.connector``) does not change.
 """
 
@@ -46,6 +47,8 @@ class CrmClient(Protocol):
     def upsert_contacts(self, inputs: Sequence[dict[str, Any]]) -> list[RemoteRecord]: ...
     def update_contacts(self, inputs: Sequence[dict[str, Any]]) -> list[RemoteRecord]: ...
     def create_notes(self, notes: Sequence[dict[str, Any]]) -> list[str]: ...
+    def changed_notes(self, since_ms: int) -> list[RemoteRecord]: ...
+    def note_contacts(self, note_ids: Sequence[str]) -> dict[str, list[str]]: ...
 
 
 class HubSpotClient:
@@ -144,6 +147,46 @@ class HubSpotClient:
             for note in notes
         ]
         return [r.id for r in self._batched("/crm/v3/objects/notes/batch/create", inputs)]
+
+    def changed_notes(self, since_ms: int) -> list[RemoteRecord]:
+        """Notes modified at or after ``since_ms``, oldest first, every page."""
+        found: list[RemoteRecord] = []
+        after: str | None = None
+        while True:
+            body: dict[str, Any] = {
+                "filterGroups": [
+                    {
+                        "filters": [
+                            {
+                                "propertyName": "hs_lastmodifieddate",
+                                "operator": "GTE",
+                                "value": str(since_ms),
+                            }
+                        ]
+                    }
+                ],
+                "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+                "properties": ["hs_note_body", "hs_timestamp", "hs_lastmodifieddate"],
+                "limit": PAGE,
+            }
+            if after is not None:
+                body["after"] = after
+            page = self._post("/crm/v3/objects/notes/search", body)
+            found.extend(_records(page.get("results", [])))
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return found
+
+    def note_contacts(self, note_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The contacts each note is associated with (associations v4, batch read)."""
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(note_ids), BATCH):
+            chunk = [{"id": str(n)} for n in note_ids[start : start + BATCH]]
+            answer = self._post("/crm/v4/associations/notes/contacts/batch/read", {"inputs": chunk})
+            for result in answer.get("results", []):
+                note = str((result.get("from") or {}).get("id"))
+                found[note] = [str(t["toObjectId"]) for t in result.get("to", [])]
+        return found
 
     def _batched(self, path: str, inputs: Sequence[dict[str, Any]]) -> list[RemoteRecord]:
         found: list[RemoteRecord] = []

@@ -218,7 +218,16 @@ def connector_health(
     found = service.figures(
         ctx.session, ctx.workspace, connector, now=ctx.now, window=timedelta(hours=hours)
     )
-    return SyncHealthRead(**found.__dict__)
+    waiting = (
+        connector_runs.backlog(ctx.session, connector, now=ctx.now).__dict__
+        if connector.kind == "hubspot"
+        else None
+    )
+    return SyncHealthRead(
+        **found.__dict__,
+        success_rate=None if found.error_rate is None else round(1 - found.error_rate, 4),
+        backlog=waiting,
+    )
 
 
 @router.get("/sync/conflicts")

@@ -93,6 +93,12 @@ class MappingErrorRead(BaseModel):
 
 
 class SyncHealthRead(BaseModel):
+    success_rate: float | None = Field(
+        description="records taken without an error, of those received"
+    )
+    backlog: dict[str, Any] | None = Field(
+        None, description="CRM connectors: changes waiting to go out, and the oldest's wait"
+    )
     received: int
     created: int
     updated: int
