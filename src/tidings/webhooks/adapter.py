@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from tidings.scheduler.orm import BackgroundJob
 from tidings.webhooks.domain import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tidings.workspaces.orm import Workspace
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 USER_AGENT = "Tidings-Webhook/1"
@@ -38,9 +39,12 @@ class WebhookRefusedError(Exception):
     """The address may not be called (private network) or answered with a failure."""
 
 
-def signing_key(secret_key: str, workspace_id: int) -> bytes:
-    """The workspace's key for one-off webhooks (sequence steps, rule actions)."""
-    return hmac.new(secret_key.encode(), f"webhooks:{workspace_id}".encode(), "sha256").digest()
+def workspace_secret(secret_key: str, workspace_id: int) -> str:
+    """The workspace's secret for one-off webhooks (sequence steps, rule actions): derived from
+    the installation's key, so nothing is stored; admins read it at
+    ``GET /api/v1/webhooks/signing-secret`` and check it like a subscription's."""
+    digest = hmac.new(secret_key.encode(), f"webhooks:{workspace_id}".encode(), "sha256")
+    return "whsec_" + digest.hexdigest()
 
 
 def check_public_address(url: str) -> None:
@@ -79,11 +83,12 @@ class WebhookPoster:
 
     def handle(self, session: Session, job: BackgroundJob, now: datetime) -> None:
         url = str(job.payload["url"])
-        if not self.allow_private:
+        workspace = session.get(Workspace, job.workspace_id) if job.workspace_id else None
+        if not (self.allow_private or (workspace is not None and workspace.allow_private_webhooks)):
             check_public_address(url)
         body = orjson.dumps(job.payload.get("body") or {})
-        key = signing_key(self.secret_key, int(job.workspace_id or 0))
-        headers = signed_headers(key, body, now) | {"X-Tidings-Delivery": str(job.id)}
+        secret = workspace_secret(self.secret_key, int(job.workspace_id or 0))
+        headers = signed_headers(secret, body, now) | {"X-Tidings-Delivery": str(job.id)}
         with httpx.Client(
             timeout=TIMEOUT, transport=self.transport, follow_redirects=False
         ) as client:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from tidings.api.deps import Context
 from tidings.webhooks import service
-from tidings.webhooks.adapter import WebhookRefusedError, check_public_address
+from tidings.webhooks.adapter import WebhookRefusedError, check_public_address, workspace_secret
 from tidings.webhooks.domain import CATALOG
 from tidings.webhooks.orm import WebhookDelivery, WebhookSubscription
 from tidings.webhooks.schemas import (
@@ -87,6 +87,18 @@ def _reachable(ctx: Context) -> service.AddressCheck | None:
 def list_event_types(ctx: Context) -> list[EventTypeRead]:
     """Every event a subscription may ask for."""
     return [EventTypeRead(name=name, description=text) for name, text in CATALOG.items()]
+
+
+@router.get("/webhooks/signing-secret")
+def one_off_signing_secret(ctx: Context) -> SecretRead:
+    """The secret that signs this workspace's one-off webhooks: a sequence's webhook step and a
+    rule's webhook action (subscriptions have their own)."""
+    ctx.require(Role.ADMIN, action="reading webhook secrets")
+    return SecretRead(
+        secret=workspace_secret(
+            ctx.tidings.settings.secret_key.get_secret_value(), ctx.workspace.id
+        )
+    )
 
 
 @router.get("/webhooks")

@@ -1,0 +1,98 @@
+"""One-off webhooks (#4's webhook step, #6's webhook action) to a receiver on loopback: signed
+with the workspace's secret that admins can read, and refused for a private address until
+the operator allows it for the workspace (no SSRF)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.api.test_sequences_api import contact, create
+from tests.conftest import Tenant
+from tests.receiver import Receiver, receiver
+from tidings.bootstrap import Tidings
+from tidings.kernel.clock import VirtualClock
+from tidings.webhooks.domain import verify
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+
+API = "/api/v1"
+
+
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    with receiver() as running:
+        yield running
+
+
+def flow(url: str) -> dict[str, Any]:
+    return {
+        "name": "Tell the CRM",
+        "steps": [
+            {"id": "ping", "type": "webhook", "url": url, "payload": {"campaign": "welcome"}},
+        ],
+    }
+
+
+def run(tidings: Tidings, passes: int = 3) -> None:
+    jobs = [s for s in tidings.all_sources() if s.name == "background_jobs"]
+    worker = tidings.make_worker(sources=[*tidings.work_sources, *jobs])
+    worker.periodic = []
+    assert isinstance(tidings.clock, VirtualClock)
+    for _ in range(passes):
+        tidings.clock.advance(timedelta(seconds=3))
+        worker.run_once()
+
+
+def jobs(tidings: Tidings) -> list[tuple[str, str | None]]:
+    with tidings.db.reading() as session:
+        rows = session.execute(
+            text("SELECT state, last_error FROM background_jobs WHERE kind = 'sequence.webhook'")
+        ).all()
+    return [(state, error) for state, error in rows]
+
+
+def test_a_sequence_webhook_step_is_signed_and_refused_for_a_private_address_until_allowed(
+    client: TestClient, tenant: Tenant, tidings: Tidings, hook: Receiver
+) -> None:
+    sequence = create(client, tenant, flow(hook.url)).json()
+    first = contact(client, tenant, "林小美", "0912345678")
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [first]},
+        headers=tenant.headers(),
+    )
+    run(tidings)
+    assert hook.received == []
+    [(state, error)] = jobs(tidings)
+    assert state in ("queued", "dead") and "non-public address 127.0.0.1" in (error or "")
+
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        workspaces.allow_private_webhooks(session, workspace, allow=True, now=tidings.clock.now())
+    second = contact(client, tenant, "陳大文", "0912345679")
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [second]},
+        headers=tenant.headers(),
+    )
+    run(tidings)
+    [got] = [r for r in hook.received if r.json()["contact_id"] == second]
+    assert got.json()["event"] == "sequence.step"
+    assert got.json()["payload"] == {"campaign": "welcome"}
+    secret = client.get(f"{API}/webhooks/signing-secret", headers=tenant.headers()).json()["secret"]
+    assert verify(
+        secret,
+        timestamp=got.headers["x-tidings-timestamp"],
+        signature=got.headers["x-tidings-signature"],
+        body=got.body,
+        now=tidings.clock.now(),
+    )
+    agent = client.get(f"{API}/webhooks/signing-secret", headers=tenant.headers(Role.AGENT))
+    assert agent.status_code == 403
