@@ -167,3 +167,37 @@ def test_template_rules() -> None:
     with pytest.raises(TidingsError) as caught:
         check_definition({"name": "x", "language": "en", "category": "promo", "components": []})
     assert caught.value.field == "category"
+
+
+def test_a_sequence_is_checked_against_the_registry_when_saved(
+    client: TestClient, tenant: Tenant, simulated: tuple[int, RunningSimulator]
+) -> None:
+    number_id, _ = simulated
+    client.post(f"{API}/whatsapp-numbers/{number_id}/templates/sync", headers=tenant.headers())
+
+    def sequence(template: dict[str, Any], purpose: str = "utility") -> Any:
+        step = {"id": "tell", "type": "send_whatsapp", "purpose": purpose, "template": template}
+        return client.post(
+            f"{API}/sequences",
+            json={"definition": {"name": f"S {template['name']} {purpose}", "steps": [step]}},
+            headers=tenant.headers(),
+        )
+
+    name_param = {"type": "text", "field": "first_name", "fallback": "คุณลูกค้า"}
+    two = [{"type": "body", "parameters": [name_param, {"type": "text", "text": "A-1"}]}]
+    typo = sequence({"name": "order_updat", "language": "zh_TW", "components": two})
+    assert typo.status_code == 422
+    assert typo.json()["error"]["field"] == "definition.steps[0].template.name"
+    short = sequence({"name": "order_update", "language": "zh_TW", "components": two[:0]})
+    assert short.status_code == 422
+    assert short.json()["error"]["field"].startswith("definition.steps[0].template.components")
+    promo = [{"type": "body", "parameters": [{"type": "text", "text": "20% off"}]}]
+    utility_step = sequence({"name": "weekly_promo", "language": "en", "components": promo})
+    assert utility_step.status_code == 422
+    assert utility_step.json()["error"]["field"] == "definition.steps[0].purpose"
+    marketing_step = sequence(
+        {"name": "weekly_promo", "language": "en", "components": promo}, purpose="marketing"
+    )
+    assert marketing_step.status_code == 201, marketing_step.text
+    fine = sequence({"name": "order_update", "language": "zh_TW", "components": two})
+    assert fine.status_code == 201, fine.text

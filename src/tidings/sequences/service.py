@@ -14,13 +14,15 @@ import orjson
 from sqlalchemy import distinct, func, select, update
 from sqlalchemy.orm import Session
 
+from tidings.broadcasts.domain import personalise
 from tidings.channels import service as channels
 from tidings.contacts import service as contacts
 from tidings.db.base import among, bulk_insert, table_of
-from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
 from tidings.mailing import service as mailing
 from tidings.messaging import registry
 from tidings.messaging import service as messaging
+from tidings.messaging.domain import Purpose
 from tidings.sequences.definition import (
     EmailTemplateSpec,
     EnrollElsewhere,
@@ -96,6 +98,9 @@ def check_definition(
     if definition.settings.number_id is not None:
         channels.get_active_number(session, workspace, definition.settings.number_id)
     stored = mailing.templates_named(session, workspace.id, email_template_names(definition))
+    number_id = channels.sending_number_id(
+        session, workspace_id=workspace.id, number_id=definition.settings.number_id
+    )
     for position, step in enumerate(definition.steps):
         if isinstance(step, SendEmail) and step.template and step.template not in stored:
             raise invalid(
@@ -103,6 +108,8 @@ def check_definition(
                 f"no e-mail template is called {step.template!r}",
                 field=f"steps[{position}].template",
             )
+        if isinstance(step, SendWhatsApp) and step.template is not None and number_id:
+            _check_template(session, number_id, step, position)
         if isinstance(step, EnrollElsewhere) and step.sequence != definition.name:
             found = _by_name(session, workspace, step.sequence)
             if found is None or found.id == sequence_id:
@@ -112,6 +119,39 @@ def check_definition(
                     field=f"steps[{position}].sequence",
                 )
     return definition
+
+
+def _check_template(session: Session, number_id: int, step: SendWhatsApp, position: int) -> None:
+    """The step's template against the number's registry, as a contact with no fields would get
+    it: a template the number does not have (once synced), one not approved, parameters that do
+    not fit its placeholders, or a marketing template in a utility step are refused now rather
+    than skipped at send time."""
+    assert step.template is not None
+    template: dict[str, Any] = {
+        "name": step.template.name,
+        "language": {"code": step.template.language},
+    }
+    if step.template.components:
+        template["components"] = personalise(list(step.template.components), {})
+    asked = Purpose(step.purpose)
+    try:
+        sent_as = registry.check_template_message(
+            session,
+            number_id=number_id,
+            content={"type": "template", "template": template},
+            purpose=asked,
+        )
+    except TidingsError as error:
+        where = (error.field or "").removeprefix("content.template").lstrip(".")
+        error.field = f"steps[{position}].template" + (f".{where}" if where else "")
+        raise
+    if sent_as != asked:
+        raise invalid(
+            "template_category",
+            f"{step.template.name!r} is a marketing template: a {step.purpose} step cannot send "
+            "it (marketing consent and caps apply); set purpose to marketing",
+            field=f"steps[{position}].purpose",
+        )
 
 
 def create_sequence(
