@@ -93,6 +93,34 @@ def test_the_same_customer_on_two_numbers_is_found_merged_losing_nothing_and_unm
         headers=headers,
     )
 
+    # Both are in the same nurture sequence (and only the second in another).
+    nurture = client.post(
+        f"{API}/sequences",
+        json={
+            "definition": {
+                "name": "Nurture",
+                "steps": [
+                    {"id": "wait", "type": "wait", "duration": "7d", "next": "tag"},
+                    {"id": "tag", "type": "add_tag", "tag": "nurtured"},
+                ],
+            },
+            "status": "active",
+        },
+        headers=headers,
+    ).json()
+    for contact_id in (first["id"], second["id"]):
+        client.post(
+            f"{API}/sequences/{nurture['id']}/enrollments",
+            json={"contact_ids": [contact_id]},
+            headers=headers,
+        )
+
+    def enrolled() -> list[int]:
+        rows = client.get(f"{API}/sequences/{nurture['id']}/enrollments", headers=headers).json()
+        return sorted(r["contact_id"] for r in rows)
+
+    assert enrolled() == sorted([first["id"], second["id"]])
+
     # Found: names alike and the same SKU bought; "Somchai Srisuk" bought it too but is not alike.
     found = client.get(f"{API}/duplicates", headers=headers).json()
     [pair] = found["items"]
@@ -129,6 +157,7 @@ def test_the_same_customer_on_two_numbers_is_found_merged_losing_nothing_and_unm
     assert kinds.count("message.received") == 2 and kinds.count("order.placed") == 2
     assert "contact.merged" in kinds
     assert client.get(f"{API}/duplicates", headers=headers).json()["items"] == []
+    assert enrolled() == [first["id"]]  # one enrollment per sequence: the survivor's
     [audit] = client.get(
         f"{API}/merges", params={"contact_id": first["id"]}, headers=headers
     ).json()
@@ -167,6 +196,7 @@ def test_the_same_customer_on_two_numbers_is_found_merged_losing_nothing_and_unm
         restored_kinds.count("message.received") == 1 and restored_kinds.count("order.placed") == 1
     )
     assert counts(tidings)["messages"] == before["messages"]
+    assert enrolled() == sorted([first["id"], restored_id])
 
     again = client.post(f"{API}/merges/{merge['id']}/undo", headers=headers)
     assert again.status_code == 409
