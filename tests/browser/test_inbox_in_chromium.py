@@ -173,3 +173,40 @@ def test_the_inbox_speaks_thai_and_traditional_chinese(
     page.click("text=ไทย")
     expect(page.locator("[data-filter=mine]")).to_have_text("ของฉัน")
     expect(page.locator("#live")).to_have_text("สด")
+
+
+def test_an_agent_finds_a_contact_and_sees_why_a_message_was_not_sent(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path
+) -> None:
+    email = add_agent(tidings, tenant)
+    created = stack.api.post(
+        "/api/v1/contacts",
+        json={"name": "Lin Mei", "phone": "+886912000111", "tags": ["vip"]},
+    )
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["id"]
+    # A free-form text to someone who never wrote: the sending policy holds it back (P1).
+    sent = stack.api.post(
+        "/api/v1/messages",
+        json={"contact_id": contact_id, "content": {"type": "text", "text": {"body": "Hello"}}},
+    )
+    assert sent.status_code == 202, sent.text
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 800})
+    sign_in(page, stack.app_url, tenant, email, PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    page.click("nav.sections >> text=Contacts")
+    page.wait_for_url("**/app/contacts")
+    page.fill("#search", "Lin")
+    page.locator(".contact", has_text="Lin Mei").click()
+    expect(page.locator("#contact-name")).to_have_text("Lin Mei")
+    expect(page.locator("#profile")).to_contain_text("vip")
+    expect(page.locator("#timeline .event[data-type='tag.added']")).to_be_visible()
+    # The "why" panel: the message was skipped, and the reason says which rule held it back.
+    row = page.locator("#why li.send").first
+    expect(row).to_have_attribute("data-outcome", "skipped")
+    expect(row.locator(".reason")).to_have_text(
+        "P1: the 24-hour window is closed and this is not an approved template"
+    )
+    shot(page, "contacts", tmp_path)
+    page.click("text=ไทย")
+    expect(page.locator("nav.sections a[aria-current=page]")).to_have_text("รายชื่อลูกค้า")

@@ -170,6 +170,23 @@ def inbox_page(request: Request) -> Response:
     )
 
 
+@router.get("/app/contacts")
+def contacts_page(request: Request) -> Response:
+    signed = _signed_in(request)
+    if signed is None:
+        return RedirectResponse("/app/login", status_code=303)
+    principal, workspace, web = signed
+    language = _language(request)
+    return _page(
+        request,
+        "contacts.html",
+        user=principal,
+        workspace=workspace,
+        csrf=web.csrf_token,
+        words_json=json.dumps(words(language), ensure_ascii=False),
+    )
+
+
 @router.get(STREAM_PATH)
 async def stream(request: Request) -> Response:
     """Server-sent events: ``change`` whenever the workspace's inbox changed (a message in or

@@ -1,0 +1,140 @@
+// Contacts: search, a profile, the timeline and the "why" panel (what rules and the sending
+// policy did, and why: O3). A client of the JSON API; everything is set as text, never HTML.
+"use strict";
+
+const T = JSON.parse(document.getElementById("words").textContent);
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const LANG = document.documentElement.lang;
+const $ = (id) => document.getElementById(id);
+
+async function api(path) {
+  const response = await fetch("/api/v1" + path, {
+    credentials: "same-origin",
+    headers: { "X-CSRF-Token": CSRF },
+  });
+  if (response.status === 401) {
+    window.location.href = "/app/login";
+    throw new Error("signed out");
+  }
+  const data = await response.json();
+  if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
+  return data;
+}
+
+function when(iso) {
+  return iso ? new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)) : "";
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function empty(list) {
+  list.replaceChildren(element("li", "empty", T.nothing_yet));
+}
+
+async function search() {
+  const query = $("search").value.trim();
+  const page = await api("/contacts?limit=50" + (query ? "&q=" + encodeURIComponent(query) : ""));
+  const list = $("contact-list");
+  list.replaceChildren();
+  if (!page.items.length) {
+    list.append(element("li", "empty", T.no_contacts));
+    return;
+  }
+  for (const contact of page.items) {
+    const item = element("li", "conversation contact");
+    item.dataset.id = contact.id;
+    item.append(element("span", "name", contact.name || contact.phone || contact.email));
+    item.append(element("span", "preview", contact.phone || contact.email || ""));
+    item.addEventListener("click", () => open(contact.id));
+    list.append(item);
+  }
+}
+
+function row(list, label, value) {
+  list.append(element("dt", "", label), element("dd", "", value));
+}
+
+async function open(id) {
+  const [contact, events, runs, traces, duplicates] = await Promise.all([
+    api(`/contacts/${id}`),
+    api(`/contacts/${id}/events?limit=100`),
+    api(`/contacts/${id}/rule-runs?limit=100`),
+    api(`/contacts/${id}/send-traces?limit=100`),
+    api("/duplicates?limit=200").catch(() => ({ items: [] })),
+  ]);
+  $("pick").hidden = true;
+  $("detail").hidden = false;
+  $("contacts").dataset.view = "thread";
+  $("contact-name").textContent = contact.name || contact.phone || contact.email;
+  $("contact-phone").textContent = [contact.phone, contact.email].filter(Boolean).join(" · ");
+
+  const profile = $("profile");
+  profile.replaceChildren();
+  row(profile, T.tags, (contact.tags || []).join(", ") || "—");
+  row(profile, T.score, contact.score);
+  row(profile, T.churn_risk, contact.churn_risk ? T.yes : T.no);
+  for (const consent of contact.consents || []) {
+    row(profile, `${T.consent} · ${consent.channel} · ${consent.purpose}`, consent.status);
+  }
+  for (const [key, value] of Object.entries(contact.custom_fields || {})) {
+    row(profile, `${T.fields} · ${key}`, value);
+  }
+
+  // The "why" panel: rule evaluations and send decisions, newest first, each with its reason.
+  const why = $("why");
+  why.replaceChildren();
+  const entries = [
+    ...runs.map((r) => ({ at: r.created_at, kind: "rule", label: `${T.rule} #${r.rule_id}`, outcome: r.status, reason: r.reason })),
+    ...traces.map((t) => ({ at: t.at, kind: "send", label: `${T.sent_msg} #${t.message_id ?? "—"}`, outcome: t.outcome, reason: t.reason })),
+  ].sort((a, b) => (a.at < b.at ? 1 : -1));
+  if (!entries.length) empty(why);
+  for (const entry of entries) {
+    const item = element("li", `why ${entry.kind}`);
+    item.dataset.outcome = entry.outcome;
+    item.append(element("span", "what", entry.label));
+    item.append(element("span", "outcome", entry.outcome));
+    item.append(element("span", "reason", entry.reason));
+    item.append(element("time", "muted", when(entry.at)));
+    why.append(item);
+  }
+
+  const timeline = $("timeline");
+  timeline.replaceChildren();
+  if (!events.items.length) empty(timeline);
+  for (const event of events.items) {
+    const item = element("li", "event");
+    item.dataset.type = event.type;
+    item.append(element("span", "type", event.type));
+    const detail = event.properties.text || event.properties.tag || event.properties.intent || event.properties.keyword || "";
+    item.append(element("span", "detail", detail));
+    item.append(element("time", "muted", when(event.occurred_at)));
+    timeline.append(item);
+  }
+
+  const same = duplicates.items.filter((pair) => pair.first.id === id || pair.second.id === id);
+  $("same").hidden = !same.length;
+  const list = $("same-list");
+  list.replaceChildren();
+  for (const pair of same) {
+    const other = pair.first.id === id ? pair.second : pair.first;
+    const item = element("li", "duplicate");
+    item.append(element("span", "name", other.name || other.phone));
+    item.append(element("span", "reason", pair.reasons.join(" · ")));
+    list.append(item);
+  }
+}
+
+let typing = null;
+$("search").addEventListener("input", () => {
+  clearTimeout(typing);
+  typing = setTimeout(search, 200);
+});
+$("back").addEventListener("click", () => {
+  $("contacts").dataset.view = "list";
+});
+search();
