@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -234,16 +234,7 @@ def _push_contacts(
         rows = contacts.settled_events_after(
             session, position=int(cursor), now=now, limit=PUSH_LIMIT
         )
-        source = f"sync:{connector.name}"
-        changed = sorted(
-            {
-                int(r.contact_id)
-                for r in rows
-                if r.workspace_id == workspace_id
-                and r.event_type in ("contact.created", "contact.updated", "contact.merged")
-                and r.source != source  # what the sync itself wrote came from there
-            }
-        )
+        changed = sorted({int(r.contact_id) for r in _to_push(rows, connector)})
         last = int(rows[-1].id) if rows else int(cursor)
         rules = service.rules_of(connector)
         targets = [r.target for r in rules]
@@ -252,7 +243,8 @@ def _push_contacts(
             c.id: contacts.current_values(c, [t for t in targets if t != "tags"]) for c in held
         }
         known = {
-            c.id: contacts.external_ids(session, workspace, c.id).get(connector.name) for c in held
+            view.contact.id: view.external_ids.get(connector.name)
+            for view in contacts.describe_contacts(session, held)
         }
         emails = {c.id: c.email for c in held}
         name = connector.name
@@ -333,6 +325,19 @@ def _push_contacts(
     return len(done)
 
 
+def _to_push(rows: Sequence[Any], connector: Connector) -> list[Any]:
+    """The timeline rows that mean a contact changed here, for this connector to send; what
+    the sync itself wrote came from there and is not sent back."""
+    source = f"sync:{connector.name}"
+    return [
+        r
+        for r in rows
+        if r.workspace_id == connector.workspace_id
+        and r.event_type in ("contact.created", "contact.updated", "contact.merged")
+        and r.source != source
+    ]
+
+
 def _remember_pushed(
     session: Session,
     connector: Connector,
@@ -343,32 +348,20 @@ def _remember_pushed(
     now: datetime,
 ) -> None:
     """What was just sent is what both sides agree on: the base of the next judgement."""
-    record = session.scalar(
-        select(SyncedRecord).where(
-            SyncedRecord.connector_id == connector.id,
-            SyncedRecord.object_type == "contact",
-            SyncedRecord.external_id == external_id,
-        )
-    )
     try:
         at = to_millisecond(datetime.fromisoformat(remote_at.replace("Z", "+00:00")))
     except ValueError:
         at = now
-    if record is None:
-        record = SyncedRecord(
-            workspace_id=connector.workspace_id,
-            connector_id=connector.id,
-            object_type="contact",
-            external_id=external_id,
-            created_at=now,
-        )
-        session.add(record)
-    flat = {k: v for k, v in values.items() if k != "tags"}
-    record.values, record.contact_id, record.remote_updated_at, record.updated_at = (
-        flat,
-        contact_id,
-        at,
-        now,
+    service.keep_record(
+        session,
+        connector,
+        "contact",
+        external_id,
+        record=service.synced_record(session, connector.id, "contact", external_id),
+        at=at,
+        values={k: v for k, v in values.items() if k != "tags"},
+        contact_id=contact_id,
+        now=now,
     )
 
 
@@ -396,16 +389,8 @@ def _push_notes(
                 {"push_notes_cursor": messaging.latest_message_id(session, workspace)},
             )
             return 0
-        linked: dict[int, str] = {
-            r.contact_id: r.external_id
-            for r in session.scalars(
-                select(SyncedRecord).where(
-                    SyncedRecord.connector_id == connector_id,
-                    SyncedRecord.object_type == "contact",
-                    SyncedRecord.contact_id.is_not(None),
-                )
-            )
-            if r.contact_id is not None
+        linked = {
+            ours: theirs for theirs, ours in service.linked_contacts(session, connector_id).items()
         }
         lines = messaging.chat_lines_after(
             session, workspace, after_id=int(cursor), contact_ids=sorted(linked), limit=PUSH_LIMIT
@@ -428,18 +413,16 @@ def _push_notes(
         assert connector is not None
         for note_id, line in zip(created, lines, strict=False):
             # Kept so that pulling notes back does not bring our own in twice.
-            session.add(
-                SyncedRecord(
-                    workspace_id=workspace_id,
-                    connector_id=connector_id,
-                    object_type="note",
-                    external_id=note_id,
-                    contact_id=line.contact_id,
-                    remote_updated_at=now,
-                    values={"message_id": line.id},
-                    created_at=now,
-                    updated_at=now,
-                )
+            service.keep_record(
+                session,
+                connector,
+                "note",
+                note_id,
+                record=None,
+                at=now,
+                values={"message_id": line.id},
+                contact_id=line.contact_id,
+                now=now,
             )
         _record_batch(session, connector, "note.push", len(notes), started, now)
         connector.settings = {
@@ -557,16 +540,7 @@ def _pull_notes(
                 )
             )
         )
-        linked = {
-            r.external_id: r.contact_id
-            for r in session.scalars(
-                select(SyncedRecord).where(
-                    SyncedRecord.connector_id == connector_id,
-                    SyncedRecord.object_type == "contact",
-                )
-            )
-            if r.contact_id is not None
-        }
+        linked = service.linked_contacts(session, connector_id)
     theirs = [n for n in notes if n.id not in ours]
     owners = client.note_contacts([n.id for n in theirs]) if theirs else {}
     taken = 0
@@ -632,36 +606,19 @@ class Backlog:
 
 def backlog(session: Session, connector: Connector, *, now: datetime) -> Backlog:
     settings = dict(connector.settings or {})
-    source = f"sync:{connector.name}"
+    cursor = settings.get("push_contacts_cursor")
     waiting = (
-        [
-            r
-            for r in contacts.settled_events_after(
-                session,
-                position=int(settings.get("push_contacts_cursor") or 0),
-                now=now,
-                limit=10_000,
-            )
-            if r.workspace_id == connector.workspace_id
-            and r.event_type in ("contact.created", "contact.updated", "contact.merged")
-            and r.source != source
-        ]
-        if settings.get("push_contacts_cursor") is not None
+        _to_push(
+            contacts.settled_events_after(session, position=int(cursor), now=now, limit=10_000),
+            connector,
+        )
+        if cursor is not None
         else []
     )
     workspace = workspaces.get_workspace(session, connector.workspace_id)
     messages_waiting = 0
     if workspace is not None and settings.get("push_notes_cursor") is not None:
-        linked = [
-            r.contact_id
-            for r in session.scalars(
-                select(SyncedRecord).where(
-                    SyncedRecord.connector_id == connector.id,
-                    SyncedRecord.object_type == "contact",
-                )
-            )
-            if r.contact_id is not None
-        ]
+        linked = sorted(service.linked_contacts(session, connector.id).values())
         messages_waiting = len(
             messaging.chat_lines_after(
                 session,

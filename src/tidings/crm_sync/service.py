@@ -158,6 +158,59 @@ class BatchReport:
         return sum(1 for r in self.results if r.outcome == outcome)
 
 
+def synced_record(
+    session: Session, connector_id: int, object_type: str, external_id: str
+) -> SyncedRecord | None:
+    return session.scalar(
+        select(SyncedRecord).where(
+            SyncedRecord.connector_id == connector_id,
+            SyncedRecord.object_type == object_type,
+            SyncedRecord.external_id == external_id,
+        )
+    )
+
+
+def keep_record(
+    session: Session,
+    connector: Connector,
+    object_type: str,
+    external_id: str,
+    *,
+    record: SyncedRecord | None,
+    at: datetime,
+    values: dict[str, Any],
+    contact_id: int | None,
+    now: datetime,
+) -> None:
+    """The version both sides now agree on: the base of the next judgement."""
+    if record is None:
+        record = SyncedRecord(
+            workspace_id=connector.workspace_id,
+            connector_id=connector.id,
+            object_type=object_type,
+            external_id=external_id,
+            created_at=now,
+        )
+        session.add(record)
+    record.remote_updated_at, record.values = at, values
+    record.contact_id, record.updated_at = contact_id, now
+
+
+def linked_contacts(session: Session, connector_id: int) -> dict[str, int]:
+    """The connector's contact ids mapped to ours."""
+    return {
+        r.external_id: r.contact_id
+        for r in session.scalars(
+            select(SyncedRecord).where(
+                SyncedRecord.connector_id == connector_id,
+                SyncedRecord.object_type == "contact",
+                SyncedRecord.contact_id.is_not(None),
+            )
+        )
+        if r.contact_id is not None
+    }
+
+
 class _RejectedError(Exception):
     def __init__(self, field: str | None, reason: str) -> None:
         super().__init__(reason)
@@ -179,13 +232,7 @@ class _Batch:
         return self.skus[name]
 
     def synced(self, external_id: str) -> SyncedRecord | None:
-        return self.session.scalar(
-            select(SyncedRecord).where(
-                SyncedRecord.connector_id == self.connector.id,
-                SyncedRecord.object_type == self.object_type,
-                SyncedRecord.external_id == external_id,
-            )
-        )
+        return synced_record(self.session, self.connector.id, self.object_type, external_id)
 
     def remember(
         self,
@@ -196,17 +243,17 @@ class _Batch:
         values: dict[str, Any],
         contact_id: int | None,
     ) -> None:
-        if record is None:
-            record = SyncedRecord(
-                workspace_id=self.workspace.id,
-                connector_id=self.connector.id,
-                object_type=self.object_type,
-                external_id=external_id,
-                created_at=self.now,
-            )
-            self.session.add(record)
-        record.remote_updated_at, record.values = at, values
-        record.contact_id, record.updated_at = contact_id, self.now
+        keep_record(
+            self.session,
+            self.connector,
+            self.object_type,
+            external_id,
+            record=record,
+            at=at,
+            values=values,
+            contact_id=contact_id,
+            now=self.now,
+        )
 
     def queue(
         self,

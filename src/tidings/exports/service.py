@@ -61,7 +61,7 @@ def _write(path: Path, rows: Iterator[dict[str, Any]]) -> tuple[int, int]:
     return count, path.stat().st_size
 
 
-def _rows(session: Session, table: Table, condition: Any, order: Any) -> Iterator[dict[str, Any]]:
+def _rows(session: Session, table: Table, condition: Any) -> Iterator[dict[str, Any]]:
     """The rows in chunks by id, so that a million rows never sit in memory at once."""
     last = 0
     while True:
@@ -130,7 +130,7 @@ def run_incremental(
                 condition = and_(condition, table.c.updated_at > since_at)
             new_cursors[stream.name] = now.isoformat()
         path = folder / file_name(ExportKind.INCREMENTAL, stream.name, now)
-        rows, size = _write(path, _rows(session, table, condition, table.c.id))
+        rows, size = _write(path, _rows(session, table, condition))
         files.append(
             {
                 "stream": stream.name,

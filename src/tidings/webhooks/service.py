@@ -728,17 +728,13 @@ def health(
         median_ms=_quantile(durations, 0.5),
         p95_ms=_quantile(durations, 0.95),
         oldest_pending_seconds=(
-            int((now - _aware(oldest, now)).total_seconds()) if oldest is not None else None
+            int((now - oldest).total_seconds()) if oldest is not None else None
         ),
     )
 
 
 def _quantile(ordered: list[int], share: float) -> int | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else None
-
-
-def _aware(moment: datetime, like: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=like.tzinfo)
 
 
 # --- polling ------------------------------------------------------------------------------------
