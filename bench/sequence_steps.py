@@ -4,11 +4,17 @@ step run and move the enrollment on — side by side with the same steps taken o
 transaction (what a job per step does, without the queue's own overhead).
 
     python -m bench.sequence_steps [--contacts 1000000] [--baseline 3000] [--workers 1]
-                                   [--database-url postgresql://…]
+                                   [--database-url postgresql://…] [--procrastinate 2000]
 
 The audience is the broadcast benchmark's (opt-outs, opt-ins, a promotion three days ago for
 one in twenty, four time zones). ``--workers 2`` runs the steps in two processes (PostgreSQL:
 they claim with SKIP LOCKED). Target: ≥ 50,000 steps/s on SQLite.
+
+``--procrastinate K`` (PostgreSQL) adds the way a team would build it without Tidings: one
+task per step on procrastinate, a PostgreSQL task queue, in the same database. Its K tasks
+are deferred before the clock starts (in favour of the queue); each runs the very same step
+code for its one enrollment in its own transaction. Its worker runs ``--workers`` tasks at a
+time. Target: Tidings ≥ 50× its throughput. Needs ``pip install procrastinate``.
 """
 
 from __future__ import annotations
@@ -22,15 +28,16 @@ import time
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, insert, select
+from sqlalchemy.engine import make_url
 
 from bench.broadcast_planning import TEMPLATE, fill
 from bench.common import fresh_installation, machine, make_workspace
 from tidings.bootstrap import Tidings, build, tune_garbage_collector
 from tidings.channels import service as channels
 from tidings.contacts.orm import Contact
-from tidings.db.base import table_of
+from tidings.db.base import among, table_of
 from tidings.sequences import service as sequences
-from tidings.sequences.jobs import SequenceRunner
+from tidings.sequences.jobs import SequenceRunner, advance_enrollments, claim_due
 from tidings.sequences.orm import Enrollment, StepRunRecord
 from tidings.settings import load_settings
 from tidings.workspaces import service as workspaces
@@ -103,6 +110,34 @@ def run_steps(database_url: str, limit: int) -> None:
     inst.close()
 
 
+def procrastinate_run(database_url: str, enrollment_ids: list[int], concurrency: int) -> float:
+    """One procrastinate task per step, the tasks deferred beforehand; the seconds its
+    worker takes to run them all."""
+    import procrastinate  # the baseline's own dependency, not the product's
+
+    inst = build(load_settings(database_url=database_url, demo=True))
+    conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
+
+    @app.task(name="sequence_step")
+    def sequence_step(enrollment_id: int) -> None:
+        with inst.db.transaction(background=True) as session:
+            now = inst.clock.now()
+            claimed = claim_due(session, now=now, limit=1, enrollment_ids=[enrollment_id])
+            advance_enrollments(session, claimed, now=now)
+
+    with app.open():
+        app.schema_manager.apply_schema()
+        for start in range(0, len(enrollment_ids), 10_000):
+            chunk = enrollment_ids[start : start + 10_000]
+            sequence_step.batch_defer(*({"enrollment_id": e} for e in chunk))
+        started = time.perf_counter()
+        app.run_worker(wait=False, concurrency=concurrency, install_signal_handlers=False)
+        took = time.perf_counter() - started
+    inst.close()
+    return took
+
+
 def timed_run(database_url: str, workers: int, limit: int) -> float:
     started = time.perf_counter()
     if workers == 1:
@@ -126,6 +161,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=3_000, help="steps, one per transaction")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--procrastinate", type=int, default=0, help="steps, one task each")
     args = parser.parse_args()
     tune_garbage_collector()
     os.environ.setdefault("TIDINGS_SECRET_KEY", "bench-secret-0123456789")
@@ -172,15 +208,31 @@ def main() -> None:
             created_by="bench",
             now=inst.clock.now(),
         )
-    total = args.contacts + args.baseline
+    if args.procrastinate and inst.db.engine.dialect.name != "postgresql":
+        parser.error("--procrastinate needs --database-url postgresql://…")
+    total = args.contacts + args.baseline + args.procrastinate
     fill(inst, workspace.id, number_id, total)
     with inst.db.reading() as session:
         every = list(session.scalars(select(Contact.id).order_by(Contact.id)))
-    ours_ids, baseline_ids = every[: args.contacts], every[args.contacts :]
+    ours_ids = every[: args.contacts]
+    baseline_ids = every[args.contacts : args.contacts + args.baseline]
+    queued_ids = every[args.contacts + args.baseline :]
 
     # The straightforward way first, on contacts of its own: one step per transaction.
     enroll(inst, workspace.id, baseline_ids)
     baseline = timed_run(url, 1, 1)
+    queued = 0.0
+    if queued_ids:
+        enroll(inst, workspace.id, queued_ids)
+        with inst.db.reading() as session:
+            enrollment_ids = list(
+                session.scalars(
+                    select(Enrollment.id)
+                    .where(among(session, Enrollment.contact_id, queued_ids))
+                    .order_by(Enrollment.id)
+                )
+            )
+        queued = procrastinate_run(url, enrollment_ids, args.workers)
     enroll(inst, workspace.id, ours_ids)
     print(f"  {len(ours_ids):,} enrollments due; running", file=sys.stderr)
     ours = timed_run(url, args.workers, BATCH)
@@ -210,6 +262,12 @@ def main() -> None:
                   f"{rate:,.0f}", f"{rate / base_rate:.1f}×")  # fmt: skip
     table.add_row("one step per transaction", f"{len(baseline_ids):,}", f"{baseline:.1f}",
                   f"{base_rate:,.0f}", "1.0×")  # fmt: skip
+    if queued_ids:
+        queue_rate = len(queued_ids) / queued
+        table.add_row(f"procrastinate, one task per step ({args.workers} at a time)",
+                      f"{len(queued_ids):,}", f"{queued:.1f}", f"{queue_rate:,.0f}",
+                      f"{queue_rate / base_rate:.1f}×")  # fmt: skip
+        table.caption = f"Tidings runner ÷ procrastinate: {rate / queue_rate:.1f}×"
     Console().print(table)
     Console().print(f"step outcomes: {dict(sorted(outcomes.items(), key=lambda kv: -kv[1])[:6])}")
     inst.close()

@@ -193,67 +193,153 @@ def bulk_insert(
     connection = session.connection()
     dialect = connection.dialect
     names = list(rows[0])
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    ]
     preparer = dialect.identifier_preparer
+    # Names are the table's own columns (``table.c[name]`` in ``_processors`` refuses any
+    # other), quoted by the dialect; every value travels as a parameter.
+    target = (
+        f"INSERT INTO {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in names)}) "
+    )
+    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
     if dialect.name == "postgresql":
-        _bulk_insert_arrays(session, table, rows, names, processors, skip_conflicts)
+        # One statement for the whole batch (``executemany`` runs the statement once per row,
+        # a round of server work each), its rows sent as one JSON document.
+        columns = _json_columns(table, names, dialect)
+        picked = ", ".join(_json_value(table, name, dialect) for name in names)
+        connection.exec_driver_sql(
+            f"{target}SELECT {picked} FROM json_to_recordset(%s::json) AS v({columns})"  # noqa: S608
+            + conflicts,
+            (_json_rows(table, rows, names, dialect),),
+        )
         return
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    # Names are the table's own columns (``table.c[name]`` above refuses any other), quoted by
-    # the dialect; every value travels as a parameter.
-    statement = (
-        f"INSERT INTO {preparer.format_table(table)} "  # noqa: S608
-        f"({', '.join(preparer.quote(name) for name in names)}) "
-        f"VALUES ({', '.join([marker] * len(names))})"
-        + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
+    connection.exec_driver_sql(
+        f"{target}VALUES ({', '.join([marker] * len(names))}){conflicts}",
+        _driver_rows(table, rows, names, dialect),
     )
-    pick = itemgetter(*names)
-    processed = [(i, _remembering(p)) for i, p in enumerate(processors) if p is not None]
-    if len(names) == 1:
-        parameters: list[Any] = [(pick(row),) for row in rows]
-    elif not processed:
-        parameters = [pick(row) for row in rows]
-    else:
-        parameters = []
-        for row in rows:
-            values = list(pick(row))
-            for index, process in processed:
-                values[index] = process(values[index])
-            parameters.append(tuple(values))
-    connection.exec_driver_sql(statement, parameters)
 
 
-def _bulk_insert_arrays(
+def bulk_update(
     session: Session,
     table: Table,
     rows: list[dict[str, Any]],
-    names: list[str],
-    processors: Sequence[Callable[[Any], Any] | None],
-    skip_conflicts: bool,
+    *,
+    key: str = "id",
+    keep_existing: Sequence[str] = (),
 ) -> None:
-    """PostgreSQL: one statement for the whole batch, each column bound as one typed array
-    and zipped back into rows by ``unnest`` — ``executemany`` runs the statement once per
-    row, a round of server work each."""
+    """UPDATE many rows, each with values of its own, found by ``key``: ``bulk_insert``'s
+    twin (driver ``executemany`` on SQLite, one ``UPDATE … FROM unnest(…)`` on PostgreSQL).
+
+    Every row has the keys of the first, ``key`` among them. A column named in
+    ``keep_existing`` is only filled where it is still NULL.
+
+    Precondition: runs inside the caller's write transaction.
+    """
+    if not rows:
+        return
     connection = session.connection()
     dialect = connection.dialect
     preparer = dialect.identifier_preparer
-    columns = []
-    for name, process in zip(names, processors, strict=True):
-        values = [row[name] for row in rows]
-        if process is not None:
-            process = _remembering(process)
-            values = [process(value) for value in values]
-        columns.append(values)
-    casts = [table.c[name].type.dialect_impl(dialect).compile(dialect=dialect) for name in names]
-    statement = (
-        f"INSERT INTO {preparer.format_table(table)} "  # noqa: S608 - names are the table's own
-        f"({', '.join(preparer.quote(name) for name in names)}) "
-        f"SELECT * FROM unnest({', '.join(f'%s::{cast}[]' for cast in casts)})"
-        + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
+    names = [key, *(name for name in rows[0] if name != key)]
+    quoted = {name: preparer.quote(name) for name in names}
+    name_of_table = preparer.format_table(table)
+
+    def assigned(name: str, value: str) -> str:
+        if name in keep_existing:
+            return f"{quoted[name]} = COALESCE({name_of_table}.{quoted[name]}, {value})"
+        return f"{quoted[name]} = {value}"
+
+    if dialect.name == "postgresql":
+        changes = ", ".join(assigned(name, _json_value(table, name, dialect)) for name in names[1:])
+        connection.exec_driver_sql(
+            f"UPDATE {name_of_table} SET {changes} "  # noqa: S608 - the table's own columns
+            f"FROM json_to_recordset(%s::json) AS v({_json_columns(table, names, dialect)}) "
+            f"WHERE {name_of_table}.{quoted[key]} = {_json_value(table, key, dialect)}",
+            (_json_rows(table, rows, names, dialect),),
+        )
+        return
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    changes = ", ".join(assigned(name, marker) for name in names[1:])
+    parameters = [(*values[1:], values[0]) for values in _driver_rows(table, rows, names, dialect)]
+    connection.exec_driver_sql(
+        f"UPDATE {name_of_table} SET {changes} WHERE {quoted[key]} = {marker}",  # noqa: S608
+        parameters,
     )
-    connection.exec_driver_sql(statement, tuple(columns))
+
+
+def _processors(
+    table: Table, names: list[str], dialect: Dialect
+) -> list[tuple[int, Callable[[Any], Any]]]:
+    """Each column's bind processor (position, processor), for the columns that have one."""
+    found = []
+    for index, name in enumerate(names):
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            found.append((index, _remembering(process)))
+    return found
+
+
+def _driver_rows(
+    table: Table, rows: list[dict[str, Any]], names: list[str], dialect: Dialect
+) -> list[tuple[Any, ...]]:
+    pick = itemgetter(*names)
+    processed = _processors(table, names, dialect)
+    if len(names) == 1:
+        return [(pick(row),) for row in rows]
+    if not processed:
+        return [pick(row) for row in rows]
+    parameters = []
+    for row in rows:
+        values = list(pick(row))
+        for index, process in processed:
+            values[index] = process(values[index])
+        parameters.append(tuple(values))
+    return parameters
+
+
+def _json_columns(table: Table, names: list[str], dialect: Dialect) -> str:
+    """PostgreSQL: the column list of ``json_to_recordset`` for ``names``.
+
+    A batch travels as one JSON document, written by orjson in C and read by the server in
+    C: binding each column as an array instead spent ≈3 µs of Python per value escaping
+    array text (a 500-row outbox batch took 10 ms to encode). Integer columns are read as
+    numbers and cast (``_json_value``), so 2.0 is taken as SQLAlchemy would take it.
+    """
+    preparer = dialect.identifier_preparer
+    return ", ".join(
+        f"{preparer.quote(name)} "
+        + (
+            "NUMERIC"
+            if isinstance(table.c[name].type, Integer)
+            else table.c[name].type.dialect_impl(dialect).compile(dialect=dialect)
+        )
+        for name in names
+    )
+
+
+def _json_value(table: Table, name: str, dialect: Dialect) -> str:
+    """How a statement reads column ``name`` of the ``v`` record set."""
+    quoted = f"v.{dialect.identifier_preparer.quote(name)}"
+    kind = table.c[name].type
+    if isinstance(kind, Integer):
+        return f"CAST({quoted} AS {kind.dialect_impl(dialect).compile(dialect=dialect)})"
+    return quoted
+
+
+def _json_rows(table: Table, rows: list[dict[str, Any]], names: list[str], dialect: Dialect) -> str:
+    """The rows as one JSON array of objects. JSON columns stay documents (their own bind
+    processor would make them strings); other processors run (the UTC guard of times)."""
+    processed = [
+        (names[index], process)
+        for index, process in _processors(table, names, dialect)
+        if not isinstance(table.c[names[index]].type, JSON)
+    ]
+    if processed:
+        rows = [dict(row) for row in rows]
+        for row in rows:
+            for name, process in processed:
+                row[name] = process(row[name])
+    return orjson.dumps(rows, default=str).decode()
 
 
 def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -381,19 +381,26 @@ class SequenceDefinition(BaseModel):
     _index: dict[str, Any] | None = PrivateAttr(None)
     _memo: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    # The runner asks for steps and memos several times per enrollment: the private
+    # attributes are read from pydantic's own dict, not through its ``__getattr__`` (which
+    # cost more than the lookups themselves).
+
     def remember(self, key: str, compute: Callable[[], Any]) -> Any:
         """What ``compute`` returns, worked out once per loaded definition (it never changes)."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+        memo: dict[str, Any] = self.__pydantic_private__["_memo"]  # type: ignore[index]
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     def step(self, step_id: str) -> Any:
         return self.index()[step_id]
 
     def index(self) -> dict[str, Any]:
-        if self._index is None:
-            self._index = {s.id: s for s in self.steps}
-        return self._index
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        found = private["_index"]
+        if found is None:
+            found = private["_index"] = {s.id: s for s in self.steps}
+        return found  # type: ignore[no-any-return]
 
     @property
     def entry(self) -> str:

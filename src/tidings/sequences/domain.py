@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from tidings.broadcasts.domain import personalise
@@ -107,6 +107,11 @@ class SendWhatsAppMessage:
     content: dict[str, Any]
     purpose: str
 
+    @cached_property
+    def digest(self) -> str:
+        """The P3 content digest, worked out once (the policy and the outbox both want it)."""
+        return content_digest(self.content)
+
 
 @dataclass(frozen=True)
 class SendEmailMessage:
@@ -119,6 +124,10 @@ class SendEmailMessage:
     @property
     def content(self) -> dict[str, Any]:
         return RenderedEmail(self.subject, self.html, self.text, list(self.links)).content()
+
+    @cached_property
+    def digest(self) -> str:
+        return content_digest(self.content)
 
 
 @dataclass(frozen=True)
@@ -209,14 +218,14 @@ def outgoing_of(effect: SendWhatsAppMessage | SendEmailMessage) -> Outgoing:
             purpose=Purpose(effect.purpose),
             origin=Origin.SEQUENCE,
             is_template=False,
-            content_digest=content_digest(effect.content),
+            content_digest=effect.digest,
         )
     return Outgoing(
         channel="whatsapp",
         purpose=Purpose(effect.purpose),
         origin=Origin.SEQUENCE,
         is_template=effect.content["type"] == "template",
-        content_digest=content_digest(effect.content),
+        content_digest=effect.digest,
     )
 
 

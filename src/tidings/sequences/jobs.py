@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.automation.facts import segment_keys_of
 from tidings.channels import service as channels
 from tidings.conditions.domain import ContactFacts, Event, StepMessage
 from tidings.contacts import service as contacts
-from tidings.db.base import among, bulk_insert, table_of
+from tidings.db.base import among, bulk_insert, bulk_update, table_of
 from tidings.mailing import service as mailing
 from tidings.mailing.domain import RenderedEmail
 from tidings.messaging import inbox
@@ -40,7 +40,6 @@ from tidings.messaging.policy import (
     Decision,
     Send,
     Skip,
-    content_digest,
     history_horizon,
 )
 from tidings.messaging.service import PolicyFacts
@@ -80,6 +79,7 @@ from tidings.sequences.orm import (
 )
 from tidings.webhooks import service as webhooks
 from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import WorkspacePolicy
 from tidings.workspaces.orm import Workspace
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,11 @@ NO_NUMBER = "the workspace has no active WhatsApp number"
 NO_EMAIL = "the workspace has no active e-mail sender"
 
 
-def _claim(session: Session, now: datetime, limit: int) -> Sequence[Any]:
+def claim_due(
+    session: Session, *, now: datetime, limit: int, enrollment_ids: list[int] | None = None
+) -> Sequence[Any]:
+    """Lock up to ``limit`` due enrollments of running sequences (of ``enrollment_ids`` when
+    given), oldest due first; rows a concurrent worker holds are skipped, not waited for."""
     query = (
         select(
             Enrollment.id,
@@ -112,6 +116,8 @@ def _claim(session: Session, now: datetime, limit: int) -> Sequence[Any]:
         .limit(limit)
         .with_for_update(skip_locked=True, of=Enrollment)
     )
+    if enrollment_ids is not None:
+        query = query.where(among(session, Enrollment.id, enrollment_ids))
     return session.execute(query).all()
 
 
@@ -122,7 +128,7 @@ class SequenceRunner:
     name: str = "sequences"
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
-        claimed = _claim(session, now, limit)
+        claimed = claim_due(session, now=now, limit=limit)
         if claimed:
             advance_enrollments(session, claimed, now=now)
         return len(claimed)
@@ -150,6 +156,7 @@ class _Batch:
     last_messages: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
     segments: dict[int, set[str]] = field(default_factory=dict)
     purchases: dict[int, datetime] = field(default_factory=dict)
+    policies: dict[int, WorkspacePolicy] = field(default_factory=dict)
 
 
 def advance_enrollments(session: Session, claimed: Sequence[Any], *, now: datetime) -> None:
@@ -317,7 +324,9 @@ def _advance_one(row: Any, definition: SequenceDefinition, batch: _Batch) -> Adv
 def _decider(
     batch: _Batch, workspace: Workspace, contact_id: int, profile: contacts.Profile
 ) -> Any:
-    policy = workspaces.policy_for(workspace)
+    policy = batch.policies.get(workspace.id)
+    if policy is None:
+        policy = batch.policies[workspace.id] = workspaces.policy_for(workspace)
     reachable = bool(profile.phone) or contact_id in batch.whatsapp_ids
     bounced = batch.bounced.get(workspace.id, {}).get((profile.email or "").lower())
 
@@ -382,7 +391,7 @@ def _queue_messages(
                         recipient=profile.email or "",
                         content=content,
                         summary=run.effect.subject,
-                        content_digest=content_digest(run.effect.content),
+                        content_digest=run.effect.digest,
                         idempotency_key=_key(row.id, run.visit),
                         decision=run.decision,
                         send_at=batch.now,
@@ -401,7 +410,7 @@ def _queue_messages(
                     recipient=profile.phone or batch.whatsapp_ids.get(row.contact_id, ""),
                     content=run.effect.content,
                     summary=summary_of(run.effect.content),
-                    content_digest=content_digest(run.effect.content),
+                    content_digest=run.effect.digest,
                     idempotency_key=_key(row.id, run.visit),
                     decision=run.decision,
                     send_at=batch.now,
@@ -497,8 +506,16 @@ def _write_runs(
 def _announce_steps(session: Session, rows: list[dict[str, Any]], *, now: datetime) -> None:
     """``sequence.step`` for webhook subscribers (X1); nothing when nobody subscribed."""
     by_workspace: dict[int, list[webhooks.Announcement]] = {}
+    listened: dict[int, bool] = {}
     for step in rows:
-        by_workspace.setdefault(step["workspace_id"], []).append(
+        workspace_id = step["workspace_id"]
+        if workspace_id not in listened:
+            listened[workspace_id] = webhooks.is_listened(
+                session, workspace_id=workspace_id, event_type="sequence.step"
+            )
+        if not listened[workspace_id]:
+            continue
+        by_workspace.setdefault(workspace_id, []).append(
             webhooks.Announcement(
                 "sequence.step",
                 f"step_{step['enrollment_id']}_{step['visit']}_{step['step_id']}",
@@ -543,16 +560,16 @@ def _end_row(row: Any, moved: Advance) -> dict[str, Any]:
 
 
 def _move(session: Session, outcomes: list[tuple[Any, Advance]], now: datetime) -> None:
-    """Each enrollment's new place, in one executemany."""
+    """Each enrollment's new place, in one statement for the batch."""
     values = []
     for row, moved in outcomes:
-        goals = {g for g in row.reached_goals.split(",") if g}
-        if moved.reached_goal:
-            goals.add(moved.reached_goal)
+        goals = row.reached_goals
+        if moved.reached_goal and moved.reached_goal not in goals.split(","):
+            goals = ",".join(sorted({g for g in goals.split(",") if g} | {moved.reached_goal}))
         converted = moved.reached_goal is not None or moved.ended == "converted"
         values.append(
             {
-                "b_id": row.id,
+                "id": row.id,
                 "step_id": moved.cursor.step_id,
                 "arrived_at": moved.cursor.arrived_at,
                 "visit": moved.cursor.visit,
@@ -560,32 +577,12 @@ def _move(session: Session, outcomes: list[tuple[Any, Advance]], now: datetime) 
                 "status": moved.ended or service.RUNNING,
                 "ended_at": now if moved.ended else None,
                 "end_reason": moved.end_reason,
-                "reached_goals": ",".join(sorted(goals))[:1000],
-                "b_converted": now if converted else None,
+                "reached_goals": goals[:1000],
+                "converted_at": now if converted else None,
                 "updated_at": now,
             }
         )
-    if not values:
-        return
-    table = table_of(Enrollment)
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(
-            step_id=bindparam("step_id"),
-            arrived_at=bindparam("arrived_at"),
-            visit=bindparam("visit"),
-            due_at=bindparam("due_at"),
-            status=bindparam("status"),
-            ended_at=bindparam("ended_at"),
-            end_reason=bindparam("end_reason"),
-            reached_goals=bindparam("reached_goals"),
-            converted_at=func.coalesce(table.c.converted_at, bindparam("b_converted")),
-            updated_at=bindparam("updated_at"),
-        ),
-        values,
-        execution_options={"synchronize_session": False},
-    )
+    bulk_update(session, table_of(Enrollment), values, keep_existing=("converted_at",))
 
 
 # --- effects other than messages ----------------------------------------------------------------

@@ -314,6 +314,12 @@ class Announcement:
     data: dict[str, Any]
 
 
+def is_listened(session: Session, *, workspace_id: int, event_type: str) -> bool:
+    """Whether any active subscription of the workspace wants ``event_type``: hot paths ask
+    before building thousands of announcements nobody would receive."""
+    return any(wants(who.events, event_type) for who in _listeners_of(session, workspace_id))
+
+
 def publish_many(
     session: Session, *, workspace_id: int, events: Sequence[Announcement], now: datetime
 ) -> int:

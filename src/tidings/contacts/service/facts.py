@@ -92,7 +92,7 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
     wanted = sorted(set(contact_ids))
     if not wanted:
         return {}
-    rows = session.execute(
+    rows: Any = session.execute(
         select(
             Contact.id,
             Contact.workspace_id,
@@ -113,28 +113,9 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
             Contact.churn_risk,
         ).where(among(session, Contact.id, wanted))
     )
-    return {
-        row.id: Profile(
-            id=row.id,
-            workspace_id=row.workspace_id,
-            phone=row.phone,
-            email=row.email,
-            name=row.name,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            locale=row.locale,
-            timezone=row.timezone,
-            country=row.country,
-            lifecycle_stage=row.lifecycle_stage,
-            score=row.score,
-            custom_fields=dict(row.custom_fields or {}),
-            lead_source=row.lead_source,
-            activity_score=row.activity_score,
-            sentiment=row.sentiment,
-            churn_risk=row.churn_risk,
-        )
-        for row in rows
-    }
+    # Positional: the columns are selected in the order of Profile's fields (a keyword per
+    # field cost more than reading the row, on batches of thousands).
+    return {row[0]: Profile(*row[:12], row[12] or {}, *row[13:]) for row in rows}
 
 
 PURCHASE_EVENT = "order.placed"
