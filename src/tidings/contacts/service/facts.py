@@ -92,7 +92,7 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
     wanted = sorted(set(contact_ids))
     if not wanted:
         return {}
-    rows: Any = session.execute(
+    rows = session.execute(
         select(
             Contact.id,
             Contact.workspace_id,
@@ -115,7 +115,12 @@ def profiles(session: Session, contact_ids: Collection[int]) -> dict[int, Profil
     )
     # Positional: the columns are selected in the order of Profile's fields (a keyword per
     # field cost more than reading the row, on batches of thousands).
-    return {row[0]: Profile(*row[:12], row[12] or {}, *row[13:]) for row in rows}
+    found: dict[int, Profile] = {}
+    for row in rows:
+        values = list(row)
+        values[12] = values[12] or {}  # custom_fields
+        found[values[0]] = Profile(*values)
+    return found
 
 
 PURCHASE_EVENT = "order.placed"
