@@ -128,7 +128,7 @@ def mark(tidings: Tidings, contact_id: int, *, read: bool) -> None:
         ),
         (
             {"steps": [{"id": "a", "type": "add_tag", "tag": "x", "next": "zz"}]},
-            "definition.steps[0]",
+            "definition.steps[0].next",
             "'zz'",
         ),
         (

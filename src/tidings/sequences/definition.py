@@ -70,9 +70,14 @@ class StepBase(BaseModel):
     window: Window | None = None
     next: StepId | None = None  # absent: the enrollment completes after this step
 
-    def targets(self) -> Iterator[str]:
+    def links(self) -> Iterator[tuple[str, str]]:
+        """Each step this one may lead to, with the field that names it."""
         if self.next is not None:
-            yield self.next
+            yield "next", self.next
+
+    def targets(self) -> Iterator[str]:
+        for _, target in self.links():
+            yield target
 
 
 class SendWhatsApp(StepBase):
@@ -147,10 +152,10 @@ class Wait(StepBase):
             raise ValueError("timeout and on_timeout belong to until_event")
         return self
 
-    def targets(self) -> Iterator[str]:
-        yield from super().targets()
+    def links(self) -> Iterator[tuple[str, str]]:
+        yield from super().links()
         if self.on_timeout is not None:
-            yield self.on_timeout
+            yield "on_timeout", self.on_timeout
 
 
 class Branch(BaseModel):
@@ -176,9 +181,9 @@ class IfElse(StepBase):
     yes: StepId
     no: StepId
 
-    def targets(self) -> Iterator[str]:
-        yield self.yes
-        yield self.no
+    def links(self) -> Iterator[tuple[str, str]]:
+        yield "yes", self.yes
+        yield "no", self.no
 
     @model_validator(mode="after")
     def _no_next(self) -> IfElse:
@@ -202,9 +207,9 @@ class Split(StepBase):
             raise ValueError("a split goes on by its branches, not next")
         return self
 
-    def targets(self) -> Iterator[str]:
-        for branch in self.branches:
-            yield branch.next
+    def links(self) -> Iterator[tuple[str, str]]:
+        for index, branch in enumerate(self.branches):
+            yield f"branches[{index}].next", branch.next
 
 
 class AddTag(StepBase):
@@ -433,10 +438,12 @@ def check_graph(definition: SequenceDefinition) -> None:
             )
         seen[step.id] = position
     for position, step in enumerate(definition.steps):
-        for target in step.targets():
+        for name, target in step.links():
             if target not in seen:
                 raise invalid(
-                    "unknown_step", f"no step has the id {target!r}", field=f"steps[{position}]"
+                    "unknown_step",
+                    f"no step has the id {target!r}",
+                    field=f"steps[{position}].{name}",
                 )
         for named in _condition_steps(step):
             if named not in seen:

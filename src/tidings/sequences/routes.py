@@ -60,8 +60,11 @@ def create_sequence(body: SequenceIn, ctx: Context) -> SequenceDetail:
 
 @router.get("/sequences")
 def list_sequences(ctx: Context) -> list[SequenceRead]:
+    """Every sequence, with how many of its enrollments are in each status."""
+    counts = service.enrollment_counts(ctx.session, ctx.workspace)
     return [
-        SequenceRead.model_validate(s) for s in service.list_sequences(ctx.session, ctx.workspace)
+        SequenceRead.model_validate(s).model_copy(update={"enrollments": counts.get(s.id, {})})
+        for s in service.list_sequences(ctx.session, ctx.workspace)
     ]
 
 

@@ -27,6 +27,9 @@ class SequenceRead(BaseModel):
     current_version: int
     created_at: Timestamp
     updated_at: Timestamp
+    enrollments: dict[str, int] = Field(
+        default_factory=dict, description="enrollments by status (in the list)"
+    )
 
 
 class SequenceDetail(SequenceRead):

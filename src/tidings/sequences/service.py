@@ -290,6 +290,21 @@ def list_sequences(session: Session, workspace: Workspace) -> list[SequenceRecor
     )
 
 
+def enrollment_counts(session: Session, workspace: Workspace) -> dict[int, dict[str, int]]:
+    """sequence id → enrollment status → how many, for the workspace's sequences."""
+    # By the sequences' ids: counted from the (sequence_id, status) index alone.
+    ids = select(SequenceRecord.id).where(SequenceRecord.workspace_id == workspace.id)
+    rows = session.execute(
+        select(Enrollment.sequence_id, Enrollment.status, func.count())
+        .where(Enrollment.sequence_id.in_(ids))
+        .group_by(Enrollment.sequence_id, Enrollment.status)
+    )
+    found: dict[int, dict[str, int]] = {}
+    for sequence_id, status, count in rows:
+        found.setdefault(sequence_id, {})[status] = int(count)
+    return found
+
+
 def get_version(
     session: Session, sequence: SequenceRecord, version: int | None = None
 ) -> SequenceVersion:

@@ -153,8 +153,18 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     return response
 
 
-@router.get("/app/inbox")
-def inbox_page(request: Request) -> Response:
+# The app's sections, in the order of the top bar: path under /app/, and its word.
+SECTIONS = (
+    ("inbox", "inbox"),
+    ("contacts", "contacts"),
+    ("sequences", "sequences"),
+    ("rules", "rules"),
+    ("broadcasts", "broadcasts"),
+)
+
+
+def _section(request: Request, section: str) -> Response:
+    """A section's page shell for the signed-in user; the login page for anyone else."""
     signed = _signed_in(request)
     if signed is None:
         return RedirectResponse("/app/login", status_code=303)
@@ -162,29 +172,39 @@ def inbox_page(request: Request) -> Response:
     language = _language(request)
     return _page(
         request,
-        "inbox.html",
+        f"{section}.html",
         user=principal,
         workspace=workspace,
         csrf=web.csrf_token,
+        section=section,
+        sections=SECTIONS,
         words_json=json.dumps(words(language), ensure_ascii=False),
     )
+
+
+@router.get("/app/inbox")
+def inbox_page(request: Request) -> Response:
+    return _section(request, "inbox")
 
 
 @router.get("/app/contacts")
 def contacts_page(request: Request) -> Response:
-    signed = _signed_in(request)
-    if signed is None:
-        return RedirectResponse("/app/login", status_code=303)
-    principal, workspace, web = signed
-    language = _language(request)
-    return _page(
-        request,
-        "contacts.html",
-        user=principal,
-        workspace=workspace,
-        csrf=web.csrf_token,
-        words_json=json.dumps(words(language), ensure_ascii=False),
-    )
+    return _section(request, "contacts")
+
+
+@router.get("/app/sequences")
+def sequences_page(request: Request) -> Response:
+    return _section(request, "sequences")
+
+
+@router.get("/app/rules")
+def rules_page(request: Request) -> Response:
+    return _section(request, "rules")
+
+
+@router.get("/app/broadcasts")
+def broadcasts_page(request: Request) -> Response:
+    return _section(request, "broadcasts")
 
 
 @router.get(STREAM_PATH)

@@ -137,4 +137,7 @@ $("search").addEventListener("input", () => {
 $("back").addEventListener("click", () => {
   $("contacts").dataset.view = "list";
 });
-search();
+search().then(() => {
+  const wanted = new URLSearchParams(window.location.search).get("contact");
+  if (wanted) open(wanted);
+});

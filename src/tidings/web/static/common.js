@@ -1,0 +1,78 @@
+// What every page of the web app shares: calling the JSON API with the session cookie and the
+// CSRF header, building elements (always as text, never HTML) and formatting times.
+"use strict";
+
+const T = JSON.parse(document.getElementById("words").textContent);
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const LANG = document.documentElement.lang;
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(message, field, status) {
+    super(message);
+    this.field = field || null;
+    this.status = status;
+  }
+}
+
+// body: undefined (none), a string (sent as YAML, for sequence files) or a value (JSON).
+async function api(method, path, body) {
+  const text = typeof body === "string";
+  const response = await fetch("/api/v1" + path, {
+    method,
+    credentials: "same-origin",
+    headers: {
+      "Content-Type": text ? "application/yaml" : "application/json",
+      "X-CSRF-Token": CSRF,
+    },
+    body: body === undefined ? undefined : text ? body : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    window.location.href = "/app/login";
+    throw new ApiError("signed out", null, 401);
+  }
+  const type = response.headers.get("content-type") || "";
+  const data = response.status === 204 ? null : type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new ApiError(error.message || response.statusText, error.field, response.status);
+  }
+  return data;
+}
+
+function when(iso) {
+  return iso ? new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)) : "";
+}
+
+function number(value) {
+  return new Intl.NumberFormat(LANG).format(value || 0);
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function button(label, onClick, className) {
+  const node = element("button", className || "", label);
+  node.type = "button";
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+// An API error shown where the user looks: the message, and the field it names.
+function showError(target, error) {
+  target.hidden = false;
+  target.textContent = error.field ? `${error.field}: ${error.message}` : error.message;
+}
+
+function download(name, text, type) {
+  const link = element("a");
+  link.href = URL.createObjectURL(new Blob([text], { type }));
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+}

@@ -1,0 +1,202 @@
+// Rules: the list, a rule's definition in the condition language with a live count of the
+// contacts its condition matches now, turning it on and off, and its recent runs (traces).
+"use strict";
+
+const EXAMPLE = {
+  trigger: { on: "keyword", keyword: "discount" },
+  condition: { keyword: "discount", at_least: 2, within: "30d" },
+  actions: [{ do: "add_tag", tag: "price-sensitive" }],
+  guard: { times: 1, per: "30d" },
+};
+
+let current = null; // the rule open, null for a new one
+let counting = null; // the pending count's timer
+const names = new Map(); // contact id → the name shown for it
+let watching = null; // the open rule's runs, refreshed while it is shown
+const RUNS_EVERY_MS = 2000;
+
+async function list() {
+  const rules = await api("GET", "/rules");
+  const target = $("rule-list");
+  target.replaceChildren();
+  if (!rules.length) {
+    target.append(element("li", "empty", T.no_rules));
+    return rules;
+  }
+  for (const rule of rules) {
+    const item = element("li", "conversation");
+    item.dataset.id = rule.id;
+    const head = element("span", "name", rule.name);
+    head.append(" ", element("span", `badge ${rule.enabled ? "status-active" : ""}`, rule.enabled ? T.enabled : T.disabled));
+    const trigger = rule.definition.trigger || {};
+    const what = Object.entries(trigger).map(([key, value]) => (key === "on" ? value : `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`));
+    item.append(head, element("span", "preview", what.join(" · ")));
+    item.setAttribute("aria-current", String(current !== null && current.id === rule.id));
+    item.addEventListener("click", () => open(rule.id));
+    target.append(item);
+  }
+  return rules;
+}
+
+function show(rule) {
+  current = rule;
+  $("pick").hidden = true;
+  $("detail").hidden = false;
+  $("rules").dataset.view = "thread";
+  $("rule-error").hidden = true;
+  $("rule-title").textContent = rule ? rule.name : T.new_rule;
+  $("rule-state").hidden = !rule;
+  $("toggle").hidden = !rule;
+  $("delete").hidden = !rule;
+  $("runs-section").hidden = !rule;
+  if (rule) {
+    $("rule-state").textContent = rule.enabled ? T.enabled : T.disabled;
+    $("rule-state").className = `badge ${rule.enabled ? "status-active" : ""}`;
+    $("toggle").textContent = rule.enabled ? T.disable : T.enable;
+  }
+  $("rule-name").value = rule ? rule.name : "";
+  $("rule-definition").value = JSON.stringify(rule ? rule.definition : EXAMPLE, null, 2);
+  recount();
+}
+
+async function open(id) {
+  const [rule, runs] = await Promise.all([api("GET", `/rules/${id}`), api("GET", `/rules/${id}/runs?limit=50`)]);
+  show(rule);
+  await drawRuns(runs);
+  await list();
+  watch(id);
+}
+
+// New runs appear as customers write, without a reload (the traces of O3).
+function watch(id) {
+  clearInterval(watching);
+  watching = setInterval(async () => {
+    if (!current || current.id !== id || document.hidden) return;
+    await drawRuns(await api("GET", `/rules/${id}/runs?limit=50`));
+  }, RUNS_EVERY_MS);
+}
+
+async function nameOf(contactId) {
+  if (!names.has(contactId)) {
+    names.set(
+      contactId,
+      api("GET", `/contacts/${contactId}`)
+        .then((contact) => contact.name || contact.phone || `#${contactId}`)
+        .catch(() => `#${contactId}`),
+    );
+  }
+  return names.get(contactId);
+}
+
+async function drawRuns(runs) {
+  const labels = await Promise.all(runs.map((run) => nameOf(run.contact_id)));
+  const body = $("runs").querySelector("tbody");
+  body.replaceChildren();
+  if (!runs.length) {
+    const line = element("tr");
+    const cell = element("td", "muted", T.no_runs);
+    cell.colSpan = 4;
+    line.append(cell);
+    body.append(line);
+    return;
+  }
+  runs.forEach((run, index) => {
+    const line = element("tr");
+    line.dataset.outcome = run.status;
+    const contact = element("a", "", labels[index]);
+    contact.href = `/app/contacts?contact=${run.contact_id}`;
+    const who = element("td");
+    who.append(contact);
+    line.append(
+      element("td", "", when(run.created_at)),
+      who,
+      element("td", `outcome status-${run.status}`, T["outcome_" + run.status] || run.status),
+      element("td", "", run.reason),
+    );
+    body.append(line);
+  });
+}
+
+function definition() {
+  try {
+    return JSON.parse($("rule-definition").value);
+  } catch {
+    return undefined;
+  }
+}
+
+// The count follows the typing, a moment after it stops: how many contacts the condition
+// matches now (the same engine as segments).
+function recount() {
+  clearTimeout(counting);
+  counting = setTimeout(async () => {
+    const count = $("count");
+    const parsed = definition();
+    count.dataset.state = "";
+    if (parsed === undefined) {
+      count.dataset.state = "bad";
+      count.textContent = T.not_json;
+      return;
+    }
+    if (!parsed.condition) {
+      count.textContent = T.no_condition;
+      return;
+    }
+    try {
+      const answer = await api("POST", "/segments/count", { condition: parsed.condition });
+      count.textContent = T.matching_now.replace("{n}", number(answer.contacts));
+      count.dataset.contacts = answer.contacts;
+    } catch (error) {
+      count.dataset.state = "bad";
+      count.textContent = error.field ? `${error.field}: ${error.message}` : error.message;
+    }
+  }, 300);
+}
+
+async function save(event) {
+  event.preventDefault();
+  $("rule-error").hidden = true;
+  const parsed = definition();
+  if (parsed === undefined) {
+    showError($("rule-error"), { field: "definition", message: T.not_json });
+    return;
+  }
+  const body = { name: $("rule-name").value.trim(), definition: parsed };
+  try {
+    const saved = current
+      ? await api("PATCH", `/rules/${current.id}`, body)
+      : await api("POST", "/rules", { ...body, enabled: true });
+    await open(saved.id);
+  } catch (error) {
+    showError($("rule-error"), error);
+  }
+}
+
+async function toggle() {
+  await api("PATCH", `/rules/${current.id}`, { enabled: !current.enabled });
+  await open(current.id);
+}
+
+async function remove() {
+  await api("DELETE", `/rules/${current.id}`);
+  current = null;
+  $("detail").hidden = true;
+  $("pick").hidden = false;
+  await list();
+}
+
+function start() {
+  $("new-rule").addEventListener("click", () => {
+    clearInterval(watching);
+    show(null);
+    list();
+  });
+  $("rule-form").addEventListener("submit", save);
+  $("rule-definition").addEventListener("input", recount);
+  $("toggle").addEventListener("click", toggle);
+  $("delete").addEventListener("click", remove);
+  $("back").addEventListener("click", () => ($("rules").dataset.view = "list"));
+  list();
+}
+
+start();

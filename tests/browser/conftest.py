@@ -1,0 +1,102 @@
+"""What the browser tests share: Debian's Chromium through Playwright, Tidings served over
+HTTP with a worker running beside it (as ``tidings serve`` runs it), signing in, and
+screenshots for the README."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import Tenant
+from tests.live import Stack, fast_config, live_stack
+from tidings.bootstrap import Tidings
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+PASSWORD = "a long agent password"
+
+# Without Chromium (apt-get install chromium chromium-driver) a developer's run leaves these
+# tests out; CI must have it.
+collect_ignore_glob = [] if CHROMIUM.exists() or os.environ.get("CI") else ["test_*.py"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _chromium_is_there() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail("CI needs Debian's chromium at /usr/bin/chromium", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def stack(tidings: Tidings, tenant: Tenant) -> Iterator[Stack]:
+    with live_stack(tidings, tenant, fast_config()) as running:
+        stop = threading.Event()
+
+        failures: list[BaseException] = []
+
+        def work() -> None:  # the worker, as `tidings serve` runs it beside the app
+            while not stop.is_set():
+                try:
+                    running.worker.run_once()
+                except BaseException as error:  # surfaced below: a dead worker fails the test
+                    failures.append(error)
+                    raise
+                # Time passes as it would (the live feed notices changes by their time).
+                running.clock.advance(timedelta(milliseconds=50))
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield running
+        stop.set()
+        thread.join(timeout=10)
+        assert not failures, f"the worker died: {failures[0]!r}"
+
+
+def add_agent(tidings: Tidings, tenant: Tenant) -> str:
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        workspaces.create_user(
+            session,
+            workspace=workspace,
+            email="mei@teahouse.example",
+            name="Mei",
+            role=Role.AGENT,
+            password=PASSWORD,
+            granted_by=Role.OWNER,
+            now=tidings.clock.now(),
+        )
+    return "mei@teahouse.example"
+
+
+def sign_in(page: Page, base: str, tenant: Tenant, email: str, password: str) -> None:
+    page.goto(f"{base}/app/login")
+    page.fill("input[name=workspace]", tenant.slug)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def shot(page: Page, name: str, tmp_path: Path) -> None:
+    """Screenshots for the README when TIDINGS_SCREENSHOTS is set; otherwise a throwaway."""
+    folder = SCREENSHOTS if os.environ.get("TIDINGS_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))

@@ -1,0 +1,221 @@
+"""Sequences, rules and broadcasts driven in a real browser against Tidings served over HTTP,
+a worker and the WhatsApp simulator: import a sequence file, read its steps, preview a test
+lead, pause it and save an edit as a new version; write a tag rule with its live count and see
+it applied to a customer who writes; create a small broadcast and watch it finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import PASSWORD, shot, sign_in
+from tests.conftest import Tenant
+from tests.live import Stack
+from tidings.bootstrap import Tidings
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "sequences"
+
+
+def add_marketer(tidings: Tidings, tenant: Tenant) -> str:
+    """An admin: sequences, rules and broadcasts are theirs to change (agents only read)."""
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        workspaces.create_user(
+            session,
+            workspace=workspace,
+            email="ploy@teahouse.example",
+            name="Ploy",
+            role=Role.ADMIN,
+            password=PASSWORD,
+            granted_by=Role.OWNER,
+            now=tidings.clock.now(),
+        )
+    return "ploy@teahouse.example"
+
+
+def signed_in_page(browser: Browser, stack: Stack, tenant: Tenant, email: str) -> Page:
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 860})
+    sign_in(page, stack.app_url, tenant, email, PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    return page
+
+
+def test_a_marketer_imports_previews_pauses_and_edits_a_sequence(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path
+) -> None:
+    page = signed_in_page(browser, stack, tenant, add_marketer(tidings, tenant))
+    page.click("nav.sections >> text=Sequences")
+    page.wait_for_url("**/app/sequences")
+    expect(page.locator("#sequence-list")).to_contain_text("No sequences yet")
+
+    # Import the shipped welcome series from a file; it opens with its steps.
+    page.set_input_files("#import-file", str(EXAMPLES / "welcome.yaml"))
+    expect(page.locator("#sequence-name")).to_have_text("Welcome series · v1")
+    expect(page.locator("#sequence-status")).to_have_text("draft")
+    steps = page.locator("#steps .step")
+    expect(steps).to_have_count(7)
+    condition = page.locator("#steps .step[data-step='read-tips']")
+    expect(condition.locator(".step-next")).to_contain_text("yes → offer")
+    expect(condition.locator(".step-next")).to_contain_text("no → reminder")
+    expect(
+        page.locator("#steps .step[data-step='welcome'] [data-figure='entered'] dd")
+    ).to_have_text("0")
+
+    # Preview: a lead who reads everything takes the "yes" branch, one who reads nothing not.
+    page.fill("#behaviours", "reads everything")
+    page.click("text=Run the preview")
+    preview = page.locator("#preview tbody")
+    expect(preview.locator("tr[data-kind='message']").first).to_be_visible()
+    expect(preview).to_contain_text("offer")
+    expect(preview).not_to_contain_text("reminder")
+    shot(page, "sequences", tmp_path)
+    page.fill("#behaviours", "opens nothing")
+    page.click("text=Run the preview")
+    expect(preview).to_contain_text("reminder")
+    expect(preview).not_to_contain_text("first_order_offer")
+    page.fill("#behaviours", "sings a song")
+    page.click("text=Run the preview")
+    expect(page.locator("#preview-error")).to_contain_text("behaviours[0]")
+
+    # Activate, then pause: the badge and the list follow.
+    page.click("#toggle")
+    expect(page.locator("#sequence-status")).to_have_text("active")
+    page.click("#toggle")
+    expect(page.locator("#sequence-status")).to_have_text("paused")
+    expect(page.locator("#sequence-list")).to_contain_text("paused")
+
+    # Edit the steps: a branch to a step that does not exist is refused at its field ...
+    page.click("#edit")
+    editor = page.locator("#editor-steps")
+    condition_card = editor.locator("li[data-step='read-tips']")
+    condition_card.locator("input[name=yes]").fill("nowhere")
+    condition_card.locator("input[name=yes]").dispatch_event("change")
+    page.click("#save")
+    expect(page.locator("#editor-error")).to_contain_text(
+        "definition.steps[4].yes: no step has the id 'nowhere'"
+    )
+    expect(condition_card.locator("input[name=yes]")).to_have_attribute("aria-invalid", "true")
+    # ... and a good edit (wait two days instead of one) becomes version 2.
+    condition_card.locator("input[name=yes]").fill("offer")
+    condition_card.locator("input[name=yes]").dispatch_event("change")
+    wait_card = editor.locator("li[data-step='wait-1d']")
+    wait_card.locator("input[name=duration]").fill("2d")
+    wait_card.locator("input[name=duration]").dispatch_event("change")
+    page.click("#save")
+    expect(page.locator("#sequence-name")).to_have_text("Welcome series · v2")
+    expect(page.locator("#steps .step[data-step='wait-1d'] .step-summary")).to_have_text("2d")
+
+    # Export gives the file back, with the edit.
+    with page.expect_download() as download:
+        page.click("#export")
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "name: Welcome series" in text and "duration: 2d" in text
+
+
+def test_a_marketer_writes_a_tag_rule_with_a_live_count_and_sees_it_applied(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path
+) -> None:
+    for name, phone, tags in (
+        ("Lin Mei", "+886912000111", ["vip"]),
+        ("Wang Hao", "+886912000222", []),
+        ("Chen Jie", "+886912000333", []),
+    ):
+        created = stack.api.post(
+            "/api/v1/contacts", json={"name": name, "phone": phone, "tags": tags}
+        )
+        assert created.status_code == 201, created.text
+    page = signed_in_page(browser, stack, tenant, add_marketer(tidings, tenant))
+    page.click("nav.sections >> text=Rules")
+    page.wait_for_url("**/app/rules")
+    page.click("#new-rule")
+    page.fill("#rule-name", "Tag new leads")
+
+    # The count follows the condition as it is typed.
+    definition = page.locator("#rule-definition")
+    definition.fill('{"trigger": {"on": "message_received"}, "condition": {"has_tag": "vip"}}')
+    expect(page.locator("#count")).to_have_text("1 contacts match the condition now")
+    definition.fill('{"trigger": {"on": "message_received"}, "condition": {"has_tog": "vip"}}')
+    expect(page.locator("#count")).to_have_attribute("data-state", "bad")
+    definition.fill(
+        '{"trigger": {"on": "message_received"},'
+        ' "condition": {"not": {"has_tag": "vip"}},'
+        ' "actions": [{"do": "add_tag", "tag": "new-lead"}]}'
+    )
+    expect(page.locator("#count")).to_have_text("2 contacts match the condition now")
+    page.click("text=Save the rule")
+    expect(page.locator("#rule-title")).to_have_text("Tag new leads")
+    expect(page.locator("#rule-list .conversation")).to_contain_text("on")
+    expect(page.locator("#runs")).to_contain_text("No runs yet.")
+
+    # A customer writes; the rule fires for them and its trace appears.
+    httpx.post(
+        f"{stack.simulator.url}/_simulator/customers/66812345678/messages",
+        json={"text": "สวัสดีค่ะ มีสินค้าไหมคะ", "name": "Suda"},
+    ).raise_for_status()
+    fired = page.locator("#runs tr[data-outcome='fired']")
+    expect(fired).to_have_count(1, timeout=20_000)
+    expect(fired.locator("a")).to_have_text("Suda")
+    shot(page, "rules", tmp_path)
+    fired.locator("a").click()
+    page.wait_for_url("**/app/contacts?contact=*")
+    expect(page.locator("#contact-name")).to_have_text("Suda")
+    expect(page.locator("#profile")).to_contain_text("new-lead")
+
+    # Turned off, the rule says so.
+    page.go_back()
+    page.locator("#rule-list .conversation", has_text="Tag new leads").click()
+    page.click("#toggle")
+    expect(page.locator("#rule-state")).to_have_text("off")
+    page.click("text=繁體中文")
+    expect(page.locator("#new-rule")).to_have_text("新規則")
+    expect(page.locator("nav.sections a[aria-current=page]")).to_have_text("自動規則")
+
+
+def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path
+) -> None:
+    synced = stack.api.post(f"/api/v1/whatsapp-numbers/{stack.number_id}/templates/sync")
+    assert synced.status_code == 200, synced.text
+    for index in range(3):
+        created = stack.api.post(
+            "/api/v1/contacts",
+            json={"name": f"Guest {index}", "phone": f"+88691200050{index}", "tags": ["vip"]},
+        )
+        assert created.status_code == 201, created.text
+    stack.api.post(
+        "/api/v1/contacts", json={"name": "Not vip", "phone": "+886912000599"}
+    ).raise_for_status()
+    page = signed_in_page(browser, stack, tenant, add_marketer(tidings, tenant))
+    page.click("nav.sections >> text=Broadcasts")
+    page.wait_for_url("**/app/broadcasts")
+    page.click("#new-broadcast")
+    page.fill("#name", "Winter tea week")
+    page.select_option("#template", label="weekly_promo · en · marketing")
+    page.fill("#parameters", '[{"type": "text", "text": "20% off oolong"}]')
+    page.fill("#tags", "vip")
+
+    # The estimate first: three recipients, well inside the daily limit.
+    page.click("#estimate-button")
+    expect(page.locator("#estimate-recipients")).to_have_text("3 recipients")
+    expect(page.locator("#estimate-batches")).to_contain_text("sent at once")
+    # A condition that is not the condition language is refused, naming the field.
+    page.fill("#condition", '{"has_tog": "vip"}')
+    page.click("#estimate-button")
+    expect(page.locator("#form-error")).to_contain_text("audience.condition")
+    page.fill("#condition", "")
+
+    page.click("text=Send the broadcast")
+    expect(page.locator("#broadcast-name")).to_have_text("Winter tea week")
+    # The worker plans and sends; the simulator delivers and reads; the page follows.
+    expect(page.locator("#broadcast-status")).to_have_attribute(
+        "data-status", "finished", timeout=30_000
+    )
+    expect(page.locator("#outcomes [data-figure='read'] dd")).to_have_text("3", timeout=20_000)
+    expect(page.locator("#cancel")).to_be_hidden()
+    shot(page, "broadcasts", tmp_path)
+    expect(page.locator("#broadcast-list")).to_contain_text("finished")
