@@ -110,6 +110,52 @@ def run_steps(database_url: str, limit: int) -> None:
     inst.close()
 
 
+def prepare(inst: Tidings, workspace_id: int, contacts: int) -> None:
+    """The workspace's policy opened up for volume, a number, the Bench sequence (active) and
+    ``contacts`` contacts of the broadcast benchmark's audience."""
+    with inst.db.transaction() as session:
+        fresh = workspaces.get_workspace(session, workspace_id)
+        assert fresh is not None
+        workspaces.update_workspace(
+            session,
+            workspace=fresh,
+            changes={
+                "policy": {
+                    "daily_quota_per_number": 10_000_000,
+                    "warmup_first_day_quota": None,
+                    "quiet_hours_start": "00:00",
+                    "quiet_hours_end": "00:00",
+                }
+            },
+            now=inst.clock.now(),
+        )
+        number = channels.add_number(
+            session,
+            workspace=fresh,
+            data={
+                "name": "bench",
+                "phone_number_id": "100000000000001",
+                "business_account_id": "200000000000001",
+                "display_phone_number": "+85230001234",
+                "access_token": "bench-token",
+                "app_secret": "bench-app-secret",
+                "verify_token": "bench-verify-token",
+            },
+            box=inst.secret_box,
+            now=inst.clock.now(),
+        )
+        number_id = number.id
+        sequences.create_sequence(
+            session,
+            workspace=fresh,
+            data=DEFINITION,
+            status="active",
+            created_by="bench",
+            now=inst.clock.now(),
+        )
+    fill(inst, workspace_id, number_id, contacts)
+
+
 def procrastinate_run(database_url: str, enrollment_ids: list[int], concurrency: int) -> float:
     """One procrastinate task per step, the tasks deferred beforehand; the seconds its
     worker takes to run them all."""
@@ -167,51 +213,11 @@ def main() -> None:
     os.environ.setdefault("TIDINGS_SECRET_KEY", "bench-secret-0123456789")
     inst = fresh_installation(args.database_url or None)
     url = inst.settings.database_url
-    workspace, _ = make_workspace(inst)
-    with inst.db.transaction() as session:
-        fresh = workspaces.get_workspace(session, workspace.id)
-        assert fresh is not None
-        workspaces.update_workspace(
-            session,
-            workspace=fresh,
-            changes={
-                "policy": {
-                    "daily_quota_per_number": 10_000_000,
-                    "warmup_first_day_quota": None,
-                    "quiet_hours_start": "00:00",
-                    "quiet_hours_end": "00:00",
-                }
-            },
-            now=inst.clock.now(),
-        )
-        number = channels.add_number(
-            session,
-            workspace=fresh,
-            data={
-                "name": "bench",
-                "phone_number_id": "100000000000001",
-                "business_account_id": "200000000000001",
-                "display_phone_number": "+85230001234",
-                "access_token": "bench-token",
-                "app_secret": "bench-app-secret",
-                "verify_token": "bench-verify-token",
-            },
-            box=inst.secret_box,
-            now=inst.clock.now(),
-        )
-        number_id = number.id
-        sequences.create_sequence(
-            session,
-            workspace=fresh,
-            data=DEFINITION,
-            status="active",
-            created_by="bench",
-            now=inst.clock.now(),
-        )
     if args.procrastinate and inst.db.engine.dialect.name != "postgresql":
         parser.error("--procrastinate needs --database-url postgresql://…")
+    workspace, _ = make_workspace(inst)
     total = args.contacts + args.baseline + args.procrastinate
-    fill(inst, workspace.id, number_id, total)
+    prepare(inst, workspace.id, total)
     with inst.db.reading() as session:
         every = list(session.scalars(select(Contact.id).order_by(Contact.id)))
     ours_ids = every[: args.contacts]

@@ -5,6 +5,7 @@ reloading the page."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -126,3 +127,91 @@ def test_an_agent_finds_a_contact_and_sees_why_a_message_was_not_sent(
     shot(page, "contacts", tmp_path)
     page.click("text=ไทย")
     expect(page.locator("nav.sections a[aria-current=page]")).to_have_text("รายชื่อลูกค้า")
+
+
+def test_an_agent_labels_notes_snoozes_and_sends_a_template_with_its_parameters(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant
+) -> None:
+    email = add_agent(tidings, tenant)
+    synced = stack.api.post(f"/api/v1/whatsapp-numbers/{stack.number_id}/templates/sync")
+    assert synced.status_code == 200, synced.text
+    httpx.post(
+        f"{stack.simulator.url}/_simulator/customers/886912345679/messages",
+        json={"text": "My order?", "name": "Lee Wen"},
+    ).raise_for_status()
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 800})
+    sign_in(page, stack.app_url, tenant, email, PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    conversation = page.locator(".conversation", has_text="Lee Wen")
+    expect(conversation).to_be_visible(timeout=20_000)
+    conversation.click()
+
+    # A label: on the thread and in the list; and off again.
+    page.fill("#new-label", "order-question")
+    page.press("#new-label", "Enter")
+    expect(page.locator("#thread-labels .label")).to_have_text("order-question ×")
+    expect(conversation.locator(".label")).to_have_text("order-question")
+    page.click("#thread-labels .label button")
+    expect(page.locator("#thread-labels .label")).to_have_count(0)
+
+    # A note for the team.
+    page.click("#notes summary")
+    page.fill("#note-body", "Parcel left Taoyuan yesterday; tracking TW123.")
+    page.click("#note-form button")
+    expect(page.locator("#note-count")).to_have_text("1")
+    expect(page.locator("#note-list .note")).to_contain_text("tracking TW123")
+
+    # A day later the 24-hour window is closed: only a template can go, with its parameters.
+    stack.clock.advance(timedelta(hours=25))
+    page.reload()
+    page.locator(".conversation", has_text="Lee Wen").click()
+    expect(page.locator("#window")).to_have_attribute("data-open", "false")
+    expect(page.locator("#composer")).to_be_hidden()
+    page.select_option("#template-select", label="order_update (en)")
+    expect(page.locator("#template-parameters input")).to_have_count(2)
+    expect(page.locator(".template-body")).to_have_text("Hi {{1}}, your order {{2}} is on its way.")
+    page.fill("[name=parameter-1]", "Wen")
+    page.fill("[name=parameter-2]", "A-1024")
+    page.click("#template-form button[type=submit]")
+    sent = page.locator(".message.out", has_text="order_update")
+    expect(sent.locator(".tick")).to_have_attribute("data-status", "read", timeout=20_000)
+
+    # Snoozed for an hour: it says until when.
+    page.select_option("#snooze", "hour")
+    expect(page.locator("#snoozed")).to_contain_text("Snoozed until")
+
+
+def test_the_dashboard_shows_when_customers_write_and_how_fast_agents_answer(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path
+) -> None:
+    email = add_agent(tidings, tenant)
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 900})
+    sign_in(page, stack.app_url, tenant, email, PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    httpx.post(
+        f"{stack.simulator.url}/_simulator/customers/886912345670/messages",
+        json={"text": "Do you ship to Tainan?", "name": "Ho Ling"},
+    ).raise_for_status()
+    conversation = page.locator(".conversation", has_text="Ho Ling")
+    expect(conversation).to_be_visible(timeout=20_000)
+    conversation.click()
+    stack.clock.advance(timedelta(minutes=2))
+    page.fill("#reply", "Yes, in two days.")
+    page.press("#reply", "Enter")
+    expect(page.locator(".message.out", has_text="two days")).to_be_visible()
+
+    page.click("nav.sections >> text=Dashboard")
+    page.wait_for_url("**/app/dashboard")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    # The customer wrote on Monday 14:00-ish in Taipei (the virtual clock's 06:00 UTC).
+    busy = page.locator(".heat-cell:not([data-count='0'])")
+    expect(busy).to_have_count(1)
+    expect(busy).to_have_attribute("data-day", "0")
+    expect(busy).to_have_attribute("data-hour", "14")
+    mei = page.locator("#responses li", has_text="Mei")
+    expect(mei).to_contain_text("1 answered")
+    expect(mei).to_contain_text("1 within target")
+    expect(mei.locator(".badge")).to_have_count(0)
+    shot(page, "dashboard", tmp_path)
+    page.select_option("#days", "7")
+    expect(page.locator("#heat-totals")).to_contain_text("1 in")

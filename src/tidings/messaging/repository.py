@@ -562,3 +562,22 @@ def latest_message_id(session: Session, workspace_id: int) -> int:
 
 # What a conversation's history holds: messages that arrived, or went out to the provider.
 HISTORY_STATUSES = ("received", "accepted", "sent", "delivered", "read", "played")
+
+
+def conversation_messages_between(
+    session: Session, workspace: Workspace, since: datetime, until: datetime
+) -> Sequence[Any]:
+    """(conversation_id, created_at, direction, author_id) of the workspace's messages in
+    conversations, from ``since`` to ``until`` (both included); outbound ones that never went
+    (skipped) left out."""
+    return session.execute(
+        select(Message.conversation_id, Message.created_at, Message.direction, Message.author_id)
+        .where(
+            Message.workspace_id == workspace.id,
+            Message.conversation_id.is_not(None),
+            Message.created_at >= since,
+            Message.created_at <= until,
+            or_(Message.direction == "in", Message.status != "skipped"),
+        )
+        .order_by(Message.conversation_id, Message.created_at, Message.id)
+    ).all()

@@ -15,11 +15,13 @@ from fastapi.responses import FileResponse
 
 from tidings.api.deps import Context
 from tidings.kernel.errors import invalid
-from tidings.messaging import inbox, registry
+from tidings.messaging import activity, inbox, registry
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import Origin, is_window_open
 from tidings.messaging.inbox import ConversationFilter, ConversationView
 from tidings.messaging.schemas import (
+    ActivityRead,
+    AgentResponseRead,
     AssignIn,
     ConversationPage,
     ConversationRead,
@@ -33,6 +35,7 @@ from tidings.messaging.schemas import (
     QuickReplyRead,
     RenderedReply,
     ReplyIn,
+    ResponseTimesRead,
     SendIn,
     SnoozeIn,
     StatusIn,
@@ -454,3 +457,42 @@ def cost_report(
             raise invalid("naive_time", "give the time with its zone (…Z or +08:00)", field=name)
     report = messaging.cost_report(ctx.session, ctx.workspace, since=since, until=until or ctx.now)
     return CostReportRead(**dataclasses.asdict(report))
+
+
+def _last_days(ctx: Context, days: int) -> tuple[datetime, datetime]:
+    return ctx.now - timedelta(days=days), ctx.now
+
+
+@router.get("/reports/activity")
+def activity_report(
+    ctx: Context, days: Annotated[int, Query(ge=1, le=366, description="the last N days")] = 30
+) -> ActivityRead:
+    """When customers write (R1): a weekday × hour heat-map in the workspace's time."""
+    since, until = _last_days(ctx, days)
+    report = messaging.activity_report(ctx.session, ctx.workspace, since=since, until=until)
+    return ActivityRead(**dataclasses.asdict(report))
+
+
+@router.get("/reports/response-times")
+def response_times(
+    ctx: Context, days: Annotated[int, Query(ge=1, le=366, description="the last N days")] = 30
+) -> ResponseTimesRead:
+    """How fast each agent answers a waiting customer (R1): median and mean, how many within
+    the 3-minute target, and whether the mean is above 6 minutes."""
+    since, until = _last_days(ctx, days)
+    agents = messaging.response_report(ctx.session, ctx.workspace, since=since, until=until)
+    return ResponseTimesRead(
+        target_seconds=activity.TARGET_SECONDS,
+        slow_after_seconds=activity.SLOW_AVERAGE_SECONDS,
+        agents=[
+            AgentResponseRead(
+                agent_id=a.agent_id,
+                answered=a.answered,
+                median_seconds=a.median_seconds,
+                mean_seconds=a.mean_seconds,
+                within_target=a.within_target,
+                slow=a.slow,
+            )
+            for a in agents
+        ],
+    )

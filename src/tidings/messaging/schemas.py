@@ -244,3 +244,27 @@ class CostReportRead(BaseModel):
         description="contacts whose first order.placed is in the period"
     )
     cost_per_acquisition: float | None
+
+
+class ActivityRead(BaseModel):
+    timezone: str
+    grid: list[list[int]] = Field(
+        description="customer messages by weekday (Monday first) and hour, workspace time"
+    )
+    inbound: int
+    outbound: int
+
+
+class AgentResponseRead(BaseModel):
+    agent_id: int
+    answered: int
+    median_seconds: float
+    mean_seconds: float
+    within_target: int = Field(description="answers within target_seconds")
+    slow: bool = Field(description="the mean is above slow_after_seconds (R1)")
+
+
+class ResponseTimesRead(BaseModel):
+    target_seconds: int
+    slow_after_seconds: int
+    agents: list[AgentResponseRead]

@@ -21,7 +21,7 @@ from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus
 from tidings.kernel.errors import invalid
-from tidings.messaging import costs, inbox, registry, repository
+from tidings.messaging import activity, costs, inbox, registry, repository
 from tidings.messaging.domain import (
     GiveUp,
     MessageStatus,
@@ -759,8 +759,7 @@ def cost_report(
     session: Session, workspace: Workspace, *, since: datetime, until: datetime
 ) -> CostReport:
     """Raises ``TidingsError`` (422 on ``since``) for an empty or reversed period."""
-    if since >= until:
-        raise invalid("invalid_period", "since must be before until", field="since")
+    _period(since, until)
     rows = repository.cost_by_category(session, workspace, since, until)
     total = round(sum(r[2] for r in rows), 6)
     conversations = repository.paid_conversations(session, workspace, since, until)
@@ -776,4 +775,49 @@ def cost_report(
         cost_per_conversation=round(total / conversations, 6) if conversations else None,
         customers_acquired=acquired,
         cost_per_acquisition=round(total / acquired, 6) if acquired else None,
+    )
+
+
+@dataclass(frozen=True)
+class ActivityReport:
+    """When customers wrote in a period (R1): ``grid[weekday][hour]`` in the workspace's
+    time, Monday first; and how many messages went each way."""
+
+    timezone: str
+    grid: list[list[int]]
+    inbound: int
+    outbound: int
+
+
+def _period(since: datetime, until: datetime) -> None:
+    if since >= until:
+        raise invalid("invalid_period", "since must be before until", field="since")
+
+
+def activity_report(
+    session: Session, workspace: Workspace, *, since: datetime, until: datetime
+) -> ActivityReport:
+    """Raises ``TidingsError`` (422 on ``since``) for an empty or reversed period."""
+    _period(since, until)
+    rows = repository.conversation_messages_between(session, workspace, since, until)
+    inbound = [row.created_at for row in rows if row.direction == "in"]
+    return ActivityReport(
+        timezone=workspace.timezone,
+        grid=activity.activity_grid(inbound, workspace.timezone),
+        inbound=len(inbound),
+        outbound=len(rows) - len(inbound),
+    )
+
+
+def response_report(
+    session: Session, workspace: Workspace, *, since: datetime, until: datetime
+) -> list[activity.AgentResponses]:
+    """How fast each agent answered customers in the period (R1), the slowest first."""
+    _period(since, until)
+    rows = repository.conversation_messages_between(session, workspace, since, until)
+    return activity.agent_responses(
+        activity.ThreadMessage(
+            row.conversation_id, row.created_at, row.direction == "in", row.author_id
+        )
+        for row in rows
     )

@@ -155,6 +155,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 
 # The app's sections, in the order of the top bar: path under /app/, and its word.
 SECTIONS = (
+    ("dashboard", "dashboard"),
     ("inbox", "inbox"),
     ("contacts", "contacts"),
     ("sequences", "sequences"),
@@ -180,6 +181,11 @@ def _section(request: Request, section: str) -> Response:
         sections=SECTIONS,
         words_json=json.dumps(words(language), ensure_ascii=False),
     )
+
+
+@router.get("/app/dashboard")
+def dashboard_page(request: Request) -> Response:
+    return _section(request, "dashboard")
 
 
 @router.get("/app/inbox")

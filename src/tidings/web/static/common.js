@@ -40,8 +40,11 @@ async function api(method, path, body) {
   return data;
 }
 
-function when(iso) {
-  return iso ? new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)) : "";
+// A moment in the reader's language: date and time, or the time alone (a list's newest lines).
+function when(iso, withDate = true) {
+  if (!iso) return "";
+  const options = withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" };
+  return new Intl.DateTimeFormat(LANG, options).format(new Date(iso));
 }
 
 function number(value) {

@@ -2,43 +2,13 @@
 // policy did, and why: O3). A client of the JSON API; everything is set as text, never HTML.
 "use strict";
 
-const T = JSON.parse(document.getElementById("words").textContent);
-const CSRF = document.querySelector('meta[name="csrf-token"]').content;
-const LANG = document.documentElement.lang;
-const $ = (id) => document.getElementById(id);
-
-async function api(path) {
-  const response = await fetch("/api/v1" + path, {
-    credentials: "same-origin",
-    headers: { "X-CSRF-Token": CSRF },
-  });
-  if (response.status === 401) {
-    window.location.href = "/app/login";
-    throw new Error("signed out");
-  }
-  const data = await response.json();
-  if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
-  return data;
-}
-
-function when(iso) {
-  return iso ? new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)) : "";
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
-
 function empty(list) {
   list.replaceChildren(element("li", "empty", T.nothing_yet));
 }
 
 async function search() {
   const query = $("search").value.trim();
-  const page = await api("/contacts?limit=50" + (query ? "&q=" + encodeURIComponent(query) : ""));
+  const page = await api("GET", "/contacts?limit=50" + (query ? "&q=" + encodeURIComponent(query) : ""));
   const list = $("contact-list");
   list.replaceChildren();
   if (!page.items.length) {
@@ -61,11 +31,11 @@ function row(list, label, value) {
 
 async function open(id) {
   const [contact, events, runs, traces, duplicates] = await Promise.all([
-    api(`/contacts/${id}`),
-    api(`/contacts/${id}/events?limit=100`),
-    api(`/contacts/${id}/rule-runs?limit=100`),
-    api(`/contacts/${id}/send-traces?limit=100`),
-    api("/duplicates?limit=200").catch(() => ({ items: [] })),
+    api("GET", `/contacts/${id}`),
+    api("GET", `/contacts/${id}/events?limit=100`),
+    api("GET", `/contacts/${id}/rule-runs?limit=100`),
+    api("GET", `/contacts/${id}/send-traces?limit=100`),
+    api("GET", "/duplicates?limit=200").catch(() => ({ items: [] })),
   ]);
   $("pick").hidden = true;
   $("detail").hidden = false;

@@ -2,47 +2,9 @@
 // live by the server's change feed. Everything shown is set as text, never as HTML.
 "use strict";
 
-const T = JSON.parse(document.getElementById("words").textContent);
-const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const ME = Number(document.querySelector(".user").dataset.userId);
-const LANG = document.documentElement.lang;
-const $ = (id) => document.getElementById(id);
 
 const state = { filter: "all", status: "open", current: null, conversation: null, replies: null };
-
-async function api(method, path, body) {
-  const response = await fetch("/api/v1" + path, {
-    method,
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 401) {
-    window.location.href = "/app/login";
-    throw new Error("signed out");
-  }
-  const data = response.status === 204 ? null : await response.json();
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new Error(error.message || response.statusText);
-  }
-  return data;
-}
-
-function when(iso, withDate) {
-  if (!iso) return "";
-  const options = withDate
-    ? { dateStyle: "medium", timeStyle: "short" }
-    : { hour: "2-digit", minute: "2-digit" };
-  return new Intl.DateTimeFormat(LANG, options).format(new Date(iso));
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = text;
-  return node;
-}
 
 // --- the conversation list ------------------------------------------------------------------
 
@@ -63,7 +25,7 @@ function listItem(conversation) {
   if (conversation.id === state.current) item.setAttribute("aria-current", "true");
   const name = conversation.contact_name || conversation.contact_phone || "#" + conversation.contact_id;
   const head = element("div", "row");
-  head.append(element("strong", "name", name), element("span", "time", when(conversation.last_message_at)));
+  head.append(element("strong", "name", name), element("span", "time", when(conversation.last_message_at, false)));
   item.append(head);
   const foot = element("div", "row");
   const labels = element("span", "labels");
@@ -107,6 +69,12 @@ async function showConversation() {
   $("thread-phone").textContent = conversation.contact_name ? conversation.contact_phone || "" : "";
   $("toggle-status").textContent = conversation.status === "resolved" ? T.reopen : T.resolve;
   $("assign-me").hidden = conversation.assignee_id === ME;
+  drawLabels(conversation);
+  $("snoozed").textContent =
+    conversation.status === "snoozed" && conversation.snoozed_until
+      ? T.snoozed_until.replace("{time}", when(conversation.snoozed_until))
+      : "";
+  await drawNotes(id);
   const list = $("messages");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   list.replaceChildren(...thread.items.slice().reverse().map(messageItem));
@@ -146,7 +114,7 @@ function messageItem(message) {
     item.append(image);
   }
   item.append(element("div", "text", messageText(message)));
-  const meta = element("div", "meta", when(message.created_at || message.sent_at, true));
+  const meta = element("div", "meta", when(message.created_at || message.sent_at));
   if (message.direction === "out") {
     const tick = element("span", "tick");
     tick.dataset.status = message.status;
@@ -167,7 +135,7 @@ async function showWindow(conversation) {
   const open = conversation.window_open;
   box.dataset.open = String(open);
   box.textContent = open
-    ? T.window_open_until.replace("{time}", when(conversation.window_closes_at, true))
+    ? T.window_open_until.replace("{time}", when(conversation.window_closes_at))
     : T.window_closed;
   $("composer").hidden = !open;
   $("template-form").hidden = open;
@@ -178,13 +146,125 @@ async function loadTemplates(numberId) {
   const templates = await api("GET", `/templates?number_id=${numberId}`);
   const select = $("template-select");
   const approved = templates.filter((t) => t.status === "approved");
+  const chosen = select.value;
   select.replaceChildren(
     ...approved.map((t) => {
       const option = element("option", "", `${t.name} (${t.language})`);
-      option.value = JSON.stringify({ name: t.name, language: t.language });
+      option.value = JSON.stringify({ name: t.name, language: t.language, body: bodyText(t) });
       return option;
     }),
   );
+  if (chosen && [...select.options].some((option) => option.value === chosen)) select.value = chosen;
+  else drawParameters();
+}
+
+function bodyText(template) {
+  const body = (template.components || []).find((c) => String(c.type).toUpperCase() === "BODY");
+  return body ? body.text || "" : "";
+}
+
+// One input per {{n}} of the template's body, shown with the body's words around it.
+function drawParameters() {
+  const box = $("template-parameters");
+  box.replaceChildren();
+  if (!$("template-select").value) return;
+  const { body } = JSON.parse($("template-select").value);
+  const count = new Set((body.match(/\{\{\s*(\d+)\s*\}\}/g) || []).map((p) => p.replace(/\D/g, ""))).size;
+  if (body) box.append(element("p", "muted template-body", body));
+  for (let n = 1; n <= count; n += 1) {
+    const input = element("input");
+    input.name = `parameter-${n}`;
+    input.required = true;
+    input.placeholder = T.parameter.replace("{n}", n);
+    input.setAttribute("aria-label", input.placeholder);
+    box.append(input);
+  }
+}
+
+function templateContent() {
+  const { name, language } = JSON.parse($("template-select").value);
+  const template = { name, language: { code: language } };
+  const values = [...$("template-parameters").querySelectorAll("input")].map((input) => input.value.trim());
+  if (values.length) {
+    template.components = [{ type: "body", parameters: values.map((text) => ({ type: "text", text })) }];
+  }
+  return { type: "template", template };
+}
+
+// --- labels, snooze, notes ------------------------------------------------------------------
+
+function drawLabels(conversation) {
+  const box = $("thread-labels");
+  box.replaceChildren(
+    ...conversation.labels.map((label) => {
+      const chip = element("span", "label", label + " ");
+      chip.dataset.label = label;
+      const remove = button("×", async () => {
+        await api("DELETE", `/conversations/${state.current}/labels/${encodeURIComponent(label)}`);
+        await showConversation();
+        await loadList();
+      }, "link");
+      remove.setAttribute("aria-label", `${T.remove} ${label}`);
+      chip.append(remove);
+      return chip;
+    }),
+  );
+}
+
+async function addLabel(event) {
+  event.preventDefault();
+  const label = $("new-label").value.trim();
+  if (!label) return;
+  $("composer-error").hidden = true;
+  try {
+    await api("POST", `/conversations/${state.current}/labels`, { labels: [label] });
+    $("new-label").value = "";
+    await showConversation();
+    await loadList();
+  } catch (error) {
+    showError($("composer-error"), error);
+  }
+}
+
+function snoozeUntil(choice) {
+  const until = new Date();
+  if (choice === "hour") until.setHours(until.getHours() + 1);
+  else {
+    until.setDate(until.getDate() + (choice === "week" ? ((8 - until.getDay()) % 7 || 7) : 1));
+    until.setHours(9, 0, 0, 0);
+  }
+  return until.toISOString();
+}
+
+async function snooze(event) {
+  const choice = event.target.value;
+  event.target.value = "";
+  if (!choice) return;
+  await api("POST", `/conversations/${state.current}/snooze`, { until: snoozeUntil(choice) });
+  await showConversation();
+  await loadList();
+}
+
+async function drawNotes(id) {
+  const notes = await api("GET", `/conversations/${id}/notes`);
+  if (state.current !== id) return;
+  $("note-count").textContent = String(notes.length);
+  $("note-list").replaceChildren(
+    ...notes.map((note) => {
+      const item = element("li", "note");
+      item.append(element("span", "meta", `${note.author_label} · ${when(note.created_at)}`), element("p", "", note.body));
+      return item;
+    }),
+  );
+}
+
+async function addNote(event) {
+  event.preventDefault();
+  const body = $("note-body").value.trim();
+  if (!body) return;
+  await api("POST", `/conversations/${state.current}/notes`, { body });
+  $("note-body").value = "";
+  await drawNotes(state.current);
 }
 
 // --- composing ------------------------------------------------------------------------------
@@ -197,8 +277,7 @@ async function send(body) {
     hideQuickReplies();
     await showConversation();
   } catch (error) {
-    $("composer-error").textContent = error.message;
-    $("composer-error").hidden = false;
+    showError($("composer-error"), error);
   }
 }
 
@@ -281,11 +360,13 @@ function wire() {
   });
   $("template-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    const chosen = $("template-select").value;
-    if (!chosen) return;
-    const { name, language } = JSON.parse(chosen);
-    send({ content: { type: "template", template: { name, language: { code: language } } } });
+    if (!$("template-select").value) return;
+    send({ content: templateContent() });
   });
+  $("template-select").addEventListener("change", drawParameters);
+  $("label-form").addEventListener("submit", addLabel);
+  $("snooze").addEventListener("change", snooze);
+  $("note-form").addEventListener("submit", addNote);
   $("assign-me").addEventListener("click", async () => {
     await api("POST", `/conversations/${state.current}/assign`, { assignee_id: ME });
     await showConversation();
