@@ -339,7 +339,7 @@ def _json_rows(table: Table, rows: list[dict[str, Any]], names: list[str], diale
         for row in rows:
             for name, process in processed:
                 row[name] = process(row[name])
-    return orjson.dumps(rows, default=str).decode()
+    return orjson.dumps(rows).decode()  # an unknown type fails here, loudly
 
 
 def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
