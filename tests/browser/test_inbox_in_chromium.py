@@ -161,6 +161,22 @@ def test_an_agent_labels_notes_snoozes_and_sends_a_template_with_its_parameters(
     expect(page.locator("#note-count")).to_have_text("1")
     expect(page.locator("#note-list .note")).to_contain_text("tracking TW123")
 
+    # A photo with a caption, sent while the window is open; a file WhatsApp would refuse is
+    # refused before it goes, naming the field.
+    page.fill("#reply", "Your parcel, packed")
+    page.set_input_files(
+        "#attach",
+        files=[
+            {"name": "parcel.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff" + bytes(64)}
+        ],
+    )
+    photo = page.locator(".message.out", has_text="Your parcel, packed")
+    expect(photo.locator(".tick")).to_have_attribute("data-status", "read", timeout=20_000)
+    page.set_input_files(
+        "#attach", files=[{"name": "a.gif", "mimeType": "image/gif", "buffer": b"GIF89a"}]
+    )
+    expect(page.locator("#composer-error")).to_contain_text("file:")
+
     # A day later the 24-hour window is closed: only a template can go, with its parameters.
     stack.clock.advance(timedelta(hours=25))
     page.reload()

@@ -62,28 +62,33 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def request_context(
-    request: Request, tidings: Annotated[Tidings, Depends(get_tidings)]
-) -> Iterator[RequestContext]:
-    """An API key (``Authorization: Bearer``), or the web app's session cookie — whose
-    changes must carry the session's CSRF token in ``X-CSRF-Token``."""
+def authenticate_request(
+    session: Session, request: Request, *, now: datetime
+) -> tuple[Principal, Workspace]:
+    """Who is calling: an API key (``Authorization: Bearer``), or the web app's session
+    cookie — whose changes must carry the session's CSRF token in ``X-CSRF-Token``."""
     cookie = request.cookies.get(SESSION_COOKIE)
     token = _bearer_token(request) if cookie is None or "authorization" in request.headers else ""
     is_write = request.method not in READ_METHODS
-    opener = tidings.db.transaction if is_write else tidings.db.reading
+    if token:
+        return authenticate_api_key(session, plaintext=token, now=now, may_write=is_write)
+    assert cookie is not None
+    principal, workspace, web = authenticate_web_session(session, token=cookie, now=now)
+    presented = request.headers.get(CSRF_HEADER, "")
+    if is_write and not hmac.compare_digest(presented, web.csrf_token):
+        message = "send the page's CSRF token in the X-CSRF-Token header"
+        raise TidingsError("csrf", message, "X-CSRF-Token", http_status=403)
+    return principal, workspace
+
+
+def request_context(
+    request: Request, tidings: Annotated[Tidings, Depends(get_tidings)]
+) -> Iterator[RequestContext]:
+    """The request's transaction (a write one for changes) and its authenticated caller."""
+    opener = tidings.db.reading if request.method in READ_METHODS else tidings.db.transaction
     with opener() as session:
         now = tidings.clock.now()
-        if token:
-            principal, workspace = authenticate_api_key(
-                session, plaintext=token, now=now, may_write=is_write
-            )
-        else:
-            assert cookie is not None
-            principal, workspace, web = authenticate_web_session(session, token=cookie, now=now)
-            presented = request.headers.get(CSRF_HEADER, "")
-            if is_write and not hmac.compare_digest(presented, web.csrf_token):
-                message = "send the page's CSRF token in the X-CSRF-Token header"
-                raise TidingsError("csrf", message, "X-CSRF-Token", http_status=403)
+        principal, workspace = authenticate_request(session, request, now=now)
         yield RequestContext(session, workspace, principal, now, tidings)
 
 

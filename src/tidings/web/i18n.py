@@ -10,6 +10,7 @@ DEFAULT = "en"
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
+        "attach": "Send a photo, video, audio or PDF",
         "dashboard": "Dashboard",
         "last_days": "Last {n} days",
         "heatmap_title": "When customers write",
@@ -232,6 +233,7 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "Language",
     },
     "th": {
+        "attach": "ส่งรูป วิดีโอ เสียง หรือ PDF",
         "dashboard": "แดชบอร์ด",
         "last_days": "{n} วันล่าสุด",
         "heatmap_title": "ลูกค้าทักมาเมื่อไร",
@@ -448,6 +450,7 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "ภาษา",
     },
     "zh-Hant": {
+        "attach": "傳送相片、影片、語音或 PDF",
         "dashboard": "儀表板",
         "last_days": "最近 {n} 天",
         "heatmap_title": "客戶何時來訊",

@@ -40,6 +40,24 @@ async function api(method, path, body) {
   return data;
 }
 
+// A file to the API as multipart form data (the browser sets the boundary).
+async function upload(path, file) {
+  const form = new FormData();
+  form.append("file", file);
+  const response = await fetch("/api/v1" + path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-CSRF-Token": CSRF },
+    body: form,
+  });
+  const data = await response.json();
+  if (!response.ok) {
+    const error = data.error || {};
+    throw new ApiError(error.message || response.statusText, error.field, response.status);
+  }
+  return data;
+}
+
 // A moment in the reader's language: date and time, or the time alone (a list's newest lines).
 function when(iso, withDate = true) {
   if (!iso) return "";

@@ -191,6 +191,25 @@ function templateContent() {
   return { type: "template", template };
 }
 
+// A file goes to WhatsApp first (checked against its types and sizes), then out by its id,
+// with the reply box's text as the caption where WhatsApp allows one.
+async function attach(event) {
+  const file = event.target.files[0];
+  event.target.value = "";
+  if (!file) return;
+  $("composer-error").hidden = true;
+  try {
+    const media = await upload(`/whatsapp-numbers/${state.conversation.number_id}/media`, file);
+    const body = { id: media.id };
+    const caption = $("reply").value.trim();
+    if (caption && media.kind !== "audio") body.caption = caption;
+    if (media.kind === "document") body.filename = file.name;
+    await send({ content: { type: media.kind, [media.kind]: body } });
+  } catch (error) {
+    showError($("composer-error"), error);
+  }
+}
+
 // --- labels, snooze, notes ------------------------------------------------------------------
 
 function drawLabels(conversation) {
@@ -365,6 +384,7 @@ function wire() {
   });
   $("template-select").addEventListener("change", drawParameters);
   $("label-form").addEventListener("submit", addLabel);
+  $("attach").addEventListener("change", attach);
   $("snooze").addEventListener("change", snooze);
   $("note-form").addEventListener("submit", addNote);
   $("assign-me").addEventListener("click", async () => {
