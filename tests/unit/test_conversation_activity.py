@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tidings.messaging.activity import (
-    SLOW_AVERAGE_SECONDS,
     ThreadMessage,
     activity_grid,
     agent_responses,
@@ -29,7 +28,12 @@ def test_the_grid_counts_in_the_workspace_time() -> None:
     assert sum(map(sum, grid)) == 3 and len(grid) == 7 and all(len(row) == 24 for row in grid)
 
 
-@given(st.lists(st.datetimes(timezones=st.just(UTC)), max_size=50))
+@given(
+    st.lists(
+        st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)),
+        max_size=50,
+    )
+)
 def test_every_moment_is_counted_once(moments: list[datetime]) -> None:
     assert sum(map(sum, activity_grid(moments, "America/New_York"))) == len(moments)
 
@@ -56,9 +60,15 @@ def test_the_clock_runs_from_the_first_unanswered_message_to_an_agents_answer() 
         7: [300.0, 720.0],
         8: [60.0],
     }
-    summaries = agent_responses(thread)
+    summaries = agent_responses(thread, slow_after_seconds=360)
     assert [s.agent_id for s in summaries] == [7, 8]  # the slowest median first
     seven, eight = summaries
     assert (seven.answered, seven.median_seconds, seven.within_target) == (2, 510.0, 0)
-    assert seven.slow and seven.mean_seconds > SLOW_AVERAGE_SECONDS
+    assert seven.slow and seven.mean_seconds > 360
     assert (eight.answered, eight.within_target, eight.slow) == (1, 1, False)
+
+
+def test_slow_is_the_workspaces_choice() -> None:
+    thread = [ThreadMessage(1, at(0), True, None), ThreadMessage(1, at(5), False, 7)]
+    assert agent_responses(thread, slow_after_seconds=240)[0].slow
+    assert not agent_responses(thread, slow_after_seconds=600)[0].slow

@@ -478,12 +478,13 @@ def response_times(
     ctx: Context, days: Annotated[int, Query(ge=1, le=366, description="the last N days")] = 30
 ) -> ResponseTimesRead:
     """How fast each agent answers a waiting customer (R1): median and mean, how many within
-    the 3-minute target, and whether the mean is above 6 minutes."""
+    the 3-minute target, and whether the mean is above the policy's ``slow_response_seconds``
+    (6 minutes by default)."""
     since, until = _last_days(ctx, days)
     agents = messaging.response_report(ctx.session, ctx.workspace, since=since, until=until)
     return ResponseTimesRead(
         target_seconds=activity.TARGET_SECONDS,
-        slow_after_seconds=activity.SLOW_AVERAGE_SECONDS,
+        slow_after_seconds=workspaces.policy_for(ctx.workspace).slow_response_seconds,
         agents=[
             AgentResponseRead(
                 agent_id=a.agent_id,

@@ -812,12 +812,16 @@ def activity_report(
 def response_report(
     session: Session, workspace: Workspace, *, since: datetime, until: datetime
 ) -> list[activity.AgentResponses]:
-    """How fast each agent answered customers in the period (R1), the slowest first."""
+    """How fast each agent answered customers in the period (R1), the slowest first; slow
+    above the workspace's ``slow_response_seconds``."""
     _period(since, until)
     rows = repository.conversation_messages_between(session, workspace, since, until)
     return activity.agent_responses(
-        activity.ThreadMessage(
-            row.conversation_id, row.created_at, row.direction == "in", row.author_id
-        )
-        for row in rows
+        (
+            activity.ThreadMessage(
+                row.conversation_id, row.created_at, row.direction == "in", row.author_id
+            )
+            for row in rows
+        ),
+        slow_after_seconds=workspaces.policy_for(workspace).slow_response_seconds,
     )
