@@ -161,6 +161,7 @@ SECTIONS = (
     ("sequences", "sequences"),
     ("rules", "rules"),
     ("broadcasts", "broadcasts"),
+    ("settings", "settings"),
 )
 
 
@@ -186,6 +187,11 @@ def _section(request: Request, section: str) -> Response:
 @router.get("/app/dashboard")
 def dashboard_page(request: Request) -> Response:
     return _section(request, "dashboard")
+
+
+@router.get("/app/settings")
+def settings_page(request: Request) -> Response:
+    return _section(request, "settings")
 
 
 @router.get("/app/inbox")
