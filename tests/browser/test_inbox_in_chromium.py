@@ -139,6 +139,8 @@ def test_an_agent_labels_notes_snoozes_and_sends_a_template_with_its_parameters(
         f"{stack.simulator.url}/_simulator/customers/886912345679/messages",
         json={"text": "My order?", "name": "Lee Wen"},
     ).raise_for_status()
+    team = stack.api.post("/api/v1/teams", json={"name": "Orders"})
+    assert team.status_code == 201, team.text
     page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 800})
     sign_in(page, stack.app_url, tenant, email, PASSWORD)
     page.wait_for_url("**/app/inbox")
@@ -146,11 +148,26 @@ def test_an_agent_labels_notes_snoozes_and_sends_a_template_with_its_parameters(
     expect(conversation).to_be_visible(timeout=20_000)
     conversation.click()
 
+    # Handed to the Orders team; the team filter finds it, and only it.
+    page.select_option("#assign-to", label="Team: Orders")
+    expect(page.locator("#assign-to")).to_have_value(f"team:{team.json()['id']}")
+    page.select_option("#team-filter", label="Orders")
+    expect(page.locator(".conversation")).to_have_count(1)
+    page.select_option("#team-filter", label="Every team")
+
     # A label: on the thread and in the list; and off again.
     page.fill("#new-label", "order-question")
     page.press("#new-label", "Enter")
     expect(page.locator("#thread-labels .label")).to_have_text("order-question ×")
     expect(conversation.locator(".label")).to_have_text("order-question")
+    page.fill("#label-filter", "nothing-like-it")
+    page.press("#label-filter", "Enter")
+    expect(page.locator(".conversation")).to_have_count(0)
+    page.fill("#label-filter", "order-question")
+    page.press("#label-filter", "Enter")
+    expect(page.locator(".conversation")).to_have_count(1)
+    page.fill("#label-filter", "")
+    page.press("#label-filter", "Enter")
     page.click("#thread-labels .label button")
     expect(page.locator("#thread-labels .label")).to_have_count(0)
 

@@ -10,6 +10,12 @@ DEFAULT = "en"
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
+        "every_team": "Every team",
+        "every_number": "Every number",
+        "label_filter": "Label",
+        "assign_to": "Assign to",
+        "nobody": "Nobody",
+        "team": "Team",
         "settings": "Settings",
         "numbers": "WhatsApp numbers",
         "templates": "Templates",
@@ -277,6 +283,12 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "Language",
     },
     "th": {
+        "every_team": "ทุกทีม",
+        "every_number": "ทุกเบอร์",
+        "label_filter": "ป้าย",
+        "assign_to": "มอบหมายให้",
+        "nobody": "ไม่มีใคร",
+        "team": "ทีม",
         "settings": "ตั้งค่า",
         "numbers": "เบอร์ WhatsApp",
         "templates": "เทมเพลต",
@@ -538,6 +550,12 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "ภาษา",
     },
     "zh-Hant": {
+        "every_team": "所有團隊",
+        "every_number": "所有號碼",
+        "label_filter": "標籤",
+        "assign_to": "指派給",
+        "nobody": "無人",
+        "team": "團隊",
         "settings": "設定",
         "numbers": "WhatsApp 號碼",
         "templates": "範本",

@@ -4,7 +4,18 @@
 
 const ME = Number(document.querySelector(".user").dataset.userId);
 
-const state = { filter: "all", status: "open", current: null, conversation: null, replies: null };
+const state = {
+  filter: "all",
+  status: "open",
+  team: "",
+  number: "",
+  label: "",
+  current: null,
+  conversation: null,
+  replies: null,
+  agents: [],
+  teams: [],
+};
 
 // --- the conversation list ------------------------------------------------------------------
 
@@ -13,6 +24,9 @@ async function loadList() {
   if (state.status) query.set("status", state.status);
   if (state.filter === "mine") query.set("assignee_id", String(ME));
   if (state.filter === "unassigned") query.set("unassigned", "true");
+  if (state.team) query.set("team_id", state.team);
+  if (state.number) query.set("number_id", state.number);
+  if (state.label) query.set("label", state.label);
   const page = await api("GET", "/conversations?" + query);
   const list = $("conversation-list");
   list.replaceChildren(...page.items.map(listItem));
@@ -69,6 +83,7 @@ async function showConversation() {
   $("thread-phone").textContent = conversation.contact_name ? conversation.contact_phone || "" : "";
   $("toggle-status").textContent = conversation.status === "resolved" ? T.reopen : T.resolve;
   $("assign-me").hidden = conversation.assignee_id === ME;
+  drawAssignee(conversation);
   drawLabels(conversation);
   $("snoozed").textContent =
     conversation.status === "snoozed" && conversation.snoozed_until
@@ -208,6 +223,70 @@ async function attach(event) {
   } catch (error) {
     showError($("composer-error"), error);
   }
+}
+
+// --- who works on what -----------------------------------------------------------------------
+
+// Teams and numbers to filter by (shown when there is a choice), agents and teams to assign to.
+async function loadPeople() {
+  const [agents, teams, numbers] = await Promise.all([
+    api("GET", "/agents"),
+    api("GET", "/teams"),
+    api("GET", "/whatsapp-numbers"),
+  ]);
+  state.agents = agents.filter((agent) => agent.is_active);
+  state.teams = teams;
+  fillFilter($("team-filter"), teams.map((team) => [team.id, team.name]));
+  fillFilter($("number-filter"), numbers.map((n) => [n.id, `${n.name} ${n.display_phone_number}`]), 2);
+}
+
+function fillFilter(select, choices, atLeast = 1) {
+  select.hidden = choices.length < atLeast;
+  select.replaceChildren(select.options[0]);
+  for (const [value, label] of choices) {
+    const option = element("option", "", label);
+    option.value = value;
+    select.append(option);
+  }
+}
+
+function drawAssignee(conversation) {
+  const select = $("assign-to");
+  const chosen = conversation.assignee_id ? `agent:${conversation.assignee_id}` : conversation.team_id ? `team:${conversation.team_id}` : "";
+  const nobody = element("option", "", T.nobody);
+  nobody.value = "";
+  const options = [nobody];
+  for (const agent of state.agents) {
+    const option = element("option", "", agent.name);
+    option.value = `agent:${agent.id}`;
+    options.push(option);
+  }
+  for (const team of state.teams) {
+    const option = element("option", "", `${T.team}: ${team.name}`);
+    option.value = `team:${team.id}`;
+    options.push(option);
+  }
+  select.replaceChildren(...options);
+  select.value = chosen;
+}
+
+async function assignTo(event) {
+  const [kind, id] = event.target.value.split(":");
+  // An agent keeps the conversation's team; a team takes it back from any one agent.
+  const body =
+    kind === "agent"
+      ? { assignee_id: Number(id) }
+      : kind === "team"
+        ? { team_id: Number(id), assignee_id: null }
+        : { assignee_id: null, team_id: null };
+  $("composer-error").hidden = true;
+  try {
+    await api("POST", `/conversations/${state.current}/assign`, body);
+  } catch (error) {
+    showError($("composer-error"), error);
+  }
+  await showConversation();
+  await loadList();
 }
 
 // --- labels, snooze, notes ------------------------------------------------------------------
@@ -358,6 +437,19 @@ function wire() {
     state.status = event.target.value;
     loadList();
   });
+  $("team-filter").addEventListener("change", (event) => {
+    state.team = event.target.value;
+    loadList();
+  });
+  $("number-filter").addEventListener("change", (event) => {
+    state.number = event.target.value;
+    loadList();
+  });
+  $("label-filter").addEventListener("change", (event) => {
+    state.label = event.target.value.trim();
+    loadList();
+  });
+  $("assign-to").addEventListener("change", assignTo);
   $("back").addEventListener("click", () => {
     $("inbox").dataset.view = "list";
   });
@@ -417,5 +509,5 @@ function listen() {
 }
 
 wire();
-loadList();
+loadPeople().then(loadList);
 listen();
