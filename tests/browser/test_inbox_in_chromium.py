@@ -124,6 +124,18 @@ def test_an_agent_finds_a_contact_and_sees_why_a_message_was_not_sent(
     expect(row.locator(".reason")).to_have_text(
         "P1: the 24-hour window is closed and this is not an approved template"
     )
+    expect(page.locator("#profile")).to_contain_text("Lifecycle stage")
+    # The tag filter keeps to the contacts with every tag given.
+    page.fill("#search", "")
+    page.fill("#tag-filter", "vip")
+    page.press("#tag-filter", "Enter")
+    expect(page.locator(".contact")).to_have_count(1)
+    page.fill("#tag-filter", "vip, nobody-has-this")
+    page.press("#tag-filter", "Enter")
+    expect(page.locator(".contact")).to_have_count(0)
+    page.fill("#tag-filter", "")
+    page.press("#tag-filter", "Enter")
+    page.locator(".contact", has_text="Lin Mei").click()
     shot(page, "contacts", tmp_path)
     page.click("text=ไทย")
     expect(page.locator("nav.sections a[aria-current=page]")).to_have_text("รายชื่อลูกค้า")

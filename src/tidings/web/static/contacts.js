@@ -6,9 +6,24 @@ function empty(list) {
   list.replaceChildren(element("li", "empty", T.nothing_yet));
 }
 
+// What the profile names by id: the workspace's lists and rules, read once.
+const known = { lists: null, rules: null };
+
+async function names() {
+  if (known.lists === null) {
+    const [lists, rules] = await Promise.all([api("GET", "/lists"), api("GET", "/rules").catch(() => [])]);
+    known.lists = new Map(lists.map((list) => [list.id, list.name]));
+    known.rules = new Map(rules.map((rule) => [rule.id, rule.name]));
+  }
+  return known;
+}
+
 async function search() {
-  const query = $("search").value.trim();
-  const page = await api("GET", "/contacts?limit=50" + (query ? "&q=" + encodeURIComponent(query) : ""));
+  const query = new URLSearchParams({ limit: "50" });
+  const text = $("search").value.trim();
+  if (text) query.set("q", text);
+  for (const tag of $("tag-filter").value.split(",").map((t) => t.trim()).filter(Boolean)) query.append("tag", tag);
+  const page = await api("GET", "/contacts?" + query);
   const list = $("contact-list");
   list.replaceChildren();
   if (!page.items.length) {
@@ -30,12 +45,14 @@ function row(list, label, value) {
 }
 
 async function open(id) {
-  const [contact, events, runs, traces, duplicates] = await Promise.all([
+  const [contact, events, runs, traces, duplicates, conversations, { lists, rules }] = await Promise.all([
     api("GET", `/contacts/${id}`),
     api("GET", `/contacts/${id}/events?limit=100`),
     api("GET", `/contacts/${id}/rule-runs?limit=100`),
     api("GET", `/contacts/${id}/send-traces?limit=100`),
     api("GET", "/duplicates?limit=200").catch(() => ({ items: [] })),
+    api("GET", `/conversations?contact_id=${id}&limit=5`),
+    names(),
   ]);
   $("pick").hidden = true;
   $("detail").hidden = false;
@@ -46,7 +63,10 @@ async function open(id) {
   const profile = $("profile");
   profile.replaceChildren();
   row(profile, T.tags, (contact.tags || []).join(", ") || "—");
+  row(profile, T.lists_word, contact.list_ids.map((listId) => lists.get(listId) || `#${listId}`).join(", ") || "—");
+  row(profile, T.lifecycle, contact.lifecycle_stage);
   row(profile, T.score, contact.score);
+  row(profile, T.time_zone, contact.timezone || "—");
   row(profile, T.churn_risk, contact.churn_risk ? T.yes : T.no);
   for (const consent of contact.consents || []) {
     row(profile, `${T.consent} · ${consent.channel} · ${consent.purpose}`, consent.status);
@@ -59,7 +79,7 @@ async function open(id) {
   const why = $("why");
   why.replaceChildren();
   const entries = [
-    ...runs.map((r) => ({ at: r.created_at, kind: "rule", label: `${T.rule} #${r.rule_id}`, outcome: r.status, reason: r.reason })),
+    ...runs.map((r) => ({ at: r.created_at, kind: "rule", label: `${T.rule} ${rules.get(r.rule_id) || "#" + r.rule_id}`, outcome: r.status, reason: r.reason })),
     ...traces.map((t) => ({ at: t.at, kind: "send", label: `${T.sent_msg} #${t.message_id ?? "—"}`, outcome: t.outcome, reason: t.reason })),
   ].sort((a, b) => (a.at < b.at ? 1 : -1));
   if (!entries.length) empty(why);
@@ -67,7 +87,7 @@ async function open(id) {
     const item = element("li", `why ${entry.kind}`);
     item.dataset.outcome = entry.outcome;
     item.append(element("span", "what", entry.label));
-    item.append(element("span", "outcome", entry.outcome));
+    item.append(element("span", "outcome", T["outcome_" + entry.outcome] || T["status_" + entry.outcome] || entry.outcome));
     item.append(element("span", "reason", entry.reason));
     item.append(element("time", "muted", when(entry.at)));
     why.append(item);
@@ -85,6 +105,19 @@ async function open(id) {
     item.append(element("time", "muted", when(event.occurred_at)));
     timeline.append(item);
   }
+
+  // Where the conversation with them is: straight to it in the inbox.
+  const talks = $("conversations");
+  talks.replaceChildren(
+    ...conversations.items.map((conversation) => {
+      const item = element("li");
+      const link = element("a", "", `${T.open_conversation} · ${when(conversation.last_message_at)}`);
+      link.href = `/app/inbox?conversation=${conversation.id}`;
+      item.append(link);
+      return item;
+    }),
+  );
+  if (!conversations.items.length) empty(talks);
 
   const same = duplicates.items.filter((pair) => pair.first.id === id || pair.second.id === id);
   $("same").hidden = !same.length;
@@ -107,6 +140,7 @@ $("search").addEventListener("input", () => {
 $("back").addEventListener("click", () => {
   $("contacts").dataset.view = "list";
 });
+$("tag-filter").addEventListener("change", search);
 search().then(() => {
   const wanted = new URLSearchParams(window.location.search).get("contact");
   if (wanted) open(wanted);

@@ -509,5 +509,10 @@ function listen() {
 }
 
 wire();
-loadPeople().then(loadList);
+loadPeople()
+  .then(loadList)
+  .then(() => {
+    const wanted = new URLSearchParams(window.location.search).get("conversation");
+    if (wanted) openConversation(Number(wanted));
+  });
 listen();

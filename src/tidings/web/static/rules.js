@@ -1,5 +1,6 @@
-// Rules: the list, a rule's definition in the condition language with a live count of the
-// contacts its condition matches now, turning it on and off, and its recent runs (traces).
+// Rules and segments: a rule's definition in the condition language with a live count of the
+// contacts its condition matches now, turning it on and off, and its recent runs (traces); a
+// segment's condition with the same live count, its members, a refresh on demand.
 "use strict";
 
 const EXAMPLE = {
@@ -11,6 +12,7 @@ const EXAMPLE = {
 
 let current = null; // the rule open, null for a new one
 let counting = null; // the pending count's timer
+let currentSegment = null; // the segment open, null for a new one
 const names = new Map(); // contact id → the name shown for it
 let watching = null; // the open rule's runs, refreshed while it is shown
 const RUNS_EVERY_MS = 2000;
@@ -40,7 +42,9 @@ async function list() {
 
 function show(rule) {
   current = rule;
+  currentSegment = null;
   $("pick").hidden = true;
+  $("segment-detail").hidden = true;
   $("detail").hidden = false;
   $("rules").dataset.view = "thread";
   $("rule-error").hidden = true;
@@ -128,27 +132,33 @@ function definition() {
 // The count follows the typing, a moment after it stops: how many contacts the condition
 // matches now (the same engine as segments).
 function recount() {
+  liveCount(() => {
+    const parsed = definition();
+    return parsed === undefined ? undefined : parsed.condition || null;
+  }, $("count"));
+}
+
+function liveCount(condition, target) {
   clearTimeout(counting);
   counting = setTimeout(async () => {
-    const count = $("count");
-    const parsed = definition();
-    count.dataset.state = "";
-    if (parsed === undefined) {
-      count.dataset.state = "bad";
-      count.textContent = T.not_json;
+    const wanted = condition();
+    target.dataset.state = "";
+    if (wanted === undefined) {
+      target.dataset.state = "bad";
+      target.textContent = T.not_json;
       return;
     }
-    if (!parsed.condition) {
-      count.textContent = T.no_condition;
+    if (wanted === null) {
+      target.textContent = T.no_condition;
       return;
     }
     try {
-      const answer = await api("POST", "/segments/count", { condition: parsed.condition });
-      count.textContent = T.matching_now.replace("{n}", number(answer.contacts));
-      count.dataset.contacts = answer.contacts;
+      const answer = await api("POST", "/segments/count", { condition: wanted });
+      target.textContent = T.matching_now.replace("{n}", number(answer.contacts));
+      target.dataset.contacts = answer.contacts;
     } catch (error) {
-      count.dataset.state = "bad";
-      count.textContent = error.field ? `${error.field}: ${error.message}` : error.message;
+      target.dataset.state = "bad";
+      target.textContent = error.field ? `${error.field}: ${error.message}` : error.message;
     }
   }, 300);
 }
@@ -185,6 +195,96 @@ async function remove() {
   await list();
 }
 
+// --- segments -------------------------------------------------------------------------------
+
+async function listSegments() {
+  const segments = await api("GET", "/segments");
+  const target = $("segment-list");
+  target.replaceChildren();
+  if (!segments.length) target.append(element("li", "empty", T.no_segments));
+  for (const segment of segments) {
+    const item = element("li", "conversation");
+    item.dataset.id = segment.id;
+    const head = element("span", "name", segment.name);
+    head.append(" ", element("span", "badge", number(segment.member_count)));
+    item.append(head, element("span", "preview", segment.description || JSON.stringify(segment.condition)));
+    item.setAttribute("aria-current", String(currentSegment !== null && currentSegment.id === segment.id));
+    item.addEventListener("click", () => openSegment(segment.id));
+    target.append(item);
+  }
+}
+
+function segmentCondition() {
+  try {
+    return JSON.parse($("segment-condition").value);
+  } catch {
+    return undefined;
+  }
+}
+
+function showSegment(segment) {
+  clearInterval(watching);
+  current = null;
+  currentSegment = segment;
+  $("pick").hidden = true;
+  $("detail").hidden = true;
+  $("segment-detail").hidden = false;
+  $("rules").dataset.view = "thread";
+  $("segment-error").hidden = true;
+  $("segment-title").textContent = segment ? segment.name : T.new_segment;
+  $("segment-count").hidden = !segment;
+  $("segment-refresh").hidden = !segment;
+  $("segment-delete").hidden = !segment;
+  $("members-section").hidden = !segment;
+  $("segment-name").value = segment ? segment.name : "";
+  $("segment-description").value = segment ? segment.description : "";
+  $("segment-condition").value = JSON.stringify(segment ? segment.condition : { has_tag: "vip" }, null, 2);
+  if (segment) {
+    $("segment-count").textContent = T.members_count.replace("{n}", number(segment.member_count));
+    $("segment-refreshed").textContent = segment.refreshed_at ? `${T.refreshed} ${when(segment.refreshed_at)}` : "";
+  }
+  liveCount(segmentCondition, $("segment-live"));
+}
+
+async function openSegment(id) {
+  const [segment, members] = await Promise.all([
+    api("GET", `/segments/${id}`),
+    api("GET", `/segments/${id}/members?limit=50`),
+  ]);
+  showSegment(segment);
+  const labels = await Promise.all(members.items.map((member) => nameOf(member.contact_id)));
+  $("members").replaceChildren(
+    ...members.items.map((member, index) => {
+      const item = element("li");
+      const link = element("a", "", labels[index]);
+      link.href = `/app/contacts?contact=${member.contact_id}`;
+      item.append(link, " ", element("span", "muted", when(member.entered_at)));
+      return item;
+    }),
+  );
+  if (!members.items.length) $("members").append(element("li", "muted", T.nothing_yet));
+  await listSegments();
+}
+
+async function saveSegment(event) {
+  event.preventDefault();
+  $("segment-error").hidden = true;
+  const condition = segmentCondition();
+  if (condition === undefined) {
+    showError($("segment-error"), { field: "condition", message: T.not_json });
+    return;
+  }
+  const body = { name: $("segment-name").value.trim(), description: $("segment-description").value.trim(), condition };
+  try {
+    const saved = currentSegment
+      ? await api("PATCH", `/segments/${currentSegment.id}`, body)
+      : await api("POST", "/segments", body);
+    await openSegment(saved.id);
+  } catch (error) {
+    showError($("segment-error"), error);
+  }
+}
+
 function start() {
   $("new-rule").addEventListener("click", () => {
     clearInterval(watching);
@@ -195,8 +295,28 @@ function start() {
   $("rule-definition").addEventListener("input", recount);
   $("toggle").addEventListener("click", toggle);
   $("delete").addEventListener("click", remove);
-  $("back").addEventListener("click", () => ($("rules").dataset.view = "list"));
+  $("new-segment").addEventListener("click", () => {
+    showSegment(null);
+    listSegments();
+  });
+  $("segment-form").addEventListener("submit", saveSegment);
+  $("segment-condition").addEventListener("input", () => liveCount(segmentCondition, $("segment-live")));
+  $("segment-refresh").addEventListener("click", async () => {
+    await api("POST", `/segments/${currentSegment.id}/refresh`);
+    await openSegment(currentSegment.id);
+  });
+  $("segment-delete").addEventListener("click", async () => {
+    await api("DELETE", `/segments/${currentSegment.id}`);
+    currentSegment = null;
+    $("segment-detail").hidden = true;
+    $("pick").hidden = false;
+    await listSegments();
+  });
+  for (const back of document.querySelectorAll("[data-back]")) {
+    back.addEventListener("click", () => ($("rules").dataset.view = "list"));
+  }
   list();
+  listSegments();
 }
 
 start();
