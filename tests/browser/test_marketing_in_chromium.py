@@ -116,6 +116,12 @@ def test_a_marketer_imports_previews_pauses_and_edits_a_sequence(
     text = Path(download.value.path()).read_text(encoding="utf-8")
     assert "name: Welcome series" in text and "duration: 2d" in text
 
+    # Phone width: one pane at a time, and back to the list.
+    page.set_viewport_size({"width": 390, "height": 800})
+    expect(page.locator(".conversations")).to_be_hidden()
+    page.click("#back")
+    expect(page.locator("#sequence-list")).to_be_visible()
+
 
 def test_a_marketer_writes_a_tag_rule_with_a_live_count_and_sees_it_applied(
     browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant, tmp_path: Path

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,24 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-TIDINGS = [sys.executable, "-m", "tidings"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.serving import TIDINGS, free_port, serve_demo, tidings_env
 
 
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TIDINGS_DATABASE_URL": database_url,
-        "TIDINGS_DATA_DIR": str(tmp_path / "data"),
-        "TIDINGS_SECRET_KEY": "a-test-secret-of-some-length",
-        "COLUMNS": "200",
-    }
+    return tidings_env(database_url, tmp_path)
 
 
 def tidings(
@@ -88,33 +73,8 @@ def test_serve_refuses_the_placeholder_secret_outside_demo(env: dict[str, str]) 
 
 @pytest.fixture
 def demo_server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")  # a file, not a pipe nobody reads: it never blocks
-    process = subprocess.Popen(
-        [*TIDINGS, "serve", "--demo", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("tidings serve --demo did not answer within 60 s")
-        key = (tmp_path / "data" / "demo-api-key.txt").read_text().strip()
-        yield base, key
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        log.close()
+    with serve_demo(env, tmp_path) as running:
+        yield running
 
 
 def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(
