@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import Tenant
 from tests.live import Stack, fast_config, live_stack
@@ -20,6 +20,9 @@ from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import Role
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The page waits on a worker, a simulator and sometimes a second server sharing two cores with
+# the browser: an answer may take seconds under load, which is not what these tests judge.
+expect.set_options(timeout=15_000)
 SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 PASSWORD = "a long agent password"
 

@@ -44,6 +44,8 @@ def test_a_new_agent_handles_a_conversation_in_the_demo_and_sees_why(
         expect(page.locator(".message.in .text").last).to_have_text("สวัสดีค่ะ อยากสอบถามเรื่องสินค้าค่ะ")
         page.fill("#reply", "ยินดีค่ะ สนใจสินค้าตัวไหนคะ")
         page.press("#reply", "Enter")
+        expect(page.locator("#reply")).to_have_value("")  # taken by the API
+        expect(page.locator("#composer-error")).to_be_hidden()
         sent = page.locator(".message.out", has_text="สนใจสินค้าตัวไหนคะ")
         expect(sent.locator(".tick")).to_have_attribute("data-status", "read", timeout=30_000)
 
@@ -52,7 +54,8 @@ def test_a_new_agent_handles_a_conversation_in_the_demo_and_sees_why(
         page.wait_for_url("**/app/contacts")
         page.fill("#search", "Pim")
         page.locator(".contact", has_text="Pim Test").click()
-        expect(page.locator("#timeline .event[data-type='message.received']")).to_be_visible()
+        expect(page.locator("#timeline .message.in")).to_contain_text("อยากสอบถามเรื่องสินค้า")
+        expect(page.locator("#timeline .message.out").first).to_contain_text("สนใจสินค้าตัวไหนคะ")
         expect(page.locator("#why li.send[data-outcome='queued']").first).to_be_visible()
         expect(page.locator("#why li").first).to_be_visible()
 

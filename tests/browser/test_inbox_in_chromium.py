@@ -59,7 +59,7 @@ def test_an_agent_signs_in_sees_a_message_arrive_live_and_replies_with_a_quick_r
     expect(page.locator("#reply")).to_have_value("Hi Chen, delivery to Taichung takes 2 days.")
     page.press("#reply", "Enter")
     sent = page.locator(".message.out", has_text="delivery to Taichung")
-    expect(sent).to_be_visible()
+    expect(sent).to_be_visible(timeout=20_000)
     # The simulator delivers and reads it; the tick follows live.
     expect(sent.locator(".tick")).to_have_attribute("data-status", "read", timeout=20_000)
     shot(page, "inbox", tmp_path)
@@ -243,7 +243,9 @@ def test_the_dashboard_shows_when_customers_write_and_how_fast_agents_answer(
     stack.clock.advance(timedelta(minutes=2))
     page.fill("#reply", "Yes, in two days.")
     page.press("#reply", "Enter")
-    expect(page.locator(".message.out", has_text="two days")).to_be_visible()
+    expect(page.locator("#reply")).to_have_value("")  # taken by the API
+    expect(page.locator("#composer-error")).to_be_hidden()
+    expect(page.locator(".message.out", has_text="two days")).to_be_visible(timeout=20_000)
 
     page.click("nav.sections >> text=Dashboard")
     page.wait_for_url("**/app/dashboard")

@@ -93,16 +93,38 @@ async function open(id) {
     why.append(item);
   }
 
+  // Events and messages together, newest first; a received message is both an event and a
+  // message, so it is shown once, as the message.
+  const threads = await Promise.all(
+    conversations.items.slice(0, 3).map((c) => api("GET", `/conversations/${c.id}/messages?limit=50`)),
+  );
+  const history = [
+    ...events.items
+      .filter((event) => event.type !== "message.received")
+      .map((event) => ({
+        at: event.occurred_at,
+        kind: "event",
+        type: event.type,
+        detail: event.properties.text || event.properties.tag || event.properties.intent || event.properties.keyword || "",
+      })),
+    ...threads.flatMap((thread) =>
+      thread.items.map((message) => ({
+        at: message.created_at,
+        kind: `message ${message.direction}`,
+        type: message.direction === "in" ? "message.received" : `message.${message.status}`,
+        detail: message.text || `[${message.kind}]`,
+      })),
+    ),
+  ].sort((a, b) => (a.at < b.at ? 1 : -1));
   const timeline = $("timeline");
   timeline.replaceChildren();
-  if (!events.items.length) empty(timeline);
-  for (const event of events.items) {
-    const item = element("li", "event");
-    item.dataset.type = event.type;
-    item.append(element("span", "type", event.type));
-    const detail = event.properties.text || event.properties.tag || event.properties.intent || event.properties.keyword || "";
-    item.append(element("span", "detail", detail));
-    item.append(element("time", "muted", when(event.occurred_at)));
+  if (!history.length) empty(timeline);
+  for (const entry of history.slice(0, 150)) {
+    const item = element("li", `event ${entry.kind}`);
+    item.dataset.type = entry.type;
+    item.append(element("span", "type", entry.type));
+    item.append(element("span", "detail", entry.detail));
+    item.append(element("time", "muted", when(entry.at)));
     timeline.append(item);
   }
 

@@ -15,6 +15,7 @@ const state = {
   replies: null,
   agents: [],
   teams: [],
+  drawing: 0, // the latest redraw of the thread asked for
 };
 
 // --- the conversation list ------------------------------------------------------------------
@@ -71,11 +72,14 @@ async function openConversation(id) {
 async function showConversation() {
   const id = state.current;
   if (id === null) return;
+  // The live feed and the composer both redraw the thread; an answer that arrives after a
+  // newer one must not paint the older state over it.
+  const ticket = (state.drawing = (state.drawing || 0) + 1);
   const [conversation, thread] = await Promise.all([
     api("GET", `/conversations/${id}`),
     api("GET", `/conversations/${id}/messages?limit=100`),
   ]);
-  if (state.current !== id) return;
+  if (state.current !== id || ticket !== state.drawing) return;
   state.conversation = conversation;
   $("no-thread").hidden = true;
   $("thread").hidden = false;
