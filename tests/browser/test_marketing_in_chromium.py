@@ -59,6 +59,10 @@ def test_a_marketer_imports_previews_pauses_and_edits_a_sequence(
     expect(page.locator("#sequence-status")).to_have_text("draft")
     steps = page.locator("#steps .step")
     expect(steps).to_have_count(7)
+    # The graph: a box per step, an arrow per way on (the condition's two labelled).
+    expect(page.locator("#graph .node")).to_have_count(7)
+    expect(page.locator("#graph .edge")).to_have_count(6)
+    expect(page.locator("#graph .edge-label")).to_have_text(["yes →", "no →"])
     condition = page.locator("#steps .step[data-step='read-tips']")
     expect(condition.locator(".step-next")).to_contain_text("yes → offer")
     expect(condition.locator(".step-next")).to_contain_text("no → reminder")

@@ -135,6 +135,91 @@ function drawSteps(definition, statistics) {
   }
 }
 
+// --- the graph: steps in rows by their distance from the first, arrows to where they lead ---
+
+const SVG = "http://www.w3.org/2000/svg";
+const BOX = { width: 150, height: 46, gapX: 24, gapY: 38 };
+
+function svg(tag, attributes, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function layers(steps) {
+  const byId = new Map(steps.map((step) => [step.id, step]));
+  const depth = new Map([[steps[0].id, 0]]);
+  const queue = [steps[0].id];
+  for (const goal of steps.filter((step) => step.type === "goal")) {
+    if (!depth.has(goal.id)) {
+      depth.set(goal.id, 0);
+      queue.push(goal.id);
+    }
+  }
+  while (queue.length) {
+    const id = queue.shift();
+    for (const [, to] of exits(byId.get(id))) {
+      if (byId.has(to) && !depth.has(to)) {
+        depth.set(to, depth.get(id) + 1);
+        queue.push(to);
+      }
+    }
+  }
+  const rows = [];
+  for (const step of steps) (rows[depth.get(step.id) ?? rows.length] ||= []).push(step);
+  return rows.filter(Boolean);
+}
+
+function drawGraph(definition, statistics) {
+  const rows = layers(definition.steps);
+  const widest = Math.max(...rows.map((row) => row.length));
+  const width = widest * (BOX.width + BOX.gapX) + BOX.gapX;
+  const height = rows.length * (BOX.height + BOX.gapY) + BOX.gapY;
+  const where = new Map();
+  rows.forEach((row, r) => {
+    const offset = (width - row.length * (BOX.width + BOX.gapX) + BOX.gapX) / 2;
+    row.forEach((step, c) => {
+      where.set(step.id, { x: offset + c * (BOX.width + BOX.gapX), y: BOX.gapY / 2 + r * (BOX.height + BOX.gapY) });
+    });
+  });
+  const graph = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img", class: "graph" });
+  graph.setAttribute("aria-label", T.steps);
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow-head" }));
+  const defs = svg("defs", {});
+  defs.append(marker);
+  graph.append(defs);
+  for (const step of definition.steps) {
+    const from = where.get(step.id);
+    for (const [label, to] of exits(step)) {
+      const target = where.get(to);
+      if (!target) continue;
+      const x1 = from.x + BOX.width / 2;
+      const y1 = from.y + BOX.height;
+      const x2 = target.x + BOX.width / 2;
+      const y2 = target.y;
+      const back = y2 <= from.y; // a loop back up: drawn round the side
+      const d = back
+        ? `M ${from.x + BOX.width} ${from.y + BOX.height / 2} C ${from.x + BOX.width + 40} ${from.y + BOX.height / 2}, ${target.x + BOX.width + 40} ${target.y + BOX.height / 2}, ${target.x + BOX.width} ${target.y + BOX.height / 2}`
+        : `M ${x1} ${y1} C ${x1} ${y1 + BOX.gapY / 2}, ${x2} ${y2 - BOX.gapY / 2}, ${x2} ${y2}`;
+      graph.append(svg("path", { d, class: "edge", "marker-end": "url(#arrow)" }));
+      if (label !== "→") graph.append(svg("text", { x: (x1 + x2) / 2 + 4, y: (y1 + y2) / 2, class: "edge-label" }, label));
+    }
+  }
+  for (const step of definition.steps) {
+    const at = where.get(step.id);
+    const node = svg("a", { href: `#step-${step.id}`, class: `node kind-${step.type}` });
+    node.dataset.step = step.id;
+    node.append(svg("rect", { x: at.x, y: at.y, width: BOX.width, height: BOX.height, rx: 8 }));
+    node.append(svg("text", { x: at.x + 8, y: at.y + 18, class: "node-id" }, step.id.slice(0, 20)));
+    const entered = (statistics[step.id] || {}).entered || 0;
+    node.append(svg("text", { x: at.x + 8, y: at.y + 36, class: "node-figure" }, `${T["kind_" + step.type] || step.type} · ${number(entered)}`));
+    graph.append(node);
+  }
+  $("graph").replaceChildren(graph);
+}
+
 async function open(id) {
   const [detail, statistics] = await Promise.all([
     api("GET", `/sequences/${id}`),
@@ -151,6 +236,7 @@ async function open(id) {
   const toggle = $("toggle");
   toggle.hidden = detail.status === "archived";
   toggle.textContent = detail.status === "active" ? T.pause : detail.status === "paused" ? T.resume : T.activate;
+  drawGraph(detail.definition, statistics);
   drawSteps(detail.definition, statistics);
   for (const item of document.querySelectorAll("#sequence-list li")) {
     item.setAttribute("aria-current", String(item.dataset.id === String(id)));
