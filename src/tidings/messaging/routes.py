@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 
 from tidings.api.deps import Context
 from tidings.kernel.errors import invalid
-from tidings.messaging import activity, inbox, registry
+from tidings.messaging import inbox, registry
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import Origin, is_window_open
 from tidings.messaging.inbox import ConversationFilter, ConversationView
@@ -481,10 +481,10 @@ def response_times(
     the 3-minute target, and whether the mean is above the policy's ``slow_response_seconds``
     (6 minutes by default)."""
     since, until = _last_days(ctx, days)
-    agents = messaging.response_report(ctx.session, ctx.workspace, since=since, until=until)
+    report = messaging.response_report(ctx.session, ctx.workspace, since=since, until=until)
     return ResponseTimesRead(
-        target_seconds=activity.TARGET_SECONDS,
-        slow_after_seconds=workspaces.policy_for(ctx.workspace).slow_response_seconds,
+        target_seconds=report.target_seconds,
+        slow_after_seconds=report.slow_after_seconds,
         agents=[
             AgentResponseRead(
                 agent_id=a.agent_id,
@@ -494,6 +494,6 @@ def response_times(
                 within_target=a.within_target,
                 slow=a.slow,
             )
-            for a in agents
+            for a in report.agents
         ],
     )

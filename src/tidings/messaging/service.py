@@ -809,19 +809,30 @@ def activity_report(
     )
 
 
+@dataclass(frozen=True)
+class ResponseReport:
+    """How fast agents answered in a period (R1): each agent, the slowest first, judged
+    against the 3-minute target and the workspace's ``slow_response_seconds``."""
+
+    target_seconds: int
+    slow_after_seconds: int
+    agents: list[activity.AgentResponses]
+
+
 def response_report(
     session: Session, workspace: Workspace, *, since: datetime, until: datetime
-) -> list[activity.AgentResponses]:
-    """How fast each agent answered customers in the period (R1), the slowest first; slow
-    above the workspace's ``slow_response_seconds``."""
+) -> ResponseReport:
+    """Raises ``TidingsError`` (422 on ``since``) for an empty or reversed period."""
     _period(since, until)
+    slow_after = workspaces.policy_for(workspace).slow_response_seconds
     rows = repository.conversation_messages_between(session, workspace, since, until)
-    return activity.agent_responses(
+    agents = activity.agent_responses(
         (
             activity.ThreadMessage(
                 row.conversation_id, row.created_at, row.direction == "in", row.author_id
             )
             for row in rows
         ),
-        slow_after_seconds=workspaces.policy_for(workspace).slow_response_seconds,
+        slow_after_seconds=slow_after,
     )
+    return ResponseReport(activity.TARGET_SECONDS, slow_after, agents)
