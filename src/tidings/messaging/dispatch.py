@@ -414,6 +414,7 @@ class WireLog:
             self._marks, self._ids = [], []
         if marks or ids:
             with self.db.statements(background=True) as connection:
+                repository.lock_in_id_order(connection, [m for m, _ in marks] + [m for m, _ in ids])
                 repository.mark_on_wire(connection, [m for m, _ in marks], now=self.clock.now())
                 repository.note_provider_ids(connection, ids)
         for _, written in marks:

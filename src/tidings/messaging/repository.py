@@ -144,8 +144,13 @@ def messages_for_update(session: Session, message_ids: Sequence[int]) -> dict[in
     """Messages by id, locked, in one query: for the dispatcher recording a batch."""
     if not message_ids:
         return {}
+    # Locked in id order, like every batch that locks messages: two dispatchers recording
+    # overlapping batches in different orders deadlocked on PostgreSQL.
     rows = session.scalars(
-        select(Message).where(Message.id.in_(set(message_ids))).with_for_update()
+        select(Message)
+        .where(Message.id.in_(set(message_ids)))
+        .order_by(Message.id)
+        .with_for_update()
     )
     return {row.id: row for row in rows}
 
@@ -182,7 +187,21 @@ def claim_due_outbound(
     ).all()
 
 
+def lock_in_id_order(connection: Connection, message_ids: Iterable[int]) -> None:
+    """Lock the messages in id order before changing several (a no-op on SQLite, whose writer
+    holds the whole database). Every batch that locks messages takes them in this order: the
+    dispatcher recording one batch while its wire log marks the next deadlocked otherwise."""
+    table = table_of(Message)
+    connection.execute(
+        select(table.c.id)
+        .where(among(connection, table.c.id, sorted(set(message_ids))))
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+
+
 def mark_on_wire(connection: Connection, message_ids: Sequence[int], *, now: datetime) -> None:
+    """Precondition: the messages are locked (``lock_in_id_order``)."""
     if message_ids:
         table = table_of(Message)
         connection.execute(
@@ -191,14 +210,16 @@ def mark_on_wire(connection: Connection, message_ids: Sequence[int], *, now: dat
 
 
 def note_provider_ids(connection: Connection, found: Sequence[tuple[int, str]]) -> None:
-    """The provider's ids of accepted messages, kept at once (the batch records the rest)."""
+    """The provider's ids of accepted messages, kept at once (the batch records the rest).
+
+    Precondition: the messages are locked (``lock_in_id_order``)."""
     if found:
         table = table_of(Message)
         connection.execute(
             update(table)
             .where(table.c.id == bindparam("message_id"), table.c.provider_message_id.is_(None))
             .values(provider_message_id=bindparam("provider_id")),
-            [{"message_id": m, "provider_id": p} for m, p in found],
+            [{"message_id": m, "provider_id": p} for m, p in sorted(found)],
         )
 
 
@@ -215,7 +236,10 @@ def conversations_by_ids(session: Session, ids: Sequence[int]) -> dict[int, Conv
     if not ids:
         return {}
     rows = session.scalars(
-        select(Conversation).where(Conversation.id.in_(set(ids))).with_for_update()
+        select(Conversation)
+        .where(Conversation.id.in_(set(ids)))
+        .order_by(Conversation.id)  # locked in id order, as messages are
+        .with_for_update()
     )
     return {row.id: row for row in rows}
 
