@@ -43,6 +43,7 @@ def test_a_session_reads_and_changes_only_with_its_csrf_token(
 ) -> None:
     agent(tidings, tenant)
     assert client.get("/app/inbox", follow_redirects=False).headers["location"] == "/app/login"
+    assert client.get("/app/nowhere", follow_redirects=False).status_code == 404
     assert sign_in(client, tenant, "wrong password!") == 401
     assert "tidings_session" not in client.cookies
     assert sign_in(client, tenant) == 303

@@ -73,21 +73,33 @@ def stack(tidings: Tidings, tenant: Tenant) -> Iterator[Stack]:
         assert not failures, f"the worker died: {failures[0]!r}"
 
 
-def add_agent(tidings: Tidings, tenant: Tenant) -> str:
+def add_user(
+    tidings: Tidings, tenant: Tenant, *, email: str, name: str, role: Role = Role.AGENT
+) -> str:
+    """A user of the tenant who signs in with ``PASSWORD``; returns their e-mail."""
     with tidings.db.transaction() as session:
         workspace = workspaces.get_workspace(session, tenant.workspace_id)
         assert workspace is not None
         workspaces.create_user(
             session,
             workspace=workspace,
-            email="mei@teahouse.example",
-            name="Mei",
-            role=Role.AGENT,
+            email=email,
+            name=name,
+            role=role,
             password=PASSWORD,
             granted_by=Role.OWNER,
             now=tidings.clock.now(),
         )
-    return "mei@teahouse.example"
+    return email
+
+
+def add_agent(tidings: Tidings, tenant: Tenant) -> str:
+    return add_user(tidings, tenant, email="mei@teahouse.example", name="Mei")
+
+
+def add_marketer(tidings: Tidings, tenant: Tenant) -> str:
+    """An admin: sequences, rules and broadcasts are theirs to change (agents only read)."""
+    return add_user(tidings, tenant, email="ploy@teahouse.example", name="Ploy", role=Role.ADMIN)
 
 
 def sign_in(page: Page, base: str, tenant: Tenant, email: str, password: str) -> None:

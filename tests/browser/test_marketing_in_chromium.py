@@ -10,32 +10,12 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import PASSWORD, shot, sign_in
+from tests.browser.conftest import PASSWORD, add_marketer, shot, sign_in
 from tests.conftest import Tenant
 from tests.live import Stack
 from tidings.bootstrap import Tidings
-from tidings.workspaces import service as workspaces
-from tidings.workspaces.domain import Role
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "sequences"
-
-
-def add_marketer(tidings: Tidings, tenant: Tenant) -> str:
-    """An admin: sequences, rules and broadcasts are theirs to change (agents only read)."""
-    with tidings.db.transaction() as session:
-        workspace = workspaces.get_workspace(session, tenant.workspace_id)
-        assert workspace is not None
-        workspaces.create_user(
-            session,
-            workspace=workspace,
-            email="ploy@teahouse.example",
-            name="Ploy",
-            role=Role.ADMIN,
-            password=PASSWORD,
-            granted_by=Role.OWNER,
-            now=tidings.clock.now(),
-        )
-    return "ploy@teahouse.example"
 
 
 def signed_in_page(browser: Browser, stack: Stack, tenant: Tenant, email: str) -> Page:

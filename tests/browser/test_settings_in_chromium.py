@@ -8,8 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import PASSWORD, shot, sign_in
-from tests.browser.test_marketing_in_chromium import add_marketer
+from tests.browser.conftest import PASSWORD, add_marketer, shot, sign_in
 from tests.conftest import Tenant
 from tests.live import Stack
 from tidings.bootstrap import Tidings

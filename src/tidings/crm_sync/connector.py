@@ -33,6 +33,7 @@ from tidings.kernel.errors import invalid
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import service as messaging
 from tidings.workspaces import service as workspaces
+from tidings.workspaces.orm import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,17 @@ def _state(db: Database, connector_id: int) -> dict[str, Any]:
     with db.reading() as session:
         connector = session.get(Connector, connector_id)
         return dict(connector.settings or {}) if connector else {}
+
+
+def _loaded(
+    session: Session, connector_id: int, workspace_id: int
+) -> tuple[Connector, Workspace] | None:
+    """The connector and its workspace, or None when either is gone."""
+    connector = session.get(Connector, connector_id)
+    workspace = workspaces.get_workspace(session, workspace_id)
+    if connector is None or workspace is None:
+        return None
+    return connector, workspace
 
 
 def _update(db: Database, connector_id: int, changes: dict[str, Any]) -> None:
@@ -223,10 +235,10 @@ def _push_contacts(
         return 0
     started = time.perf_counter()
     with db.reading() as session:
-        connector = session.get(Connector, connector_id)
-        workspace = workspaces.get_workspace(session, workspace_id)
-        if connector is None or workspace is None:
+        loaded = _loaded(session, connector_id, workspace_id)
+        if loaded is None:
             return 0
+        connector, workspace = loaded
         cursor = settings.get("push_contacts_cursor")
         if cursor is None:  # a new connector pushes what changes from now on
             _update(db, connector_id, {"push_contacts_cursor": contacts.latest_event_id(session)})
@@ -276,10 +288,9 @@ def _push_contacts(
     by_email = {str(r.properties.get("email", "")).casefold(): r for r in done}
     by_id = {r.id: r for r in done}
     with db.transaction(background=True) as session:
-        connector = session.get(Connector, connector_id)
-        workspace = workspaces.get_workspace(session, workspace_id)
-        assert connector is not None
-        assert workspace is not None
+        loaded = _loaded(session, connector_id, workspace_id)
+        assert loaded is not None  # read moments ago in this pass
+        connector, workspace = loaded
         for contact_id, sent in [*updates, *upserts]:
             remote = by_id.get(str(sent.get("id"))) or by_email.get(
                 str(emails.get(contact_id) or "").casefold()
@@ -377,10 +388,10 @@ def _push_notes(
         return 0
     started = time.perf_counter()
     with db.reading() as session:
-        connector = session.get(Connector, connector_id)
-        workspace = workspaces.get_workspace(session, workspace_id)
-        if connector is None or workspace is None:
+        loaded = _loaded(session, connector_id, workspace_id)
+        if loaded is None:
             return 0
+        connector, workspace = loaded
         cursor = settings.get("push_notes_cursor")
         if cursor is None:
             _update(
@@ -409,8 +420,9 @@ def _push_notes(
     _update(db, connector_id, {"push_notes_pending": lines[-1].id})
     created = client.create_notes(notes)
     with db.transaction(background=True) as session:
-        connector = session.get(Connector, connector_id)
-        assert connector is not None
+        loaded = _loaded(session, connector_id, workspace_id)
+        assert loaded is not None  # read moments ago in this pass
+        connector, _ = loaded
         for note_id, line in zip(created, lines, strict=False):
             # Kept so that pulling notes back does not bring our own in twice.
             service.keep_record(
@@ -459,10 +471,10 @@ def _pull_contacts(
     if _waiting(settings, "pull_contacts", now):
         return 0
     with db.reading() as session:
-        connector = session.get(Connector, connector_id)
-        workspace = workspaces.get_workspace(session, workspace_id)
-        if connector is None or workspace is None:
+        loaded = _loaded(session, connector_id, workspace_id)
+        if loaded is None:
             return 0
+        connector, workspace = loaded
         due, full = pull_due(settings, now, workspace.timezone)
         if not due:
             return 0
@@ -479,10 +491,9 @@ def _pull_contacts(
     ]
     newest = since
     with db.transaction(background=True) as session:
-        connector = session.get(Connector, connector_id)
-        workspace = workspaces.get_workspace(session, workspace_id)
-        assert connector is not None
-        assert workspace is not None
+        loaded = _loaded(session, connector_id, workspace_id)
+        assert loaded is not None  # read moments ago in this pass
+        connector, workspace = loaded
         for start in range(0, len(records), service.BATCH_MAX):
             service.sync_batch(
                 session,
@@ -546,10 +557,9 @@ def _pull_notes(
     taken = 0
     newest = since
     with db.transaction(background=True) as session:
-        connector = session.get(Connector, connector_id)
-        workspace = workspaces.get_workspace(session, workspace_id)
-        assert connector is not None
-        assert workspace is not None
+        loaded = _loaded(session, connector_id, workspace_id)
+        assert loaded is not None  # read moments ago in this pass
+        connector, workspace = loaded
         for note in theirs:
             body = str(note.properties.get("hs_note_body") or "")
             for remote_contact in owners.get(note.id, []):

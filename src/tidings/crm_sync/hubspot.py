@@ -89,32 +89,7 @@ class HubSpotClient:
     def changed_contacts(self, since_ms: int, properties: Sequence[str]) -> list[RemoteRecord]:
         """Contacts modified at or after ``since_ms``, oldest first, every page."""
         wanted = sorted({*properties, *CONTACT_PROPERTIES_ALWAYS})
-        found: list[RemoteRecord] = []
-        after: str | None = None
-        while True:
-            body: dict[str, Any] = {
-                "filterGroups": [
-                    {
-                        "filters": [
-                            {
-                                "propertyName": "lastmodifieddate",
-                                "operator": "GTE",
-                                "value": str(since_ms),
-                            }
-                        ]
-                    }
-                ],
-                "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
-                "properties": wanted,
-                "limit": PAGE,
-            }
-            if after is not None:
-                body["after"] = after
-            page = self._post("/crm/v3/objects/contacts/search", body)
-            found.extend(_records(page.get("results", [])))
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return found
+        return self._changed_since("contacts", "lastmodifieddate", since_ms, wanted)
 
     def upsert_contacts(self, inputs: Sequence[dict[str, Any]]) -> list[RemoteRecord]:
         """``inputs``: ``{"idProperty": "email", "id": …, "properties": {…}}`` each."""
@@ -150,28 +125,27 @@ class HubSpotClient:
 
     def changed_notes(self, since_ms: int) -> list[RemoteRecord]:
         """Notes modified at or after ``since_ms``, oldest first, every page."""
+        properties = ["hs_note_body", "hs_timestamp", "hs_lastmodifieddate"]
+        return self._changed_since("notes", "hs_lastmodifieddate", since_ms, properties)
+
+    def _changed_since(
+        self, objects: str, modified: str, since_ms: int, properties: Sequence[str]
+    ) -> list[RemoteRecord]:
+        """CRM search of ``objects`` whose ``modified`` property is at or after ``since_ms``,
+        oldest first, following every page."""
+        newer = {"propertyName": modified, "operator": "GTE", "value": str(since_ms)}
         found: list[RemoteRecord] = []
         after: str | None = None
         while True:
             body: dict[str, Any] = {
-                "filterGroups": [
-                    {
-                        "filters": [
-                            {
-                                "propertyName": "hs_lastmodifieddate",
-                                "operator": "GTE",
-                                "value": str(since_ms),
-                            }
-                        ]
-                    }
-                ],
-                "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
-                "properties": ["hs_note_body", "hs_timestamp", "hs_lastmodifieddate"],
+                "filterGroups": [{"filters": [newer]}],
+                "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+                "properties": list(properties),
                 "limit": PAGE,
             }
             if after is not None:
                 body["after"] = after
-            page = self._post("/crm/v3/objects/notes/search", body)
+            page = self._post(f"/crm/v3/objects/{objects}/search", body)
             found.extend(_records(page.get("results", [])))
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:

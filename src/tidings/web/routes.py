@@ -153,16 +153,9 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     return response
 
 
-# The app's sections, in the order of the top bar: path under /app/, and its word.
-SECTIONS = (
-    ("dashboard", "dashboard"),
-    ("inbox", "inbox"),
-    ("contacts", "contacts"),
-    ("sequences", "sequences"),
-    ("rules", "rules"),
-    ("broadcasts", "broadcasts"),
-    ("settings", "settings"),
-)
+# The app's sections in the order of the top bar: each is /app/<name>, its template
+# <name>.html, its script <name>.js and its word in the top bar.
+SECTIONS = ("dashboard", "inbox", "contacts", "sequences", "rules", "broadcasts", "settings")
 
 
 def _section(request: Request, section: str) -> Response:
@@ -182,41 +175,6 @@ def _section(request: Request, section: str) -> Response:
         sections=SECTIONS,
         words_json=json.dumps(words(language), ensure_ascii=False),
     )
-
-
-@router.get("/app/dashboard")
-def dashboard_page(request: Request) -> Response:
-    return _section(request, "dashboard")
-
-
-@router.get("/app/settings")
-def settings_page(request: Request) -> Response:
-    return _section(request, "settings")
-
-
-@router.get("/app/inbox")
-def inbox_page(request: Request) -> Response:
-    return _section(request, "inbox")
-
-
-@router.get("/app/contacts")
-def contacts_page(request: Request) -> Response:
-    return _section(request, "contacts")
-
-
-@router.get("/app/sequences")
-def sequences_page(request: Request) -> Response:
-    return _section(request, "sequences")
-
-
-@router.get("/app/rules")
-def rules_page(request: Request) -> Response:
-    return _section(request, "rules")
-
-
-@router.get("/app/broadcasts")
-def broadcasts_page(request: Request) -> Response:
-    return _section(request, "broadcasts")
 
 
 @router.get(STREAM_PATH)
@@ -251,3 +209,11 @@ async def stream(request: Request) -> Response:
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+# Last, so that /app/login and the live feed are matched before it.
+@router.get("/app/{section}")
+def section_page(request: Request, section: str) -> Response:
+    if section not in SECTIONS:
+        return _page(request, "missing.html", 404)
+    return _section(request, section)
