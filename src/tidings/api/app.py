@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tidings
 from tidings.api.errors import install_error_handlers
+from tidings.api.limits import RequestBodyGuard
 from tidings.automation.routes import router as automation_router
 from tidings.bootstrap import RequestActivity, Tidings
 from tidings.broadcasts.routes import router as broadcasts_router
@@ -64,6 +65,8 @@ def create_app(installation: Tidings) -> FastAPI:
     app.state.tidings = installation
     install_error_handlers(app)
     app.add_middleware(ActivityCounter, activity=installation.activity)
+    # Outermost: bodies are read (and limited) before a request counts as in flight.
+    app.add_middleware(RequestBodyGuard)
     app.include_router(workspaces_router, prefix=API_PREFIX)
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)

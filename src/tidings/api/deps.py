@@ -11,11 +11,13 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -81,15 +83,30 @@ def authenticate_request(
     return principal, workspace
 
 
-def request_context(
+async def request_context(
     request: Request, tidings: Annotated[Tidings, Depends(get_tidings)]
-) -> Iterator[RequestContext]:
-    """The request's transaction (a write one for changes) and its authenticated caller."""
-    opener = tidings.db.reading if request.method in READ_METHODS else tidings.db.transaction
-    with opener() as session:
+) -> AsyncIterator[RequestContext]:
+    """The request's transaction (a write one for changes) and its authenticated caller.
+
+    A change's body is read in full before its transaction opens: on SQLite the transaction
+    is the one writer's turn, and a client sending slowly must not hold it.
+    """
+    is_write = request.method not in READ_METHODS
+    if is_write and not _parsed_as_form(request):
+        await request.body()  # kept by the request for the route
+    opener = tidings.db.transaction_async if is_write else tidings.db.reading_async
+    async with opener() as session:
         now = tidings.clock.now()
-        principal, workspace = authenticate_request(session, request, now=now)
+        principal, workspace = await anyio.to_thread.run_sync(
+            partial(authenticate_request, session, request, now=now)
+        )
         yield RequestContext(session, workspace, principal, now, tidings)
+
+
+def _parsed_as_form(request: Request) -> bool:
+    """Forms and uploads were already read by FastAPI, before any dependency ran."""
+    content_type = request.headers.get("content-type", "")
+    return content_type.startswith(("multipart/", "application/x-www-form-urlencoded"))
 
 
 Context = Annotated[RequestContext, Depends(request_context, scope="function")]

@@ -95,18 +95,17 @@ async def receive_webhook(webhook_key: str, request: Request) -> dict[str, int]:
     """Keep a signed POST as received, then answer 200; the worker splits and handles it."""
     raw = await request.body()
     signature = request.headers.get("x-hub-signature-256")
-    received = await run_in_threadpool(
-        _store, request.app.state.tidings, webhook_key, raw, signature
+    tidings: Tidings = request.app.state.tidings
+    target = await run_in_threadpool(
+        tidings.webhook_directory.target, tidings.db.reading, webhook_key, tidings.secret_box
     )
-    return {"received": received}
-
-
-def _store(tidings: Tidings, webhook_key: str, raw: bytes, signature: str | None) -> int:
-    target = tidings.webhook_directory.target(tidings.db.reading, webhook_key, tidings.secret_box)
-    with tidings.db.transaction() as session:
-        return service.accept_webhook(
-            session, target=target, raw_body=raw, signature=signature, now=tidings.clock.now()
+    return {
+        "received": await tidings.db.write(
+            lambda session: service.accept_webhook(
+                session, target=target, raw_body=raw, signature=signature, now=tidings.clock.now()
+            )
         )
+    }
 
 
 @router.post("/whatsapp-numbers/{number_id}/media", status_code=201)

@@ -12,7 +12,7 @@ import html
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from tidings.api.deps import Context
 from tidings.bootstrap import Tidings
@@ -246,23 +246,29 @@ NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pr
 
 
 @tracking_router.api_route("/e/o/{token}.gif", methods=["GET", "HEAD"])
-def open_pixel(token: str, request: Request) -> Response:
+async def open_pixel(token: str, request: Request) -> Response:
     """The pixel; with tracking turned off for the workspace it is answered and not recorded."""
     tidings, claims = _claims(request, token, TokenKind.OPEN)
-    with tidings.db.transaction() as session:
+    fetch = _fetch(request)
+
+    def record(session: Session) -> None:
         if not outbox.tracked_message_exists(session, claims):
             raise TidingsError("not_found", "not found", None, http_status=404)
-        outbox.record_open(session, claims=claims, fetch=_fetch(request), now=tidings.clock.now())
+        outbox.record_open(session, claims=claims, fetch=fetch, now=tidings.clock.now())
+
+    await tidings.db.write(record)
     return Response(PIXEL_GIF, media_type="image/gif", headers=NO_STORE)
 
 
 @tracking_router.api_route("/e/c/{token}", methods=["GET", "HEAD"])
-def click(token: str, request: Request) -> Response:
+async def click(token: str, request: Request) -> Response:
     tidings, claims = _claims(request, token, TokenKind.CLICK)
-    with tidings.db.transaction() as session:
-        url = outbox.record_click(
-            session, claims=claims, fetch=_fetch(request), now=tidings.clock.now()
+    fetch = _fetch(request)
+    url = await tidings.db.write(
+        lambda session: outbox.record_click(
+            session, claims=claims, fetch=fetch, now=tidings.clock.now()
         )
+    )
     if url is None:
         raise TidingsError("not_found", "not found", None, http_status=404)
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
@@ -299,11 +305,9 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     form = (await request.body()).decode(errors="replace")
     how = "one-click" if "List-Unsubscribe=One-Click" in form else "page"
 
-    def write() -> bool:
-        with tidings.db.transaction() as session:
-            return outbox.unsubscribe(session, claims=claims, how=how, now=tidings.clock.now())
-
-    done = await run_in_threadpool(write)
+    done = await tidings.db.write(
+        lambda session: outbox.unsubscribe(session, claims=claims, how=how, now=tidings.clock.now())
+    )
     if not done:
         raise TidingsError("not_found", "not found", None, http_status=404)
     return HTMLResponse(

@@ -106,7 +106,7 @@ def login_page(request: Request) -> Response:
 
 
 @router.post("/app/login")
-def login(
+async def login(
     request: Request,
     workspace: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
@@ -116,14 +116,15 @@ def login(
         return _page(request, "login.html", 403, workspace=workspace, email=email, error="origin")
     inst = _tidings(request)
     try:
-        with inst.db.transaction() as session:
-            _, token = workspaces.open_web_session(
+        _, token = await inst.db.write(
+            lambda session: workspaces.open_web_session(
                 session,
                 workspace_slug=workspace,
                 email=email,
                 password=password,
                 now=inst.clock.now(),
             )
+        )
     except TidingsError:
         return _page(
             request, "login.html", 401, workspace=workspace, email=email, error="wrong_login"
@@ -141,13 +142,14 @@ def login(
 
 
 @router.post("/app/logout")
-def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-    signed = _signed_in(request)
+async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    signed = await run_in_threadpool(_signed_in, request)
     token = request.cookies.get(SESSION_COOKIE)
     if signed is not None and token and csrf == signed[2].csrf_token and _same_origin(request):
         inst = _tidings(request)
-        with inst.db.transaction() as session:
-            workspaces.end_web_session(session, token=token, now=inst.clock.now())
+        await inst.db.write(
+            lambda session: workspaces.end_web_session(session, token=token, now=inst.clock.now())
+        )
     response = RedirectResponse("/app/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
