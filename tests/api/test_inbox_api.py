@@ -79,7 +79,12 @@ def test_assignment_to_agents_and_teams_with_filters(
     first, second = inbox(client, tenant)
     agent = client.post(
         f"{API}/agents",
-        json={"email": "nok@shop.example", "name": "Nok", "role": "agent", "password": "x" * 12},
+        json={
+            "email": "nok@shop.example",
+            "name": "Nok",
+            "role": "agent",
+            "password": "lotus pond 88",
+        },
         headers=tenant.headers(),
     ).json()
     team = client.post(f"{API}/teams", json={"name": "Bangkok"}, headers=tenant.headers()).json()

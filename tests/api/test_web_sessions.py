@@ -82,3 +82,20 @@ def test_an_api_key_still_wins_over_a_cookie(client: TestClient, tenant: Tenant)
     client.cookies.set("tidings_session", "not a session")
     assert client.get("/api/v1/conversations", headers=tenant.headers()).status_code == 200
     assert client.get("/api/v1/conversations").status_code == 401
+
+
+def test_every_page_is_under_a_strict_content_security_policy(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    agent(tidings, tenant)
+    login = client.get("/app/login")
+    assert sign_in(client, tenant) == 303
+    for page in (login, client.get("/app/inbox"), client.get("/app/contacts")):
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "same-origin"
+        assert "<script>" not in page.text  # no inline script for the policy to allow
+    api = client.get("/api/v1/conversations")
+    assert api.headers["x-content-type-options"] == "nosniff"

@@ -97,3 +97,46 @@ def test_uploads_are_checked_then_sent_by_id(tidings: Tidings, tenant: Tenant) -
         assert uploaded.status_code == 201, uploaded.text
         media_id = uploaded.json()["id"]
         assert stack.simulator.simulator.media[media_id] == (b"\xff\xd8\xffdata", "image/jpeg")
+
+
+def test_a_customers_html_or_svg_is_served_so_that_it_cannot_run(
+    tidings: Tidings, tenant: Tenant
+) -> None:
+    hostile = {
+        "text/html": b"<html><script>fetch('/api/v1/contacts',{method:'POST'})</script></html>",
+        "image/svg+xml": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    }
+    with live_stack(tidings, tenant, fast_config()) as stack:
+        for mime_type, content in hostile.items():
+            sent = httpx.post(
+                f"{stack.simulator.url}/_simulator/customers/66812345678/media",
+                content=content,
+                headers={"Content-Type": mime_type},
+            )
+            assert sent.status_code == 202, sent.text
+
+        def stored() -> bool:
+            messages = stack.messages()
+            return len(messages) == 2 and all("stored_media" in m["content"] for m in messages)
+
+        stack.drain(stored)
+        for message in stack.messages():
+            served = stack.api.get(f"/api/v1/messages/{message['id']}/media")
+            assert served.status_code == 200
+            assert served.headers["content-disposition"].startswith("attachment;")
+            assert served.headers["x-content-type-options"] == "nosniff"
+            assert served.headers["content-security-policy"].startswith("sandbox")
+
+
+def test_a_customers_photo_is_shown_inline_but_sandboxed(tidings: Tidings, tenant: Tenant) -> None:
+    with live_stack(tidings, tenant, fast_config()) as stack:
+        httpx.post(
+            f"{stack.simulator.url}/_simulator/customers/66812345678/media",
+            content=noisy_png(40, 40),
+            headers={"Content-Type": "image/png"},
+        )
+        stack.drain(lambda: any("stored_media" in m["content"] for m in stack.messages()))
+        (message,) = stack.messages()
+        served = stack.api.get(f"/api/v1/messages/{message['id']}/media")
+        assert served.headers["content-disposition"].startswith("inline;")
+        assert served.headers["content-security-policy"].startswith("sandbox")

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tidings
 from tidings.api.errors import install_error_handlers
+from tidings.api.headers import SecurityHeaders
+from tidings.api.inputs import guard_inputs
 from tidings.api.limits import RequestBodyGuard
 from tidings.automation.routes import router as automation_router
 from tidings.bootstrap import RequestActivity, Tidings
@@ -61,12 +63,14 @@ def create_app(installation: Tidings) -> FastAPI:
         version=tidings.__version__,
         description="Social CRM and marketing automation, WhatsApp first. "
         "Authenticate with `Authorization: Bearer <API key>`.",
+        dependencies=[Depends(guard_inputs)],
     )
     app.state.tidings = installation
     install_error_handlers(app)
     app.add_middleware(ActivityCounter, activity=installation.activity)
     # Outermost: bodies are read (and limited) before a request counts as in flight.
     app.add_middleware(RequestBodyGuard)
+    app.add_middleware(SecurityHeaders)
     app.include_router(workspaces_router, prefix=API_PREFIX)
     app.include_router(contacts_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)

@@ -128,6 +128,6 @@ def decode_cursor(cursor: str | None) -> int | None:
         raise invalid(
             "invalid_cursor", "use the next_cursor of a previous page", field="cursor"
         ) from None
-    if not isinstance(value, int):
+    if not isinstance(value, int) or not 0 <= value < 2**63:
         raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from tidings.channels.domain import DEFAULT_API_VERSION, DEFAULT_GRAPH_URL
+from tidings.kernel.patches import Patch
 from tidings.kernel.timestamps import Timestamp
 
 
@@ -22,9 +23,7 @@ class NumberCreate(BaseModel):
     api_version: str = DEFAULT_API_VERSION
 
 
-class NumberUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NumberUpdate(Patch):
     name: str | None = None
     access_token: str | None = None
     app_secret: str | None = None

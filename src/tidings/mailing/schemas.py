@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from tidings.kernel.patches import Patch
 from tidings.kernel.timestamps import Timestamp
 
 
@@ -27,8 +28,17 @@ class SenderCreate(BaseModel):
     is_active: bool = True
 
 
-class SenderUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SenderUpdate(Patch):
+    clearable = frozenset(
+        {
+            "reply_to",
+            "smtp_username",
+            "smtp_password",
+            "dkim_domain",
+            "dkim_selector",
+            "dkim_private_key",
+        }
+    )
 
     name: str | None = Field(None, min_length=1, max_length=100)
     from_name: str | None = Field(None, min_length=1, max_length=200)
@@ -79,8 +89,8 @@ class TemplateCreate(BaseModel):
     )
 
 
-class TemplateUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TemplateUpdate(Patch):
+    clearable = frozenset({"text"})  # the text part is then made from the HTML
 
     name: str | None = Field(None, min_length=1, max_length=200)
     subject: str | None = Field(None, min_length=1, max_length=300)

@@ -14,7 +14,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from tidings.api.deps import Context
+from tidings.api.headers import user_content_headers
 from tidings.kernel.errors import invalid
+from tidings.kernel.timestamps import Timestamp, in_utc
 from tidings.messaging import inbox, registry
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import Origin, is_window_open
@@ -86,7 +88,10 @@ def _decode_position(cursor: str | None) -> tuple[datetime, int] | None:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(value["at"]), int(value["id"])
+        at, last_id = in_utc(datetime.fromisoformat(value["at"])), int(value["id"])
+        if not 0 <= last_id < 2**63:
+            raise ValueError("id out of range")
+        return at, last_id
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise invalid(
             "invalid_cursor", "use the next_cursor of a previous page", field="cursor"
@@ -390,7 +395,12 @@ def message_media(message_id: int, ctx: Context) -> FileResponse:
     """The file a customer sent, as stored (images over the limit re-encoded as JPEG, I5)."""
     stored = inbox.stored_media_of(ctx.session, ctx.workspace, message_id)
     path = ctx.tidings.media_store.path_of(str(stored["path"]))
-    return FileResponse(path, media_type=str(stored["mime_type"]))
+    mime_type = str(stored["mime_type"])
+    return FileResponse(
+        path,
+        media_type=mime_type,
+        headers=user_content_headers(mime_type, str(stored.get("filename") or path.name)),
+    )
 
 
 # --- The template registry --------------------------------------------------------------------
@@ -447,8 +457,8 @@ def sync_templates(number_id: int, ctx: Context) -> TemplateSyncRead:
 @router.get("/reports/costs")
 def cost_report(
     ctx: Context,
-    since: Annotated[datetime, Query(description="start (ISO-8601 with a zone)")],
-    until: Annotated[datetime | None, Query(description="end; now by default")] = None,
+    since: Annotated[Timestamp, Query(description="start (ISO-8601 with a zone)")],
+    until: Annotated[Timestamp | None, Query(description="end; now by default")] = None,
 ) -> CostReportRead:
     """What WhatsApp messages delivered in the period cost (P9), per category, per paid
     conversation and per customer acquired (first order in the period)."""

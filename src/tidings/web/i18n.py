@@ -274,6 +274,7 @@ WORDS: dict[str, dict[str, str]] = {
         "pick_conversation": "Pick a conversation on the left.",
         "reply_placeholder": "Type a reply — / for quick replies",
         "send": "Send",
+        "download_attachment": "Download the file",
         "window_open_until": "24-hour window open until {time}",
         "window_closed": "The 24-hour window is closed: only an approved template can reach "
         "this customer.",
@@ -556,6 +557,7 @@ WORDS: dict[str, dict[str, str]] = {
         "pick_conversation": "เลือกบทสนทนาทางซ้าย",
         "reply_placeholder": "พิมพ์ข้อความตอบกลับ — พิมพ์ / เพื่อใช้ข้อความด่วน",
         "send": "ส่ง",
+        "download_attachment": "ดาวน์โหลดไฟล์",
         "window_open_until": "หน้าต่าง 24 ชั่วโมงเปิดถึง {time}",
         "window_closed": "หน้าต่าง 24 ชั่วโมงปิดแล้ว: ส่งได้เฉพาะเทมเพลตที่อนุมัติแล้วเท่านั้น",
         "pick_template": "ส่งเทมเพลต",
@@ -837,6 +839,7 @@ WORDS: dict[str, dict[str, str]] = {
         "pick_conversation": "請從左側選擇對話。",
         "reply_placeholder": "輸入回覆 — 輸入 / 使用快速回覆",
         "send": "傳送",
+        "download_attachment": "下載檔案",
         "window_open_until": "24 小時視窗開放至 {time}",
         "window_closed": "24 小時視窗已關閉：只能傳送已核准的範本給這位顧客。",
         "pick_template": "傳送範本",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from datetime import time
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tidings.kernel.errors import forbidden, invalid
 
@@ -53,7 +55,8 @@ def check_can_grant(granter: Role, granted: Role) -> None:
 class WorkspacePolicy(BaseModel):
     """Sending and automation policy; every figure is a default a workspace may change."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No infinities or NaN: a figure must be a number that JSON can store and read back.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     service_window_hours: int = Field(24, ge=1, le=168, description="P1 free-form window")
     non_opted_in_templates_per_day: int = Field(1, ge=0, description="P2")
@@ -161,3 +164,19 @@ class Principal(BaseModel):
     def require(self, role: Role, *, action: str) -> None:
         """Raises ``TidingsError`` (403) unless this principal holds ``role``."""
         check_role(self.role, role, action=action)
+
+
+def usable_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The stored overrides that still make a valid policy, and the names of those that do
+    not (written by an older version, or by hand): each is judged on its own, so one bad
+    figure falls back to its default instead of making the whole policy unreadable."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, value in overrides.items():
+        try:
+            WorkspacePolicy(**{name: value})
+        except (ValidationError, TypeError):
+            dropped.append(name)
+        else:
+            kept[name] = value
+    return kept, dropped

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, WebSession, Workspace
@@ -89,3 +90,27 @@ def find_membership(session: Session, team: Team, user_id: int) -> TeamMember | 
     return session.scalar(
         select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.user_id == user_id)
     )
+
+
+def end_user_sessions(session: Session, user: User, *, now: datetime) -> int:
+    """End every open web session of ``user``; returns how many were open."""
+    ended = session.scalars(
+        update(WebSession)
+        .where(WebSession.user_id == user.id, WebSession.ended_at.is_(None))
+        .values(ended_at=now)
+        .returning(WebSession.id)
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    return len(ended)
+
+
+def revoke_user_keys(session: Session, user: User, *, now: datetime) -> int:
+    """Revoke every API key ``user`` created; returns how many were live."""
+    revoked = session.scalars(
+        update(ApiKey)
+        .where(ApiKey.created_by_user_id == user.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(ApiKey.id)
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    return len(revoked)

@@ -97,6 +97,17 @@ def update_agent(agent_id: int, body: AgentUpdate, ctx: Context) -> AgentRead:
     return AgentRead.model_validate(user)
 
 
+@router.post("/agents/{agent_id}/sign-out-everywhere")
+def sign_out_everywhere(agent_id: int, ctx: Context) -> dict[str, int]:
+    """End every web session of a user at once: their own, or anyone's for an admin."""
+    if agent_id != ctx.principal.user_id:
+        ctx.require(Role.ADMIN, action="signing other users out")
+    ended = service.end_sessions_everywhere(
+        ctx.session, workspace=ctx.workspace, user_id=agent_id, now=ctx.now
+    )
+    return {"sessions_ended": ended}
+
+
 @router.get("/api-keys")
 def list_api_keys(ctx: Context) -> list[ApiKeyRead]:
     ctx.require(Role.ADMIN, action="listing API keys")

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tidings.kernel.patches import Patch
 from tidings.kernel.timestamps import Timestamp
 from tidings.workspaces.domain import Role
 
@@ -25,9 +26,7 @@ class WorkspaceRead(BaseModel):
     updated_at: Timestamp
 
 
-class WorkspaceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WorkspaceUpdate(Patch):
     name: str | None = None
     default_region: str | None = None
     timezone: str | None = None
@@ -44,9 +43,7 @@ class AgentCreate(BaseModel):
     password: str | None = None
 
 
-class AgentUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AgentUpdate(Patch):
     name: str | None = None
     role: Role | None = None
     password: str | None = None

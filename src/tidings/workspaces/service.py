@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,12 +21,15 @@ from tidings.workspaces.domain import (
     WorkspacePolicy,
     check_can_grant,
     check_slug,
+    usable_overrides,
 )
 from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, WebSession, Workspace
 
 MIN_PASSWORD_LENGTH = 10
 WEB_SESSION_LIFETIME = timedelta(days=14)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,17 @@ def _checked_policy_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def policy_for(workspace: Workspace) -> WorkspacePolicy:
-    """The workspace's policy: the spec's defaults with its overrides applied."""
-    return WorkspacePolicy(**workspace.policy_overrides)
+    """The workspace's policy: the spec's defaults with its overrides applied.
+
+    Overrides are checked when written; should a stored one be unusable all the same, it is
+    left out (and logged) so that the workspace keeps working on the default figure.
+    """
+    try:
+        return WorkspacePolicy(**workspace.policy_overrides)
+    except (ValidationError, TypeError):
+        kept, dropped = usable_overrides(workspace.policy_overrides)
+        log.error("workspace %s: unusable policy overrides ignored: %s", workspace.id, dropped)
+        return WorkspacePolicy(**kept)
 
 
 def create_user(
@@ -141,7 +154,11 @@ def create_user(
         email=address,
         name=name.strip(),
         role=role.value,
-        password_hash=_checked_password_hash(password) if password is not None else None,
+        password_hash=(
+            _checked_password_hash(password, email=address, workspace_name=workspace.name)
+            if password is not None
+            else None
+        ),
         is_active=True,
         created_at=now,
         updated_at=now,
@@ -173,7 +190,11 @@ def update_user(
             raise invalid("required", "a user needs a name", field="name")
         user.name = changes["name"].strip()
     if changes.get("password") is not None:
-        user.password_hash = _checked_password_hash(changes["password"])
+        user.password_hash = _checked_password_hash(
+            changes["password"], email=user.email, workspace_name=workspace.name
+        )
+        # Whoever signed in with the old password is signed out.
+        repository.end_user_sessions(session, user, now=now)
     demotes = changes.get("role") is not None and Role(changes["role"]) != Role.OWNER
     deactivates = changes.get("is_active") is False
     if user.role == Role.OWNER and (demotes or deactivates):
@@ -183,6 +204,10 @@ def update_user(
         user.role = Role(changes["role"]).value
     if changes.get("is_active") is not None:
         user.is_active = bool(changes["is_active"])
+    if deactivates:
+        # A deactivated user can do nothing: no session, and no key they made, still works.
+        repository.end_user_sessions(session, user, now=now)
+        repository.revoke_user_keys(session, user, now=now)
     user.updated_at = now
     session.flush()
     return user
@@ -214,14 +239,21 @@ def normalize_login_email(email: str) -> str:
         raise invalid("invalid_email", str(error), field="email") from None
 
 
-def _checked_password_hash(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise invalid(
-            "weak_password",
-            f"use at least {MIN_PASSWORD_LENGTH} characters",
-            field="password",
-        )
+def _checked_password_hash(password: str, *, email: str, workspace_name: str) -> str:
+    problem = security.password_weakness(
+        password, minimum=MIN_PASSWORD_LENGTH, personal=(email, email.split("@")[0], workspace_name)
+    )
+    if problem is not None:
+        raise invalid("weak_password", problem, field="password")
     return security.hash_password(password)
+
+
+def end_sessions_everywhere(
+    session: Session, *, workspace: Workspace, user_id: int, now: datetime
+) -> int:
+    """Sign a user out of every browser at once; returns how many sessions were open."""
+    user = get_user_or_404(session, workspace, user_id)
+    return repository.end_user_sessions(session, user, now=now)
 
 
 def authenticate_password(
@@ -365,6 +397,11 @@ def authenticate_api_key(
     workspace = repository.get_workspace(session, key.workspace_id)
     if workspace is None:
         raise unauthenticated("unknown or revoked API key")
+    if key.created_by_user_id is not None:
+        # Keys are revoked with their maker; this also covers keys from before that rule.
+        maker = repository.get_user(session, workspace, key.created_by_user_id)
+        if maker is None or not maker.is_active:
+            raise unauthenticated("unknown or revoked API key")
     if may_write and (key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION):
         key.last_used_at = now
     principal = Principal(

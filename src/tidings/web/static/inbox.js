@@ -131,6 +131,12 @@ function messageItem(message) {
     image.alt = messageText(message);
     image.loading = "lazy";
     item.append(image);
+  } else if (["document", "video", "audio"].includes(message.kind) && message.direction === "in") {
+    // Downloaded, never opened in the app's origin: the server sends it as an attachment.
+    const file = element("a", "attachment", T.download_attachment);
+    file.href = `/api/v1/messages/${message.id}/media`;
+    file.setAttribute("download", "");
+    item.append(file);
   }
   item.append(element("div", "text", messageText(message)));
   const meta = element("div", "meta", when(message.created_at || message.sent_at));
