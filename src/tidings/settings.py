@@ -7,6 +7,8 @@ not here: they live in the database (see ``workspaces.domain.WorkspacePolicy``).
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -15,6 +17,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tidings.kernel.errors import TidingsError
 
 PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 - the value refused at start
+SECRET_FILE = "secret-key"  # noqa: S105 - a file name, in the data folder (mode 0600)
+
+
+def ensure_data_dir(data_dir: Path) -> Path:
+    """The data folder, created readable by its owner only (it holds the database, the
+    secret key and customers' files)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return data_dir
+
+
+def ensure_secret_file(data_dir: Path) -> str:
+    """The installation's generated secret, made once (mode 0600) and kept in the data folder."""
+    path = ensure_data_dir(data_dir) / SECRET_FILE
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(secret + "\n")
+    return secret
 
 
 class Settings(BaseSettings):
@@ -57,6 +80,14 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'tidings.db').as_posix()}"
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
+        if self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
+            # TIDINGS_SECRET_KEY unset: the key `tidings init` generated, or for a demo one
+            # made now — never a key that is printed in this source file.
+            kept = self.data_dir / SECRET_FILE
+            if kept.is_file():
+                self.secret_key = SecretStr(kept.read_text(encoding="utf-8").strip())
+            elif self.demo:
+                self.secret_key = SecretStr(ensure_secret_file(self.data_dir))
         return self
 
     @property
@@ -73,8 +104,9 @@ class Settings(BaseSettings):
         if not self.demo and (secret == PLACEHOLDER_SECRET or len(secret) < 16):
             raise TidingsError(
                 "placeholder_secret",
-                "set TIDINGS_SECRET_KEY to a random string of 16+ characters "
-                "(or run with --demo for a local trial)",
+                "no secret key: run `tidings init` (it writes one into the data folder), or "
+                "set TIDINGS_SECRET_KEY to a random string of 16+ characters; "
+                "`tidings serve --demo` is a local trial that makes its own",
                 "TIDINGS_SECRET_KEY",
             )
 

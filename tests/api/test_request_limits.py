@@ -4,12 +4,16 @@ and an anonymous caller is refused before it can send anything large."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
+from tidings.api.app import create_app
 from tidings.api.limits import JSON_BODY_LIMIT, WEBHOOK_BODY_LIMIT, body_limit
+from tidings.bootstrap import build
 from tidings.contacts.routes import MAX_IMPORT_BYTES
+from tidings.settings import load_settings
 
 
 def test_a_json_body_over_the_limit_is_refused_with_the_limit(
@@ -88,3 +92,20 @@ def test_a_content_length_that_is_not_a_number_is_a_bad_request(
         headers={**tenant.headers(), "content-type": "application/json", "content-length": "x"},
     )
     assert answer.status_code == 400
+
+
+def test_health_answers_503_naming_the_database_when_it_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    unreachable = build(
+        load_settings(
+            database_url="postgresql://nobody@127.0.0.1:9/none", data_dir=tmp_path / "data"
+        )
+    )
+    try:
+        with TestClient(create_app(unreachable)) as client:
+            answer = client.get("/health")
+        assert answer.status_code == 503
+        assert answer.json()["failing"] == "database"
+    finally:
+        unreachable.close()

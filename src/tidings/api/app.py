@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tidings
@@ -35,6 +36,7 @@ from tidings.webhooks.routes import router as webhooks_router
 from tidings.workspaces.routes import router as workspaces_router
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
 
 
 class ActivityCounter:
@@ -91,20 +93,35 @@ def create_app(installation: Tidings) -> FastAPI:
     def root() -> RedirectResponse:
         return RedirectResponse("/app/inbox", status_code=303)
 
-    @app.get("/health", tags=["operations"])
-    def health(request: Request) -> dict[str, Any]:
-        """Liveness and readiness: database reachable, schema current, workers alive."""
+    @app.get("/health", tags=["operations"], responses={503: {"description": "a part is down"}})
+    def health(request: Request) -> JSONResponse:
+        """Liveness and readiness: database reachable, schema current, workers alive; 503
+        naming the failing part when the database cannot be reached."""
         inst: Tidings = request.app.state.tidings
-        with inst.db.reading() as session:
-            session.execute(text("SELECT 1"))
-            workers = live_workers(session, now=inst.clock.now(), within=timedelta(minutes=2))
-        revision, head = current_revision(inst.db.engine), head_revision()
-        return {
-            "status": "ok" if revision == head else "migrations_pending",
-            "version": tidings.__version__,
-            "database": inst.db.engine.dialect.name,
-            "schema_revision": revision,
-            "workers_alive": len(workers),
-        }
+        try:
+            with inst.db.reading() as session:
+                session.execute(text("SELECT 1"))
+                workers = live_workers(session, now=inst.clock.now(), within=timedelta(minutes=2))
+            revision, head = current_revision(inst.db.engine), head_revision()
+        except SQLAlchemyError as error:
+            log.error("health: the database cannot be reached: %s", error)
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "failing": "database",
+                    "message": "the database cannot be reached",
+                    "version": tidings.__version__,
+                },
+                status_code=503,
+            )
+        return JSONResponse(
+            {
+                "status": "ok" if revision == head else "migrations_pending",
+                "version": tidings.__version__,
+                "database": inst.db.engine.dialect.name,
+                "schema_revision": revision,
+                "workers_alive": len(workers),
+            }
+        )
 
     return app

@@ -151,6 +151,7 @@ def _start_demo_simulator(inst: Tidings, host: str, port: int) -> RunningSimulat
 def worker_command() -> None:
     """Run the scale-out worker loop until SIGTERM/SIGINT (then finish the batch in flight)."""
     with installation() as inst:
+        inst.settings.check_production_ready()
         logging.basicConfig(
             level=inst.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )

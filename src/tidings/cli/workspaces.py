@@ -9,6 +9,7 @@ from rich.table import Table
 
 from tidings.automation.defaults import install_defaults
 from tidings.cli.common import console, installation, pick_workspace, require_schema
+from tidings.settings import PLACEHOLDER_SECRET, SECRET_FILE, ensure_secret_file, load_settings
 from tidings.workspaces import service
 from tidings.workspaces.domain import Role
 
@@ -29,7 +30,14 @@ def init(
         str | None, typer.Option(help="Owner's password (10+ chars).")
     ] = None,
 ) -> None:
-    """Create or upgrade the database; on an empty one, add a workspace, its owner and a key."""
+    """Create or upgrade the database; on an empty one, add a workspace, its owner and a key.
+
+    Without TIDINGS_SECRET_KEY, a generated secret is written into the data folder (mode
+    0600) and used by every later command on this machine."""
+    settings = load_settings()
+    if settings.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
+        ensure_secret_file(settings.data_dir)
+        console.print(f"A secret key was generated in {settings.data_dir / SECRET_FILE}.")
     with installation() as inst:
         inst.migrate()
         with inst.db.transaction() as session:

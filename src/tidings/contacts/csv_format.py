@@ -203,6 +203,24 @@ def _check_target(target: str, specs: Mapping[str, FieldSpec]) -> str:
     )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"):
+# exported cells that do are prefixed with an apostrophe, which spreadsheets hide and which an
+# import takes off again, so that export → import still round-trips exactly.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guarded_cell(value: str) -> str:
+    """A cell as exported: never read as a formula by a spreadsheet."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unguarded_cell(value: str) -> str:
+    """The cell's value, without the apostrophe :func:`guarded_cell` put before it."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
 def parse_row(
     line: int,
     values: Sequence[str],
@@ -223,8 +241,13 @@ def parse_row(
     raw_fields: dict[str, tuple[str, str]] = {}
     custom: dict[str, tuple[str, str]] = {}
     for index, target in enumerate(plan.targets):
-        value = values[index].strip() if index < len(values) else ""
+        value = unguarded_cell(values[index].strip()) if index < len(values) else ""
         if target == IGNORE or not value:
+            continue
+        if "\x00" in value:
+            problems.append(
+                RowProblem(plan.headers[index], "", "nul_character", "contains a NUL character")
+            )
             continue
         column = plan.headers[index]
         if target in STANDARD_FIELDS:

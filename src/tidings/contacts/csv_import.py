@@ -18,7 +18,7 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
-from tidings.contacts.csv_format import STANDARD_FIELDS, ContactRow, RowProblem
+from tidings.contacts.csv_format import STANDARD_FIELDS, ContactRow, RowProblem, guarded_cell
 from tidings.contacts.domain import PHONE_COUNTRY, LifecycleStage, tag_key
 from tidings.contacts.orm import (
     Consent,
@@ -542,4 +542,4 @@ def _export_row(
             cells.append("" if status is None else "yes" if status == "opted_in" else "no")
         else:
             cells.append(getattr(contact, column).isoformat())
-    return cells
+    return [guarded_cell(cell) for cell in cells]

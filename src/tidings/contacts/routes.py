@@ -52,6 +52,7 @@ from tidings.contacts.schemas import (
 from tidings.contacts.service import ContactView
 from tidings.kernel.errors import invalid
 from tidings.workspaces.domain import Role
+from tidings.workspaces.service import policy_for
 
 router = APIRouter(tags=["contacts"])
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -173,7 +174,10 @@ def upsert_contact(body: ContactUpsert, ctx: Context) -> UpsertResult:
 
 @router.get("/contacts/export", response_class=StreamingResponse)
 def export_contacts(ctx: Context) -> StreamingResponse:
-    """All contacts as CSV, in the format ``/contacts/import`` reads back."""
+    """All contacts as CSV, in the format ``/contacts/import`` reads back; for admins, and
+    for agents where the workspace's ``agents_may_export_contacts`` allows it."""
+    if not policy_for(ctx.workspace).agents_may_export_contacts:
+        ctx.require(Role.ADMIN, action="exporting every contact")
     buffer = io.StringIO()
     for _ in write_export(ctx.session, workspace=ctx.workspace, out=buffer):
         pass

@@ -49,7 +49,8 @@ def json_text(value: Any) -> str:
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The database holds customers' data: its folder and files are the owner's alone.
+        Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(
         url,
         echo=echo,
@@ -60,6 +61,8 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if database and database != ":memory:":
+            _owner_only(Path(database))
         # Take transaction control away from pysqlite so that we can emit BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -77,6 +80,16 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
         connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _owner_only(database: Path) -> None:
+    """The SQLite file and its journals, readable and writable by their owner only."""
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except FileNotFoundError:
+            continue
 
 
 def read_only_engine(engine: Engine) -> Engine:

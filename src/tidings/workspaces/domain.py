@@ -106,6 +106,9 @@ class WorkspacePolicy(BaseModel):
     duplicate_evidence_days: int = Field(90, ge=1, description="C3")
     slow_response_seconds: int = Field(360, ge=1, description="R1: flag agents above 6 min")
     email_tracking: bool = Field(True, description="e-mail open pixel and click-redirect links")
+    agents_may_export_contacts: bool = Field(
+        False, description="agents may download every contact as CSV (admins always may)"
+    )
     email_machine_seconds: float = Field(
         10, ge=0, le=3600, description="opens and clicks this soon after sending count as machine"
     )
