@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="Tests and demos: read the time from this file (ISO 8601), which another "
         "process moves, instead of the system clock.",
     )
+    secure_cookies: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure even when requests reach this process over "
+        "plain HTTP (behind a TLS proxy); on by itself when public_url is https.",
+    )
     allow_private_webhooks: bool = Field(
         default=False, description="Let outgoing webhooks reach private/loopback addresses."
     )

@@ -3,10 +3,13 @@ needs the session's CSRF token, and signing out ends it at once."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
+from tidings.kernel.clock import VirtualClock
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import Role
 
@@ -99,3 +102,64 @@ def test_every_page_is_under_a_strict_content_security_policy(
         assert "<script>" not in page.text  # no inline script for the policy to allow
     api = client.get("/api/v1/conversations")
     assert api.headers["x-content-type-options"] == "nosniff"
+
+
+def test_wrong_passwords_slow_an_account_down_even_for_the_right_one(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    agent(tidings, tenant)
+    for _ in range(5):
+        assert sign_in(client, tenant, "a wrong password") == 401
+    # From the fifth failure on, every try waits — the right password too.
+    assert sign_in(client, tenant) == 429
+    refused = client.post(
+        "/app/login",
+        data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "Too many failed sign-ins" in refused.text
+    # Each further failure doubles the wait.
+    clock = tidings.clock
+    assert isinstance(clock, VirtualClock)
+    clock.advance(timedelta(seconds=2))
+    assert sign_in(client, tenant, "still wrong") == 401
+    clock.advance(timedelta(seconds=1))
+    assert sign_in(client, tenant) == 429  # 2 s now, 1 s passed
+    clock.advance(timedelta(seconds=2))
+    assert sign_in(client, tenant) == 303
+    # The account's count is cleared by its owner's success.
+    client.cookies.clear()
+    assert sign_in(client, tenant, "a slip") == 401
+    assert sign_in(client, tenant) == 303
+
+
+def test_one_address_trying_many_accounts_is_slowed_down(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    agent(tidings, tenant)
+    for i in range(20):
+        answer = client.post(
+            "/app/login",
+            data={"workspace": tenant.slug, "email": f"guess{i}@teahouse.example", "password": "x"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 401
+    assert sign_in(client, tenant) == 429
+
+
+def test_the_session_cookie_is_secure_when_the_public_address_is_https(
+    tidings: Tidings, tenant: Tenant
+) -> None:
+    from tidings.api.app import create_app
+
+    agent(tidings, tenant)
+    tidings.settings.public_url = "https://crm.teahouse.example"
+    with TestClient(create_app(tidings)) as client:
+        response = client.post(
+            "/app/login",
+            data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": PASSWORD},
+            follow_redirects=False,
+        )
+    assert response.status_code == 303
+    assert "secure" in response.headers["set-cookie"].lower()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -115,20 +116,35 @@ async def login(
     if not _same_origin(request):
         return _page(request, "login.html", 403, workspace=workspace, email=email, error="origin")
     inst = _tidings(request)
-    try:
-        _, token = await inst.db.write(
-            lambda session: workspaces.open_web_session(
-                session,
-                workspace_slug=workspace,
-                email=email,
-                password=password,
-                now=inst.clock.now(),
-            )
+    address = request.client.host if request.client else None
+    outcome = await inst.db.write(
+        lambda session: workspaces.attempt_sign_in(
+            session,
+            workspace_slug=workspace,
+            email=email,
+            password=password,
+            address=address,
+            now=inst.clock.now(),
         )
-    except TidingsError:
+    )
+    if outcome.retry_after is not None:
+        seconds = math.ceil(outcome.retry_after.total_seconds())
+        page = _page(
+            request,
+            "login.html",
+            429,
+            workspace=workspace,
+            email=email,
+            error="throttled",
+            minutes=max(1, math.ceil(seconds / 60)),
+        )
+        page.headers["Retry-After"] = str(seconds)
+        return page
+    if outcome.token is None:
         return _page(
             request, "login.html", 401, workspace=workspace, email=email, error="wrong_login"
         )
+    token = outcome.token
     response = RedirectResponse("/app/inbox", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -136,7 +152,11 @@ async def login(
         max_age=int(workspaces.WEB_SESSION_LIFETIME.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=(
+            request.url.scheme == "https"
+            or inst.settings.secure_cookies
+            or inst.settings.public_url.startswith("https://")
+        ),
     )
     return response
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from datetime import time
+from datetime import time, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -183,3 +183,19 @@ def usable_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list
         else:
             kept[name] = value
     return kept, dropped
+
+
+# Sign-in throttling: an account may fail this many times, an address (which may be a whole
+# office behind one router) more, before each further try must wait; the wait doubles with
+# each failure up to a cap, and the count is forgotten an hour after the last failure.
+ACCOUNT_FREE_FAILURES = 5
+ADDRESS_FREE_FAILURES = 20
+MAX_SIGN_IN_WAIT = timedelta(minutes=15)
+SIGN_IN_MEMORY = timedelta(hours=1)
+
+
+def sign_in_wait(failures: int, *, free: int) -> timedelta:
+    """How long to refuse every try after ``failures`` failures in a row."""
+    if failures < free:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** min(failures - free, 20)), MAX_SIGN_IN_WAIT)

@@ -88,3 +88,16 @@ class TeamMember(WorkspaceOwned, Base):
 
     team_id: Mapped[int] = mapped_column(IdType, ForeignKey("teams.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"))
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins of one account (``account:<workspace slug>:<e-mail>``) or one address
+    (``address:<ip>``): after a few, each further try waits longer (see
+    ``domain.sign_in_wait``)."""
+
+    __tablename__ = "sign_in_throttles"
+
+    subject: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,24 +13,37 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from tidings.kernel.errors import conflict, invalid, not_found, unauthenticated
+from tidings.kernel.errors import TidingsError, conflict, invalid, not_found, unauthenticated
 from tidings.kernel.localization import check_locale, check_region, check_timezone
 from tidings.workspaces import repository, security
 from tidings.workspaces.domain import (
+    ACCOUNT_FREE_FAILURES,
+    ADDRESS_FREE_FAILURES,
+    SIGN_IN_MEMORY,
     Principal,
     Role,
     WorkspacePolicy,
     check_can_grant,
     check_slug,
+    sign_in_wait,
     usable_overrides,
 )
-from tidings.workspaces.orm import ApiKey, Team, TeamMember, User, WebSession, Workspace
+from tidings.workspaces.orm import (
+    ApiKey,
+    SignInThrottle,
+    Team,
+    TeamMember,
+    User,
+    WebSession,
+    Workspace,
+)
 
 MIN_PASSWORD_LENGTH = 10
 WEB_SESSION_LIFETIME = timedelta(days=14)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("tidings.audit")
 
 
 @dataclass(frozen=True)
@@ -529,3 +543,61 @@ def remove_team_member(
 def delete_team(session: Session, *, workspace: Workspace, team_id: int) -> None:
     session.delete(get_team_or_404(session, workspace, team_id))
     session.flush()
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What came of a sign-in: a session token, or why not (``retry_after`` when throttled)."""
+
+    token: str | None = None
+    refusal: TidingsError | None = None
+    retry_after: timedelta | None = None
+
+
+def attempt_sign_in(
+    session: Session,
+    *,
+    workspace_slug: str,
+    email: str,
+    password: str,
+    address: str | None,
+    now: datetime,
+) -> SignIn:
+    """Sign a user in, unless the account or the address has failed too often lately.
+
+    A throttled try is refused before the password is even checked (the right password too),
+    and every failure is written, so this transaction is committed either way.
+    """
+    subjects = {
+        f"account:{workspace_slug.strip().lower()}:{email.strip().lower()}"[:400]: (
+            ACCOUNT_FREE_FAILURES
+        ),
+    }
+    if address:
+        subjects[f"address:{address}"[:400]] = ADDRESS_FREE_FAILURES
+    throttles = {s: session.get(SignInThrottle, s) for s in subjects}
+    blocked = [t.blocked_until for t in throttles.values() if t and t.blocked_until]
+    wait = max((until - now for until in blocked), default=timedelta(0))
+    if wait > timedelta(0):
+        audit.warning("sign-in refused while throttled: %s", ", ".join(subjects))
+        message = f"too many failed sign-ins; try again in {math.ceil(wait.total_seconds())} s"
+        return SignIn(refusal=TidingsError("throttled", message, None, 429), retry_after=wait)
+    try:
+        _, token = open_web_session(
+            session, workspace_slug=workspace_slug, email=email, password=password, now=now
+        )
+    except TidingsError as error:
+        for subject, free in subjects.items():
+            throttle = throttles[subject]
+            if throttle is None or now - throttle.last_failure_at > SIGN_IN_MEMORY:
+                throttle = session.merge(SignInThrottle(subject=subject, failures=0))
+            throttle.failures += 1
+            throttle.last_failure_at = now
+            throttle.blocked_until = now + sign_in_wait(throttle.failures, free=free)
+        audit.warning("sign-in failed: %s", ", ".join(subjects))
+        return SignIn(refusal=error)
+    for subject, throttle in throttles.items():
+        if throttle is not None and subject.startswith("account:"):
+            session.delete(throttle)  # the account's owner is back; the address keeps count
+    audit.info("signed in: %s", next(iter(subjects)))
+    return SignIn(token=token)
