@@ -33,7 +33,7 @@ def fresh_installation(database_url: str | None) -> Tidings:
         url = base.set(database=BENCH_DB).render_as_string(hide_password=False)
     else:
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tidings-bench-')) / 'bench.db'}"
-    installation = build(load_settings(database_url=url, demo=True))
+    installation = build(load_settings(database_url=url, demo=True, egress_allow="127.0.0.0/8"))
     installation.migrate()
     return installation
 

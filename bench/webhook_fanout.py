@@ -25,6 +25,7 @@ from bench.common import fresh_installation, machine, make_workspace
 from tidings.bootstrap import Tidings, tune_garbage_collector
 from tidings.contacts.orm import Contact, ContactEvent
 from tidings.db.base import table_of
+from tidings.egress.policy import EgressPolicy
 from tidings.webhooks import service
 from tidings.webhooks.adapter import Courier
 from tidings.webhooks.jobs import WebhookDispatcher, WebhookFanout
@@ -139,7 +140,10 @@ def fan_out(inst: Tidings) -> float:
 
 
 def dispatch(inst: Tidings, *, limit: int, concurrency: int) -> tuple[float, int]:
-    dispatcher = WebhookDispatcher(box=inst.secret_box, courier=Courier(concurrency=concurrency))
+    dispatcher = WebhookDispatcher(
+        box=inst.secret_box,
+        courier=Courier(policy=EgressPolicy(allow_private=True), concurrency=concurrency),
+    )
     started = time.perf_counter()
     sent = 0
     while (taken := dispatcher.run_pass(inst.db, inst.clock, limit)) > 0:

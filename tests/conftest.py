@@ -92,7 +92,13 @@ def clock() -> VirtualClock:
 @pytest.fixture
 def tidings(database_url: str, clock: VirtualClock, tmp_path: Path) -> Iterator[Tidings]:
     installation = build(
-        load_settings(database_url=database_url, data_dir=tmp_path / "data", demo=True),
+        load_settings(
+            database_url=database_url,
+            data_dir=tmp_path / "data",
+            demo=True,
+            # The operator's permission for the WhatsApp adapter to reach the local simulator.
+            egress_allow="127.0.0.0/8",
+        ),
         clock=clock,
     )
     yield installation

@@ -33,6 +33,7 @@ from tidings.crm_sync.hubspot import CrmClient, HubSpotClient
 from tidings.db.engine import make_engine
 from tidings.db.migrate import upgrade
 from tidings.db.session import Database
+from tidings.egress.policy import EgressPolicy
 from tidings.exports import service as exports
 from tidings.kernel.clock import Clock, SharedVirtualClock, SystemClock
 from tidings.kernel.sealing import SecretBox
@@ -114,9 +115,21 @@ class Tidings:
         upgrade(self.db.engine)
 
     @cached_property
+    def egress_policy(self) -> EgressPolicy:
+        """What the provider adapters may call: the internet, and the operator's networks."""
+        return EgressPolicy.of(self.settings.egress_networks)
+
+    def webhook_policy(self) -> EgressPolicy:
+        """What webhooks may call: the internet, or every private address too where the
+        operator allowed it for the installation (a workspace's own permission widens it
+        per delivery)."""
+        return EgressPolicy(allow_private=self.settings.allow_private_webhooks)
+
+    @cached_property
     def whatsapp(self) -> CloudApiClient:
-        """One connection pool for every Cloud API call of this process."""
-        return CloudApiClient()
+        """One connection pool for every Cloud API call of this process, connecting only to
+        permitted addresses (a number's API address is an admin's input)."""
+        return CloudApiClient(policy=self.egress_policy)
 
     def make_worker(
         self,
@@ -153,7 +166,7 @@ class Tidings:
     @cached_property
     def webhook_courier(self) -> Courier:
         """Kept-open connections to the subscribers' receivers."""
-        return Courier(allow_private=self.settings.allow_private_webhooks)
+        return Courier(policy=self.webhook_policy())
 
     @property
     def exports_root(self) -> Path:
@@ -165,10 +178,7 @@ class Tidings:
 
     def all_sources(self) -> list[WorkSource | PassSource]:
         downloader = MediaDownloader(self.secret_box, self.whatsapp, self.media_store)
-        poster = WebhookPoster(
-            self.settings.secret_key.get_secret_value(),
-            allow_private=self.settings.allow_private_webhooks,
-        )
+        poster = WebhookPoster(self.settings.secret_key.get_secret_value(), self.webhook_policy())
         handlers = {
             MEDIA_JOB: JobHandler(MEDIA_JOB, downloader.handle),
             WEBHOOK_JOB: JobHandler(WEBHOOK_JOB, poster.handle),

@@ -7,11 +7,12 @@ not here: they live in the database (see ``workspaces.domain.WorkspacePolicy``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidings.kernel.errors import TidingsError
@@ -75,6 +76,11 @@ class Settings(BaseSettings):
         description="Mark the session cookie Secure even when requests reach this process over "
         "plain HTTP (behind a TLS proxy); on by itself when public_url is https.",
     )
+    egress_allow: str = Field(
+        default="",
+        description="Networks (CIDR, comma-separated) the WhatsApp adapter may call besides the "
+        "public internet: the local simulator needs 127.0.0.0/8. Empty by default.",
+    )
     allow_private_webhooks: bool = Field(
         default=False, description="Let outgoing webhooks reach private/loopback addresses."
     )
@@ -94,6 +100,20 @@ class Settings(BaseSettings):
             elif self.demo:
                 self.secret_key = SecretStr(ensure_secret_file(self.data_dir))
         return self
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for network in filter(None, (n.strip() for n in value.split(","))):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR, e.g. 127.0.0.0/8)") from None
+        return value
+
+    @property
+    def egress_networks(self) -> list[str]:
+        return [n.strip() for n in self.egress_allow.split(",") if n.strip()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -57,10 +57,26 @@ def jobs(tidings: Tidings) -> list[tuple[str, str | None]]:
     return [(state, error) for state, error in rows]
 
 
+def allow_private(tidings: Tidings, tenant: Tenant, allow: bool) -> None:
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        workspaces.allow_private_webhooks(session, workspace, allow=allow, now=tidings.clock.now())
+
+
 def test_a_sequence_webhook_step_is_signed_and_refused_for_a_private_address_until_allowed(
     client: TestClient, tenant: Tenant, tidings: Tidings, hook: Receiver
 ) -> None:
+    # Refused when saved, naming the step's address.
+    refused = create(client, tenant, flow(hook.url))
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "definition.steps[0].url"
+    assert "non-public address 127.0.0.1" in refused.json()["error"]["message"]
+
+    # Saved once the operator allows it; refused when sent after the permission is withdrawn.
+    allow_private(tidings, tenant, True)
     sequence = create(client, tenant, flow(hook.url)).json()
+    allow_private(tidings, tenant, False)
     first = contact(client, tenant, "林小美", "0912345678")
     client.post(
         f"{API}/sequences/{sequence['id']}/enrollments",
@@ -72,10 +88,7 @@ def test_a_sequence_webhook_step_is_signed_and_refused_for_a_private_address_unt
     [(state, error)] = jobs(tidings)
     assert state in ("queued", "dead") and "non-public address 127.0.0.1" in (error or "")
 
-    with tidings.db.transaction() as session:
-        workspace = workspaces.get_workspace(session, tenant.workspace_id)
-        assert workspace is not None
-        workspaces.allow_private_webhooks(session, workspace, allow=True, now=tidings.clock.now())
+    allow_private(tidings, tenant, True)
     second = contact(client, tenant, "陳大文", "0912345679")
     client.post(
         f"{API}/sequences/{sequence['id']}/enrollments",
@@ -96,3 +109,25 @@ def test_a_sequence_webhook_step_is_signed_and_refused_for_a_private_address_unt
     )
     agent = client.get(f"{API}/webhooks/signing-secret", headers=tenant.headers(Role.AGENT))
     assert agent.status_code == 403
+
+
+def test_a_rule_webhook_to_a_private_address_is_refused_when_saved(
+    client: TestClient, tenant: Tenant, tidings: Tidings
+) -> None:
+    rule = {
+        "name": "Tell the CRM",
+        "definition": {
+            "trigger": {"on": "message_received"},
+            "actions": [
+                {"do": "add_tag", "tag": "wrote"},
+                {"do": "webhook", "url": "http://169.254.169.254/latest/meta-data"},
+            ],
+        },
+    }
+    refused = client.post(f"{API}/rules", json=rule, headers=tenant.headers())
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["field"] == "definition.actions[1].url"
+    saved = client.get(f"{API}/rules", headers=tenant.headers()).json()
+    assert "Tell the CRM" not in {r["name"] for r in saved}
+    allow_private(tidings, tenant, True)
+    assert client.post(f"{API}/rules", json=rule, headers=tenant.headers()).status_code == 201

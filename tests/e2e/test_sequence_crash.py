@@ -89,6 +89,7 @@ class WorkerProcess:
             "TIDINGS_DATA_DIR": str(data_dir),
             "TIDINGS_SECRET_KEY": tidings.settings.secret_key.get_secret_value(),
             "TIDINGS_CLOCK_FILE": str(clock.path),
+            "TIDINGS_EGRESS_ALLOW": "127.0.0.0/8",  # the simulator
             "TIDINGS_WORKER_POLL_SECONDS": "0.05",
             "TIDINGS_WORKER_BATCH_SIZE": "25",  # several transactions per step: room to die in
             "TIDINGS_LOG_LEVEL": "WARNING",

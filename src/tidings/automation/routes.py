@@ -33,6 +33,7 @@ from tidings.automation.schemas import (
     StoreRead,
 )
 from tidings.contacts import service as contacts
+from tidings.webhooks.adapter import check_webhook_addresses
 from tidings.workspaces.domain import Role
 
 router = APIRouter(tags=["automation"])
@@ -189,10 +190,19 @@ def list_rules(ctx: Context) -> list[RuleRead]:
     return [_rule(r) for r in service.list_rules(ctx.session, ctx.workspace)]
 
 
+def _check_webhooks(ctx: Context, rule: dict[str, object]) -> None:
+    """A webhook action may not point at a private address unless the operator allowed it."""
+    policy = ctx.tidings.webhook_policy().widened(
+        allow_private=ctx.workspace.allow_private_webhooks
+    )
+    check_webhook_addresses(rule.get("definition"), policy, prefix="definition")
+
+
 @router.post("/rules", status_code=201)
 def create_rule(body: RuleIn, ctx: Context) -> RuleRead:
     ctx.require(Role.ADMIN, action="defining rules")
     data = body.model_dump(exclude_none=True)
+    _check_webhooks(ctx, data)
     return _rule(service.save_rule(ctx.session, workspace=ctx.workspace, data=data, now=ctx.now))
 
 
@@ -206,6 +216,7 @@ def update_rule(rule_id: int, body: RuleIn, ctx: Context) -> RuleRead:
     ctx.require(Role.ADMIN, action="changing rules")
     rule = service.get_rule_or_404(ctx.session, ctx.workspace, rule_id)
     data = body.model_dump(exclude_none=True)
+    _check_webhooks(ctx, data)
     return _rule(
         service.save_rule(ctx.session, workspace=ctx.workspace, data=data, now=ctx.now, rule=rule)
     )

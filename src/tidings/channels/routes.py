@@ -11,10 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from tidings.api.deps import Context, authenticate_request
 from tidings.bootstrap import Tidings
 from tidings.channels import service
+from tidings.channels.domain import DEFAULT_GRAPH_URL
 from tidings.channels.orm import WhatsAppNumber
 from tidings.channels.schemas import MediaUploaded, NumberCreate, NumberRead, NumberUpdate
 from tidings.channels.whatsapp.client import MediaError, NumberEndpoint
-from tidings.kernel.errors import TidingsError
+from tidings.egress.http import EgressRefusedError, check_url
+from tidings.kernel.errors import TidingsError, invalid
 from tidings.messaging.domain import media_kind_for
 from tidings.workspaces.domain import Role
 
@@ -50,6 +52,7 @@ def read_number(number_id: int, ctx: Context) -> NumberRead:
 @router.post("/whatsapp-numbers", status_code=201)
 def add_number(body: NumberCreate, ctx: Context) -> NumberRead:
     ctx.require(Role.ADMIN, action="adding WhatsApp numbers")
+    _check_reachable(body.api_base_url, ctx)
     number = service.add_number(
         ctx.session,
         workspace=ctx.workspace,
@@ -63,6 +66,8 @@ def add_number(body: NumberCreate, ctx: Context) -> NumberRead:
 @router.patch("/whatsapp-numbers/{number_id}")
 def update_number(number_id: int, body: NumberUpdate, ctx: Context) -> NumberRead:
     ctx.require(Role.ADMIN, action="changing WhatsApp numbers")
+    if body.api_base_url is not None:
+        _check_reachable(body.api_base_url, ctx)
     number = service.update_number(
         ctx.session,
         workspace=ctx.workspace,
@@ -75,6 +80,17 @@ def update_number(number_id: int, body: NumberUpdate, ctx: Context) -> NumberRea
     # see it within the directory's 30 s).
     ctx.tidings.webhook_directory.forget()
     return _read(number, ctx)
+
+
+def _check_reachable(api_base_url: str, ctx: Context) -> None:
+    """The number's access token goes to this address with every call: refuse one in a
+    private network (metadata services, our own hosts) unless the operator allowed it."""
+    if api_base_url.strip().rstrip("/") == DEFAULT_GRAPH_URL:
+        return
+    try:
+        check_url(api_base_url.strip(), ctx.tidings.egress_policy)
+    except EgressRefusedError as refused:
+        raise invalid("refused_address", str(refused), field="api_base_url") from None
 
 
 webhook_router = APIRouter(tags=["webhooks"])

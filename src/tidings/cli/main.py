@@ -79,7 +79,9 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Run the embedded worker in this process.")] = True,
 ) -> None:
     """Run the API and web app (and, by default, one embedded worker) on one machine."""
-    overrides: dict[str, object] = {"demo": True} if demo else {}
+    # A demo's WhatsApp is the simulator on this machine: the demo, and only it, lets the
+    # adapter reach loopback (otherwise the operator's TIDINGS_EGRESS_ALLOW decides).
+    overrides: dict[str, object] = {"demo": True, "egress_allow": "127.0.0.0/8"} if demo else {}
     with installation(**overrides) as inst:
         settings = inst.settings
         settings.check_production_ready()

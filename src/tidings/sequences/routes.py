@@ -28,6 +28,7 @@ from tidings.sequences.schemas import (
     SequenceRead,
     StatusIn,
 )
+from tidings.webhooks.adapter import check_webhook_addresses
 from tidings.workspaces.domain import Role
 
 router = APIRouter(tags=["sequences"])
@@ -40,6 +41,14 @@ def _detail(ctx: Context, sequence: SequenceRecord) -> SequenceDetail:
         definition=version.definition,
         winners=service.split_winners(ctx.session, sequence),
     )
+
+
+def _check_webhooks(ctx: Context, definition: object, prefix: str) -> None:
+    """A webhook step may not point at a private address unless the operator allowed it."""
+    policy = ctx.tidings.webhook_policy().widened(
+        allow_private=ctx.workspace.allow_private_webhooks
+    )
+    check_webhook_addresses(definition, policy, prefix=prefix)
 
 
 @router.post("/sequences", status_code=201)
@@ -55,6 +64,7 @@ def create_sequence(body: SequenceIn, ctx: Context) -> SequenceDetail:
             created_by=ctx.source,
             now=ctx.now,
         )
+    _check_webhooks(ctx, body.definition, "definition")
     return _detail(ctx, sequence)
 
 
@@ -86,6 +96,7 @@ def edit_sequence(sequence_id: int, body: SequenceIn, ctx: Context) -> SequenceD
             created_by=ctx.source,
             now=ctx.now,
         )
+    _check_webhooks(ctx, body.definition, "definition")
     return _detail(ctx, service.get_sequence_or_404(ctx.session, ctx.workspace, sequence_id))
 
 
@@ -199,6 +210,7 @@ def import_file(
         created_by=ctx.source,
         now=ctx.now,
     )
+    _check_webhooks(ctx, service.get_version(ctx.session, imported.sequence).definition, "file")
     return ImportRead(
         sequence=SequenceRead.model_validate(imported.sequence),
         templates_defined=imported.templates_defined,

@@ -13,20 +13,20 @@ resolves to can change after the subscription was made.
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 from sqlalchemy.orm import Session
 
+from tidings.egress.http import EgressRefusedError, GuardedTransport, check_url
+from tidings.egress.policy import EgressPolicy
+from tidings.kernel.errors import invalid
 from tidings.scheduler.orm import BackgroundJob
 from tidings.webhooks.domain import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tidings.workspaces.orm import Workspace
@@ -47,19 +47,12 @@ def workspace_secret(secret_key: str, workspace_id: int) -> str:
     return "whsec_" + digest.hexdigest()
 
 
-def check_public_address(url: str) -> None:
-    """Raises ``WebhookRefusedError`` when the host resolves to a non-public address."""
-    host = urlsplit(url).hostname
-    if not host:
-        raise WebhookRefusedError(f"no host in {url!r}")
+def check_public_address(url: str, policy: EgressPolicy) -> None:
+    """Raises ``WebhookRefusedError`` when ``url`` may not be called under ``policy``."""
     try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError as error:
-        raise WebhookRefusedError(f"cannot resolve {host}: {error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise WebhookRefusedError(f"{host} resolves to the non-public address {address}")
+        check_url(url, policy)
+    except EgressRefusedError as refused:
+        raise WebhookRefusedError(str(refused)) from None
 
 
 def signed_headers(secret: str | bytes, body: bytes, now: datetime) -> dict[str, str]:
@@ -78,21 +71,28 @@ class WebhookPoster:
     the job is retried with backoff and ends ``dead`` with the reason."""
 
     secret_key: str
-    allow_private: bool = False
-    transport: httpx.BaseTransport | None = None
+    policy: EgressPolicy = field(default_factory=EgressPolicy)
+    transport: httpx.BaseTransport | None = None  # tests: a local stand-in
 
     def handle(self, session: Session, job: BackgroundJob, now: datetime) -> None:
         url = str(job.payload["url"])
         workspace = session.get(Workspace, job.workspace_id) if job.workspace_id else None
-        if not (self.allow_private or (workspace is not None and workspace.allow_private_webhooks)):
-            check_public_address(url)
+        policy = self.policy.widened(
+            allow_private=workspace is not None and workspace.allow_private_webhooks
+        )
+        check_public_address(url, policy)
         body = orjson.dumps(job.payload.get("body") or {})
         secret = workspace_secret(self.secret_key, int(job.workspace_id or 0))
         headers = signed_headers(secret, body, now) | {"X-Tidings-Delivery": str(job.id)}
         with httpx.Client(
-            timeout=TIMEOUT, transport=self.transport, follow_redirects=False
+            timeout=TIMEOUT,
+            transport=self.transport or GuardedTransport(policy),
+            follow_redirects=False,
         ) as client:
-            answer = client.post(url, content=body, headers=headers)
+            try:
+                answer = client.post(url, content=body, headers=headers)
+            except EgressRefusedError as refused:  # the name now resolves elsewhere
+                raise WebhookRefusedError(str(refused)) from None
         if answer.status_code >= 300:
             raise WebhookRefusedError(f"{url} answered {answer.status_code}")
 
@@ -126,10 +126,11 @@ class Receipt:
 class Courier:
     """Posts parcels concurrently over kept-open connections (one pool per process)."""
 
-    allow_private: bool = False
+    policy: EgressPolicy = field(default_factory=EgressPolicy)
     concurrency: int = 16
-    transport: httpx.BaseTransport | None = None
-    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    transport: httpx.BaseTransport | None = None  # tests: a local stand-in
+    # One pool for receivers the policy allows, one for workspaces allowed private ones.
+    _clients: dict[bool, httpx.Client] = field(default_factory=dict, init=False, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -146,16 +147,16 @@ class Courier:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            if not (self.allow_private or parcel.allow_private):
-                check_public_address(parcel.url)
+            policy = self.policy.widened(allow_private=parcel.allow_private)
+            check_public_address(parcel.url, policy)
             headers = signed_headers(parcel.secret, parcel.body, now) | {
                 "X-Tidings-Event": parcel.event_type,
                 "X-Tidings-Event-Id": parcel.event_id,
                 "X-Tidings-Delivery": str(parcel.delivery_id),
                 "X-Tidings-Attempt": str(parcel.attempt),
             }
-            answer = self._http().post(parcel.url, content=parcel.body, headers=headers)
-        except WebhookRefusedError as refused:
+            answer = self._http(policy).post(parcel.url, content=parcel.body, headers=headers)
+        except (WebhookRefusedError, EgressRefusedError) as refused:
             return Receipt(parcel.delivery_id, None, f"refused: {refused}", took())
         except httpx.HTTPError as error:
             reason = f"{type(error).__name__}: {error}".strip(": ")
@@ -163,16 +164,18 @@ class Courier:
         complaint = None if answer.is_success else answer.text[:300] or answer.reason_phrase
         return Receipt(parcel.delivery_id, answer.status_code, complaint, took())
 
-    def _http(self) -> httpx.Client:
+    def _http(self, policy: EgressPolicy) -> httpx.Client:
         with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(
+            client = self._clients.get(policy.allow_private)
+            if client is None:
+                limits = httpx.Limits(max_connections=self.concurrency * 2)
+                client = self._clients[policy.allow_private] = httpx.Client(
                     timeout=TIMEOUT,
-                    transport=self.transport,
+                    transport=self.transport or GuardedTransport(policy, limits=limits),
                     follow_redirects=False,
-                    limits=httpx.Limits(max_connections=self.concurrency * 2),
+                    limits=limits,
                 )
-            return self._client
+            return client
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -184,6 +187,32 @@ class Courier:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def check_webhook_addresses(document: object, policy: EgressPolicy, *, prefix: str) -> None:
+    """Refuse a flow or a rule, when it is saved, whose webhook (a step or an action) points
+    at an address the policy refuses: 422 naming the place (``definition.steps[2].url``).
+
+    Raises:
+        TidingsError: for the first refused address.
+    """
+    for path, url in _webhook_urls(document, prefix):
+        try:
+            check_url(url, policy)
+        except EgressRefusedError as refused:
+            raise invalid("refused_address", str(refused), field=path) from None
+
+
+def _webhook_urls(document: object, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(document, dict):
+        is_webhook = "webhook" in (document.get("type"), document.get("do"))
+        if is_webhook and isinstance(document.get("url"), str):
+            yield f"{path}.url", document["url"]
+        for key, value in document.items():
+            yield from _webhook_urls(value, f"{path}.{key}")
+    elif isinstance(document, list):
+        for index, item in enumerate(document):
+            yield from _webhook_urls(item, f"{path}[{index}]")

@@ -76,7 +76,7 @@ def _reachable(ctx: Context) -> service.AddressCheck | None:
 
     def check(url: str) -> None:
         try:
-            check_public_address(url)
+            check_public_address(url, ctx.tidings.webhook_policy())
         except WebhookRefusedError as refused:
             raise ValueError(str(refused)) from None
 

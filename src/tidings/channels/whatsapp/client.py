@@ -17,6 +17,8 @@ import httpx
 
 from tidings import __version__
 from tidings.channels.domain import ProviderError
+from tidings.egress.http import GuardedTransport
+from tidings.egress.policy import EgressPolicy
 
 # Meta's contract constrains the header to ``name/major.minor.patch``.
 USER_AGENT = f"Tidings/{__version__}"
@@ -104,21 +106,26 @@ class CloudApiClient:
         self,
         http: httpx.Client | None = None,
         *,
+        policy: EgressPolicy | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_connections: int = 100,
     ) -> None:
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=2.0,
+        )
         self._http = http or httpx.Client(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            # Only to permitted addresses (by default: the public internet), checked at the
+            # moment of connecting.
+            transport=GuardedTransport(policy or EgressPolicy(), limits=limits),
             # Idle connections are dropped before a server would close them (5 s is common):
             # a request sent on a connection the server is closing at that moment fails after
             # leaving, and a send that may have arrived is "uncertain" (not resent if
             # marketing). Reconnecting after 2 s idle costs a handshake, nothing else.
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=2.0,
-            ),
+            limits=limits,
             headers={"User-Agent": USER_AGENT},
         )
 
