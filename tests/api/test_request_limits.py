@@ -109,3 +109,21 @@ def test_health_answers_503_naming_the_database_when_it_cannot_be_reached(
         assert answer.json()["failing"] == "database"
     finally:
         unreachable.close()
+
+
+def test_the_openapi_document_declares_authentication_and_every_error(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"]["scheme"] == "bearer"
+    assert schemes["webSession"]["in"] == "cookie"
+    operation = document["paths"]["/api/v1/contacts"]["post"]
+    assert {"apiKey": []} in operation["security"]
+    assert {"401", "403", "404", "409", "413", "422"} <= set(operation["responses"])
+
+
+def test_a_method_the_path_does_not_have_is_405_with_allow(
+    client: TestClient, tenant: Tenant
+) -> None:
+    answer = client.put("/api/v1/contacts", json={}, headers=tenant.headers())
+    assert answer.status_code == 405
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}

@@ -11,7 +11,10 @@ from fastapi.testclient import TestClient
 
 from tests.api.test_whatsapp_numbers import number_body
 from tests.conftest import Tenant
+from tests.integration.test_outgoing_pipeline import PERSONAS, customers_write, outbound
+from tests.live import fast_config, live_stack
 from tests.receiver import receiver
+from tidings.bootstrap import Tidings
 from tidings.egress.http import EgressRefusedError, GuardedTransport, check_url
 from tidings.egress.policy import EgressPolicy
 
@@ -82,3 +85,25 @@ def test_the_connection_goes_to_the_address_that_was_checked(rebinding_name: str
         ):
             client.post(url, content=b"{}")
         assert hook.received == []
+
+
+def test_a_send_to_a_refused_api_address_fails_with_the_reason_and_never_leaves(
+    tidings: Tidings, tenant: Tenant
+) -> None:
+    with live_stack(tidings, tenant, fast_config()) as stack:
+        [conversation] = customers_write(stack, [PERSONAS[0]])
+        # The operator withdraws the permission for loopback: the number's address (the
+        # simulator's) is now refused, and its token must not go there.
+        tidings.settings.egress_allow = ""
+        for cached in ("egress_policy", "whatsapp"):
+            tidings.__dict__.pop(cached, None)
+        stack.worker = tidings.make_worker()
+        answer = stack.api.post(
+            f"/api/v1/conversations/{conversation['id']}/messages", json={"text": "謝謝"}
+        )
+        assert answer.status_code == 202, answer.text
+        stack.drain(lambda: [m["status"] for m in outbound(stack)] == ["failed"])
+        [message] = outbound(stack)
+        assert "API address is not allowed" in (message["status_reason"] or "")
+        assert message["attempts"] == 1  # failed at once, not retried
+        assert [e for e in stack.ledger() if e["outcome"] == "accepted"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -12,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tidings
-from tidings.api.errors import install_error_handlers
+from tidings.api.errors import document_errors_and_auth, install_error_handlers
 from tidings.api.headers import SecurityHeaders
 from tidings.api.inputs import guard_inputs
 from tidings.api.limits import RequestBodyGuard
@@ -124,4 +125,12 @@ def create_app(installation: Tidings) -> FastAPI:
             }
         )
 
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors_and_auth(base_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

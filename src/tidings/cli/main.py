@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from typing import Annotated
@@ -15,6 +14,7 @@ from tidings.bootstrap import Tidings
 from tidings.cli.common import console, installation, require_schema
 from tidings.cli.contacts import contacts_app
 from tidings.cli.intents import intents_app
+from tidings.cli.logs import configure_logging
 from tidings.cli.sequences import sequences_app
 from tidings.cli.simulator import simulator
 from tidings.cli.workspaces import apikey_app, init, workspace_app
@@ -85,9 +85,7 @@ def serve(
     with installation(**overrides) as inst:
         settings = inst.settings
         settings.check_production_ready()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(settings.log_level)
         inst.migrate()
         chosen_host, chosen_port = host or settings.host, port or settings.port
         simulated = None
@@ -154,9 +152,7 @@ def worker_command() -> None:
     """Run the scale-out worker loop until SIGTERM/SIGINT (then finish the batch in flight)."""
     with installation() as inst:
         inst.settings.check_production_ready()
-        logging.basicConfig(
-            level=inst.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(inst.settings.log_level)
         require_schema(inst)
         loop = inst.make_worker()
         loop.install_signal_handlers()

@@ -450,6 +450,9 @@ def record_outcome(
     if outcome.state == "unsent":
         failure = FailureClass(FailureAction.RETRY, f"could not reach WhatsApp ({outcome.note})")
         code = None
+    elif outcome.state == "refused":
+        reason = f"the number's API address is not allowed ({outcome.note})"
+        failure, code = FailureClass(FailureAction.FIX_REQUEST, reason), None
     else:
         error = outcome.error
         code = error.code if error else None

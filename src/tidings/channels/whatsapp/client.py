@@ -17,7 +17,7 @@ import httpx
 
 from tidings import __version__
 from tidings.channels.domain import ProviderError
-from tidings.egress.http import GuardedTransport
+from tidings.egress.http import EgressRefusedError, GuardedTransport
 from tidings.egress.policy import EgressPolicy
 
 # Meta's contract constrains the header to ``name/major.minor.patch``.
@@ -40,7 +40,9 @@ class NumberEndpoint:
 
 @dataclass(frozen=True)
 class SendOutcome:
-    state: str  # "accepted" | "rejected" | "unsent" | "uncertain"
+    # "accepted" | "rejected" | "unsent" | "uncertain" | "refused" (the egress guard would
+    # not connect to the number's API address: nothing left, and retrying cannot help)
+    state: str
     message_id: str | None = None
     wa_id: str | None = None
     error: ProviderError | None = None
@@ -139,6 +141,8 @@ class CloudApiClient:
                 json=payload,
                 headers={"Authorization": f"Bearer {endpoint.access_token}"},
             )
+        except EgressRefusedError as refused:
+            return SendOutcome("refused", note=str(refused))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             return SendOutcome("unsent", note=f"{type(error).__name__}: {error}")
         except httpx.TransportError as error:
