@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.common import BENCH_DB, fresh_installation
+from bench.common import BENCH_DB, fresh_installation, machine
 from tidings.channels.whatsapp.webhook import sign
 from tidings.simulator.server import SimulatorConfig
 
@@ -190,9 +190,7 @@ def main() -> None:
         ).json()
         webhook = base + "/webhooks/whatsapp/" + numbers[0]["webhook_url"].rsplit("/", 1)[1]
         database = args.database_url.split(":", 1)[0] if args.database_url else "sqlite"
-        print(
-            f"tidings serve --demo on {database}, {os.cpu_count()} cores; {args.seconds:g} s each"
-        )
+        print(f"tidings serve --demo on {database}; {machine()}; {args.seconds:g} s each")
         run_load(base, key, webhook, 1, args.seconds, server.pid)
         run_load(base, key, webhook, args.writers, args.seconds, server.pid)
     finally:
