@@ -238,3 +238,43 @@ def test_a_client_sending_slowly_holds_up_no_other_writer(stack: Stack) -> None:
     assert outcome["import"].json()["created"] == 15
     # Each quick write took far less than the 3 s the slow body took to arrive.
     assert max(latencies) < 1.5, latencies
+
+
+def test_a_large_import_lets_other_writers_in_between_its_batches(stack: Stack) -> None:
+    """60,000 rows through the API go in batch by batch: webhooks and agents' writes are
+    answered while the import is still running, not after it."""
+    rows = "".join(f"+8869{i:08d},Imported {i}\n" for i in range(60_000))
+    csv_body = ("phone,name\n" + rows).encode()
+    outcome: dict[str, httpx.Response] = {}
+
+    def big_import() -> None:
+        with httpx.Client(base_url=stack.app_url, headers=stack.tenant.headers(), timeout=300) as c:
+            outcome["import"] = c.post(
+                "/api/v1/contacts/import", content=csv_body, headers={"content-type": "text/csv"}
+            )
+
+    importer = threading.Thread(target=big_import)
+    importer.start()
+    deadline = time.monotonic() + 60
+    while contacts_stored(stack.tidings) == 0:  # its first batch is in
+        assert time.monotonic() < deadline and importer.is_alive(), "the import did not start"
+        time.sleep(0.02)
+    for i in range(5):
+        raw = json.dumps(webhook_batch(99, i)).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-hub-signature-256": sign(CONFIG.app_secret, raw),
+        }
+        assert CONFIG.webhook_url is not None
+        assert httpx.post(CONFIG.webhook_url, content=raw, headers=headers).status_code == 200
+        created = stack.api.post("/api/v1/contacts", json={"name": f"Walk-in {i}"})
+        assert created.status_code == 201, created.text
+    assert importer.is_alive(), "the writes above should have gone in between the import's batches"
+    importer.join(timeout=300)
+    assert outcome["import"].status_code == 200, outcome["import"].text
+    assert outcome["import"].json()["created"] == 60_000
+
+
+def contacts_stored(tidings: Tidings) -> int:
+    with tidings.db.reading() as session:
+        return int(session.execute(text("SELECT count(*) FROM contacts")).scalar_one())

@@ -109,7 +109,23 @@ def _parsed_as_form(request: Request) -> bool:
     return content_type.startswith(("multipart/", "application/x-www-form-urlencoded"))
 
 
+async def caller_context(
+    request: Request, tidings: Annotated[Tidings, Depends(get_tidings)]
+) -> AsyncIterator[RequestContext]:
+    """The authenticated caller, for a change that opens its own short transactions (a long
+    import commits batch by batch, so that other writers get their turns in between): the
+    session given is read-only."""
+    async with tidings.db.reading_async() as session:
+        now = tidings.clock.now()
+        principal, workspace = await anyio.to_thread.run_sync(
+            partial(authenticate_request, session, request, now=now)
+        )
+        yield RequestContext(session, workspace, principal, now, tidings)
+
+
 Context = Annotated[RequestContext, Depends(request_context, scope="function")]
+# For routes that commit in several transactions of their own (see caller_context).
+CallerContext = Annotated[RequestContext, Depends(caller_context, scope="function")]
 
 
 def encode_cursor(last_id: int) -> str:
