@@ -196,3 +196,44 @@ def test_json_nested_absurdly_deep_is_refused(client: TestClient, tenant: Tenant
     )
     assert answer.status_code == 422
     assert "nested deeper" in answer.json()["error"]["message"]
+
+
+def test_an_oversized_condition_is_refused_with_the_limit(
+    client: TestClient, tenant: Tenant
+) -> None:
+    condition = {"any": [{"has_tag": f"t{i}"} for i in range(500)]}
+    answer = client.post(
+        "/api/v1/segments/count", json={"condition": condition}, headers=tenant.headers()
+    )
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "condition_too_large" and "200" in error["message"]
+    small = {"any": [{"has_tag": f"t{i}"} for i in range(20)]}
+    counted = client.post(
+        "/api/v1/segments/count", json={"condition": small}, headers=tenant.headers()
+    )
+    assert counted.status_code == 200, counted.text
+
+
+def test_event_properties_custom_fields_and_notes_have_size_caps(
+    client: TestClient, tenant: Tenant
+) -> None:
+    headers = tenant.headers()
+    contact = client.post("/api/v1/contacts", json={"name": "Lin"}, headers=headers).json()
+    events = f"/api/v1/contacts/{contact['id']}/events"
+    big = {"type": "product.viewed", "properties": {"blob": "x" * 20_000}}
+    answer = client.post(events, json=big, headers=headers)
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "properties"
+    fine = {"type": "product.viewed", "properties": {"sku": "TEA-1"}}
+    assert client.post(events, json=fine, headers=headers).status_code == 201
+    fields = client.post(
+        "/api/v1/contacts",
+        json={"name": "Wu", "custom_fields": {"notes": "y" * 5000}},
+        headers=headers,
+    )
+    assert fields.status_code == 422 and fields.json()["error"]["field"] == "custom_fields"
+    many = {f"f{i}": 1 for i in range(101)}
+    answer = client.post(
+        "/api/v1/contacts", json={"name": "Wu", "custom_fields": many}, headers=headers
+    )
+    assert answer.status_code == 422

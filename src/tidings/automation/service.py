@@ -28,9 +28,11 @@ from tidings.automation.orm import (
 )
 from tidings.automation.products import Catalogue, CatalogueEntry
 from tidings.conditions.domain import (
+    MAX_CONDITION_PARTS,
     Condition,
     FieldIs,
     InSegment,
+    count_parts,
     error_path,
     evaluate,
     fold,
@@ -65,6 +67,13 @@ def parse_condition(
     Raises:
         TidingsError: 422 naming ``field`` or the part of it at fault.
     """
+    parts = count_parts(data)
+    if parts > MAX_CONDITION_PARTS:
+        raise invalid(
+            "condition_too_large",
+            f"a condition has at most {MAX_CONDITION_PARTS} parts; this one has {parts}",
+            field=field,
+        )
     try:
         condition = CONDITION.validate_python(data)
     except ValidationError as error:

@@ -768,3 +768,21 @@ def error_path(
         parts.append(f".{key}" if parts else key)
         node = node.get(key) if isinstance(node, Mapping) else None
     return "".join(parts)
+
+
+MAX_CONDITION_PARTS = 200  # nodes of one condition tree: far past any real segment
+
+
+def count_parts(data: Any) -> int:
+    """How many objects and lists a condition, as given, is made of (before it is parsed, so
+    that an enormous one costs nothing to refuse)."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            count += 1
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            count += 1
+            stack.extend(node)
+    return count

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tidings.contacts.domain import (
     Channel,
@@ -14,6 +15,10 @@ from tidings.contacts.domain import (
     LifecycleStage,
 )
 from tidings.kernel.timestamps import Timestamp
+
+MAX_CUSTOM_FIELDS = 100
+MAX_CUSTOM_VALUE_BYTES = 4096
+MAX_EVENT_PROPERTIES_BYTES = 16_384
 
 
 class ConsentIn(BaseModel):
@@ -50,9 +55,23 @@ class ContactFields(BaseModel):
     country: str | None = Field(None, examples=["TW"])
     lifecycle_stage: LifecycleStage | None = None
     score: int | None = None
-    custom_fields: dict[str, Any] | None = None
+    custom_fields: dict[str, Any] | None = Field(
+        None, description=f"at most {MAX_CUSTOM_FIELDS} fields, each value under 4 KB as JSON"
+    )
     lead_source: str | None = None
     do_not_contact: bool | None = None
+
+    @field_validator("custom_fields")
+    @classmethod
+    def _custom_fields_fit(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        if len(value) > MAX_CUSTOM_FIELDS:
+            raise ValueError(f"at most {MAX_CUSTOM_FIELDS} custom fields at once")
+        for key, item in value.items():
+            if len(orjson.dumps(item)) > MAX_CUSTOM_VALUE_BYTES:
+                raise ValueError(f"{key!r}: a value is at most {MAX_CUSTOM_VALUE_BYTES} bytes")
+        return value
 
 
 class ContactCreate(ContactFields):
@@ -165,8 +184,18 @@ class EventIn(BaseModel):
 
     type: str = Field(examples=["order.placed", "product.viewed", "link.clicked"])
     occurred_at: Timestamp | None = Field(None, description="When it happened; defaults to now.")
-    properties: dict[str, Any] = {}
+    properties: dict[str, Any] = Field(default_factory=dict, description="at most 16 KB as JSON")
     idempotency_key: str | None = Field(None, max_length=200)
+
+    @field_validator("properties")
+    @classmethod
+    def _properties_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(orjson.dumps(value))
+        if size > MAX_EVENT_PROPERTIES_BYTES:
+            raise ValueError(
+                f"properties take {size} bytes as JSON; at most {MAX_EVENT_PROPERTIES_BYTES}"
+            )
+        return value
 
 
 class EventRead(BaseModel):

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tidings.kernel.timestamps import Timestamp
 from tidings.messaging.domain import Purpose
 
+MAX_NOTE_CHARACTERS = 10_000  # a team note; longer text belongs in a file
+
 
 class ConversationRead(BaseModel):
     id: int
@@ -141,7 +143,7 @@ class StatusIn(BaseModel):
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    body: str
+    body: str = Field(min_length=1, max_length=MAX_NOTE_CHARACTERS)
 
 
 class NoteRead(BaseModel):
