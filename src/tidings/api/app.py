@@ -17,6 +17,7 @@ from tidings.api.errors import document_errors_and_auth, install_error_handlers
 from tidings.api.headers import SecurityHeaders
 from tidings.api.inputs import guard_inputs
 from tidings.api.limits import RequestBodyGuard
+from tidings.api.middleware import HttpMiddleware
 from tidings.automation.routes import router as automation_router
 from tidings.bootstrap import RequestActivity, Tidings
 from tidings.broadcasts.routes import router as broadcasts_router
@@ -40,16 +41,16 @@ API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
 
 
-class ActivityCounter:
+class ActivityCounter(HttpMiddleware):
     """Counts requests in flight so the embedded worker can give way to them."""
 
     def __init__(self, app: ASGIApp, activity: RequestActivity) -> None:
-        self.app = app
+        super().__init__(app)
         self.activity = activity
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The live feed stays open for as long as a page does: not a request to give way to.
-        if scope["type"] != "http" or scope["path"] == STREAM_PATH:
+        if scope["path"] == STREAM_PATH:
             await self.app(scope, receive, send)
             return
         self.activity.started()

@@ -5,7 +5,9 @@ content that customers sent served so that it can never run as the signed-in age
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from tidings.api.middleware import HttpMiddleware
 
 APP_POLICY = "; ".join(
     (
@@ -61,16 +63,10 @@ def user_content_headers(mime_type: str, filename: str) -> dict[str, str]:
     }
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds the headers every answer needs, keeping any a route set itself."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
 
         async def with_headers(message: Message) -> None:

@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from tidings.api.middleware import HttpMiddleware
 from tidings.contacts.routes import MAX_IMPORT_BYTES
 from tidings.messaging.domain import MB, MEDIA_LIMITS
 
@@ -60,16 +61,10 @@ def _limit_text(limit: int) -> str:
     return f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
 
 
-class RequestBodyGuard:
+class RequestBodyGuard(HttpMiddleware):
     """Enforces :data:`BODY_LIMITS` and reads each body before its route runs."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if path.startswith(API_PREFIX) and not _presents_credentials(headers):
