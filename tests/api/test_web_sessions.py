@@ -163,3 +163,29 @@ def test_the_session_cookie_is_secure_when_the_public_address_is_https(
         )
     assert response.status_code == 303
     assert "secure" in response.headers["set-cookie"].lower()
+
+
+def test_signing_out_behind_a_proxy_ends_the_session_on_the_server(
+    tidings: Tidings, tenant: Tenant
+) -> None:
+    """The proxy serves https://crm.teahouse.example and reaches this process at another
+    address: sign-in and sign-out still work, and signing out ends the session."""
+    from tidings.api.app import create_app
+
+    agent(tidings, tenant)
+    tidings.settings.public_url = "https://crm.teahouse.example"
+    public = {"Origin": "https://crm.teahouse.example"}
+    with TestClient(create_app(tidings), base_url="https://internal:8000") as client:
+        signed_in = client.post(
+            "/app/login",
+            data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": PASSWORD},
+            headers=public,
+            follow_redirects=False,
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        cookie = client.cookies["tidings_session"]
+        client.post(
+            "/app/logout", data={"csrf": csrf_of(client)}, headers=public, follow_redirects=False
+        )
+        client.cookies.set("tidings_session", cookie)  # a copy kept of the cookie
+        assert client.get("/api/v1/conversations").status_code == 401

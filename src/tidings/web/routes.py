@@ -8,6 +8,7 @@ for every client.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import math
 from collections.abc import AsyncIterator
@@ -85,9 +86,13 @@ def _signed_in(request: Request) -> tuple[Principal, Workspace, WebSession] | No
 
 def _same_origin(request: Request) -> bool:
     """A form post from our own pages: browsers send Origin on POSTs; none (old clients,
-    tests) is accepted, since the session cookie is SameSite=Lax anyway."""
+    tests) is accepted, since the session cookie is SameSite=Lax anyway. Behind a proxy the
+    page's origin is the public address, not the one this process is reached at."""
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.url.netloc
+    if origin is None:
+        return True
+    public = urlsplit(_tidings(request).settings.public_url).netloc
+    return urlsplit(origin).netloc in (request.url.netloc, public)
 
 
 @router.get("/app")
@@ -165,7 +170,9 @@ async def login(
 async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     signed = await run_in_threadpool(_signed_in, request)
     token = request.cookies.get(SESSION_COOKIE)
-    if signed is not None and token and csrf == signed[2].csrf_token and _same_origin(request):
+    # The session's CSRF token proves the click came from our own page: the session ends
+    # on the server whatever address the browser saw us at.
+    if signed is not None and token and hmac.compare_digest(csrf, signed[2].csrf_token):
         inst = _tidings(request)
         await inst.db.write(
             lambda session: workspaces.end_web_session(session, token=token, now=inst.clock.now())
