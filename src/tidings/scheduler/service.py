@@ -136,11 +136,12 @@ def finish_job(job: BackgroundJob, *, now: datetime) -> None:
     job.state, job.finished_at, job.attempts = "done", now, job.attempts + 1
 
 
-def fail_job(job: BackgroundJob, *, error: str, now: datetime) -> None:
-    """Retry with backoff while attempts remain; then mark the job dead with its error."""
+def fail_job(job: BackgroundJob, *, error: str, now: datetime, permanent: bool = False) -> None:
+    """Retry with backoff while attempts remain; then mark the job dead with its error. A
+    ``permanent`` failure (retrying cannot help) is dead at once."""
     job.attempts += 1
     job.last_error = error[:4000]
-    if job.attempts >= job.max_attempts:
+    if permanent or job.attempts >= job.max_attempts:
         job.state, job.finished_at = "dead", now
     else:
         job.due_at = now + retry_delay(

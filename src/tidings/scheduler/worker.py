@@ -63,6 +63,10 @@ class JobHandler:
     handle: Callable[[Session, BackgroundJob, datetime], None]
 
 
+class PermanentJobError(Exception):
+    """A background job failed in a way no retry can mend (e.g. its address is refused)."""
+
+
 @dataclass
 class BackgroundJobSource:
     """Runs queued background jobs; each job in a savepoint so one failure spares the others."""
@@ -77,6 +81,9 @@ class BackgroundJobSource:
                 with session.begin_nested():
                     self.handlers[job.kind].handle(session, job, now)
                 service.finish_job(job, now=now)
+            except PermanentJobError as error:
+                log.warning("background job %s (%s) cannot succeed: %s", job.id, job.kind, error)
+                service.fail_job(job, error=f"{error}", now=now, permanent=True)
             except Exception as error:  # a job's failure is recorded, never lost
                 log.exception("background job %s (%s) failed", job.id, job.kind)
                 service.fail_job(job, error=f"{type(error).__name__}: {error}", now=now)

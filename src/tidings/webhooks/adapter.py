@@ -28,6 +28,7 @@ from tidings.egress.http import EgressRefusedError, GuardedTransport, check_url
 from tidings.egress.policy import EgressPolicy
 from tidings.kernel.errors import invalid
 from tidings.scheduler.orm import BackgroundJob
+from tidings.scheduler.worker import PermanentJobError
 from tidings.webhooks.domain import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tidings.workspaces.orm import Workspace
 
@@ -37,6 +38,10 @@ USER_AGENT = "Tidings-Webhook/1"
 
 class WebhookRefusedError(Exception):
     """The address may not be called (private network) or answered with a failure."""
+
+
+class AddressRefusedError(WebhookRefusedError, PermanentJobError):
+    """The address may not be called: a one-off webhook's job ends at once, not retried."""
 
 
 def workspace_secret(secret_key: str, workspace_id: int) -> str:
@@ -80,7 +85,10 @@ class WebhookPoster:
         policy = self.policy.widened(
             allow_private=workspace is not None and workspace.allow_private_webhooks
         )
-        check_public_address(url, policy)
+        try:
+            check_public_address(url, policy)
+        except WebhookRefusedError as refused:
+            raise AddressRefusedError(f"refused: {refused}") from None
         body = orjson.dumps(job.payload.get("body") or {})
         secret = workspace_secret(self.secret_key, int(job.workspace_id or 0))
         headers = signed_headers(secret, body, now) | {"X-Tidings-Delivery": str(job.id)}
@@ -92,7 +100,7 @@ class WebhookPoster:
             try:
                 answer = client.post(url, content=body, headers=headers)
             except EgressRefusedError as refused:  # the name now resolves elsewhere
-                raise WebhookRefusedError(str(refused)) from None
+                raise AddressRefusedError(f"refused: {refused}") from None
         if answer.status_code >= 300:
             raise WebhookRefusedError(f"{url} answered {answer.status_code}")
 
