@@ -9,6 +9,10 @@ cases both.
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,24 +21,59 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import GenerationMode
 
+from tests.conftest import POSTGRES_URL, START, _truncate_all
 from tidings.api.app import create_app
 from tidings.bootstrap import Tidings, build
-from tidings.demo.service import seed_demo
+from tidings.demo.service import find_demo_workspace, seed_demo
+from tidings.kernel.clock import VirtualClock
 from tidings.settings import load_settings
+from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import Role
 
 EXAMPLES = int(os.environ.get("TIDINGS_FUZZ_EXAMPLES", "25"))
 
 
+@dataclass
+class Fuzzed:
+    app: FastAPI
+    installation: Tidings
+
+
+@pytest.fixture(scope="module")
+def fuzzed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fuzzed]:
+    """One demo workspace for every operation (its data grows as the fuzzer writes, as a
+    real one would): seeding a fresh one per operation cost more than the fuzzing."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    if POSTGRES_URL:
+        url: str = request.getfixturevalue("postgres_url")
+        _truncate_all(url)
+    else:
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copy(template, folder / "tidings.db")
+        url = f"sqlite:///{folder / 'tidings.db'}"
+    installation = build(
+        load_settings(database_url=url, data_dir=folder / "data", demo=True),
+        clock=VirtualClock(START),
+    )
+    with installation.db.transaction() as session:
+        seed_demo(session, now=installation.clock.now())
+    yield Fuzzed(create_app(installation), installation)
+    installation.close()
+
+
 @pytest.fixture
-def demo_key(tidings: Tidings) -> str:
-    with tidings.db.transaction() as session:
-        _, key = seed_demo(session, now=tidings.clock.now())
+def owner_key(fuzzed: Fuzzed) -> str:
+    """A fresh owner key for each operation: the one before may have revoked its own."""
+    with fuzzed.installation.db.transaction() as session:
+        workspace = find_demo_workspace(session)
+        assert workspace is not None
+        _, key = workspaces.create_api_key(
+            session, workspace=workspace, name="fuzz", role=Role.OWNER, granted_by=Role.OWNER,
+            created_by_user_id=None, now=fuzzed.installation.clock.now(),
+        )  # fmt: skip
     return key
-
-
-@pytest.fixture
-def app(tidings: Tidings) -> FastAPI:
-    return create_app(tidings)
 
 
 def _document() -> dict[str, Any]:
@@ -62,9 +101,9 @@ schema.config.generation.update(
     suppress_health_check=list(HealthCheck),
 )
 def test_no_operation_answers_with_a_server_error(
-    case: schemathesis.Case, app: FastAPI, demo_key: str
+    case: schemathesis.Case, fuzzed: Fuzzed, owner_key: str
 ) -> None:
-    response = case.call(app=app, headers={"Authorization": f"Bearer {demo_key}"})
+    response = case.call(app=fuzzed.app, headers={"Authorization": f"Bearer {owner_key}"})
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:800]}"
         f"\n{case.as_curl_command()}"
