@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -183,3 +184,21 @@ def test_a_rotated_app_secret_counts_at_once(
     assert post(client, webhook_path, batch("wamid.old")).status_code == 401
     accepted = post(client, webhook_path, batch("wamid.new"), secret="a-rotated-app-secret")
     assert accepted.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"]
+)
+def test_a_body_in_any_unicode_encoding_is_kept_and_split(
+    client: TestClient, tidings: Tidings, webhook_path: str, encoding: str
+) -> None:
+    """RFC 8259 asks for UTF-8; a sender that adds a byte-order mark or writes UTF-16 or
+    UTF-32 (as RFC 4627 allowed) is understood, not answered 400 or 500."""
+    raw = json.dumps(batch(f"wamid.{encoding}"), ensure_ascii=False).encode(encoding)
+    answer = client.post(
+        webhook_path,
+        content=raw,
+        headers={"X-Hub-Signature-256": sign(APP_SECRET, raw), "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert stored(tidings) == [("message", f"message:wamid.{encoding}")]

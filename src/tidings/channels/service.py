@@ -32,6 +32,7 @@ from tidings.channels.domain import (
 from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppNumber, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import NumberEndpoint
 from tidings.channels.whatsapp.webhook import (
+    body_text,
     check_handshake,
     count_updates,
     split_webhook,
@@ -244,7 +245,8 @@ def accept_webhook(
             401,
         )
     try:
-        payload = json.loads(raw_body)
+        text = body_text(raw_body)  # UTF-8 with or without BOM, UTF-16 or UTF-32
+        payload = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise TidingsError("bad_webhook", "the body is not JSON", "body", 400) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
@@ -254,7 +256,7 @@ def accept_webhook(
         {
             "workspace_id": target.workspace_id,
             "number_id": target.number_id,
-            "body": raw_body.decode(),
+            "body": text,
             "received_at": now,
             "split_at": None,
             "updates": 0,

@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 SIGNATURE_PREFIX = "sha256="
 
 
+def body_text(raw_body: bytes) -> str:
+    """A JSON body as text, in whichever Unicode encoding it came (RFC 8259 asks for UTF-8,
+    and RFC 4627 let senders use UTF-16 or UTF-32): the encoding is told by the byte-order
+    mark or by where the first characters' zero bytes fall, and a UTF-8 byte-order mark is
+    dropped rather than refused.
+
+    Raises:
+        UnicodeDecodeError: for bytes that are not text in the encoding found.
+    """
+    return raw_body.decode(json.detect_encoding(raw_body)).removeprefix("\ufeff")
+
+
 def verify_signature(app_secret: str, raw_body: bytes, header: str | None) -> bool:
     """True when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the exact bytes received."""
     if not header or not header.startswith(SIGNATURE_PREFIX) or not app_secret:
