@@ -23,6 +23,7 @@ from tidings.bootstrap import RequestActivity, Tidings
 from tidings.broadcasts.routes import router as broadcasts_router
 from tidings.channels.routes import router as channels_router
 from tidings.channels.routes import webhook_router as whatsapp_webhooks
+from tidings.channels.service import count_quarantined
 from tidings.contacts.routes import router as contacts_router
 from tidings.crm_sync.routes import router as sync_router
 from tidings.db.migrate import current_revision, head_revision
@@ -97,13 +98,15 @@ def create_app(installation: Tidings) -> FastAPI:
 
     @app.get("/health", tags=["operations"], responses={503: {"description": "a part is down"}})
     def health(request: Request) -> JSONResponse:
-        """Liveness and readiness: database reachable, schema current, workers alive; 503
-        naming the failing part when the database cannot be reached."""
+        """Liveness and readiness: database reachable, schema current, workers alive, webhook
+        updates in quarantine; 503 naming the failing part when the database cannot be
+        reached."""
         inst: Tidings = request.app.state.tidings
         try:
             with inst.db.reading() as session:
                 session.execute(text("SELECT 1"))
                 workers = live_workers(session, now=inst.clock.now(), within=timedelta(minutes=2))
+                quarantined = count_quarantined(session)
             revision, head = current_revision(inst.db.engine), head_revision()
         except SQLAlchemyError as error:
             log.error("health: the database cannot be reached: %s", error)
@@ -123,6 +126,9 @@ def create_app(installation: Tidings) -> FastAPI:
                 "database": inst.db.engine.dialect.name,
                 "schema_revision": revision,
                 "workers_alive": len(workers),
+                "webhook_updates_quarantined": quarantined,
+                # What an operator should look at: the service answers, but needs a person.
+                "attention": ["webhook_quarantine"] if quarantined else [],
             }
         )
 

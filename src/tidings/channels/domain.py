@@ -226,6 +226,17 @@ class WebhookBatch:
     others: list[OtherUpdate] = field(default_factory=list)
 
 
+class UnreadableUpdateError(ValueError):
+    """A webhook update whose shape we cannot understand (a message id that is an object, a
+    sender that is a list): it is quarantined with this reason instead of guessed at, and the
+    other updates of its batch go on."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
 class FailureAction(enum.StrEnum):
     """What the outgoing pipeline does after a provider error (X3)."""
 

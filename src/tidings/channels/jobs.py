@@ -5,11 +5,13 @@ finds or creates its contact (by BSUID, then phone), lands in its conversation a
 contact's timeline once (keyed by its WhatsApp id); the first message of a new contact records
 where the lead came from (I6). A status moves its message forward (never back). A row that
 fails — or a status that arrives before the send that caused it was recorded — is retried
-with backoff and given up after ``MAX_ATTEMPTS`` with its error kept, never silently dropped.
+with backoff; one that cannot be understood, or still fails after ``MAX_ATTEMPTS``, is
+quarantined with its reason and raw JSON for an admin to replay, never silently dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -19,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tidings.channels import service as channel_service
-from tidings.channels.domain import InboundMessage
+from tidings.channels.domain import InboundMessage, UnreadableUpdateError
 from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.channels.whatsapp.webhook import parse_webhook
@@ -49,8 +51,9 @@ WA_ID_SYSTEM = "whatsapp"
 
 @dataclass
 class DeliverySplitter:
-    """Splits kept webhook POSTs into updates, each filed once; a body that cannot be split
-    is kept with its error (it was signed by Meta, so it is looked at, not thrown away)."""
+    """Splits kept webhook POSTs into updates, each filed once. A POST that still cannot be
+    split after ``MAX_ATTEMPTS`` passes is quarantined whole (it was signed by Meta, so it is
+    looked at and replayed, not thrown away)."""
 
     name: str = "whatsapp_deliveries"
 
@@ -69,14 +72,25 @@ class DeliverySplitter:
                     channel_service.split_delivery(session, row, now=now)
             except Exception as error:
                 log.exception("webhook delivery %s could not be split", row.id)
-                row.split_at = now
-                row.last_error = f"{type(error).__name__}: {error}"[:4000]
+                row.attempts += 1
+                row.last_error = _reason(error)
+                if row.attempts >= MAX_ATTEMPTS:
+                    _alert("webhook delivery %s quarantined: %s", row.id, row.last_error)
+                    channel_service.quarantine_delivery(
+                        session, row, reason=row.last_error, now=now
+                    )
         return len(rows)
 
 
 @dataclass
 class InboundEventSource:
-    """Processes stored WhatsApp updates; each row in a savepoint so one failure spares the rest."""
+    """Processes stored WhatsApp updates; each row in a savepoint so one failure spares the rest.
+
+    An update that cannot be understood is quarantined at once; one that fails otherwise is
+    retried with backoff and quarantined after ``MAX_ATTEMPTS``. A status whose message never
+    appears (sent by another tool on the same number) is no failure of ours: it is kept
+    processed with the reason.
+    """
 
     name: str = "whatsapp_inbound"
 
@@ -87,6 +101,7 @@ class InboundEventSource:
             select(WhatsAppInboundEvent)
             .where(
                 WhatsAppInboundEvent.processed_at.is_(None),
+                WhatsAppInboundEvent.quarantined_at.is_(None),
                 or_(
                     WhatsAppInboundEvent.retry_at.is_(None),
                     WhatsAppInboundEvent.retry_at <= now,
@@ -101,18 +116,38 @@ class InboundEventSource:
             try:
                 with session.begin_nested():
                     process_event(session, row, now=now, workspaces_seen=seen)
-                row.processed_at = now
-            except Exception as error:  # kept with its error, retried, then given up
+                row.processed_at, row.last_error = now, None
+            except UnreadableUpdateError as error:
+                row.attempts += 1
+                row.last_error = f"not understood: {error}"[:4000]
+                _quarantine(row, now)
+            except Exception as error:  # retried, then quarantined or (not ours) given up
+                row.attempts += 1
+                row.last_error = _reason(error)
+                row.retry_at = now + retry_delay(row.attempts, base=RETRY_BASE, cap=RETRY_CAP)
                 if isinstance(error, messaging.UnknownMessageError):
                     log.info("status for unknown message %s; retrying later", error)
-                else:
-                    log.exception("inbound WhatsApp event %s failed", row.id)
-                row.attempts += 1
-                row.last_error = f"{type(error).__name__}: {error}"[:4000]
-                row.retry_at = now + retry_delay(row.attempts, base=RETRY_BASE, cap=RETRY_CAP)
+                    if row.attempts >= MAX_ATTEMPTS:
+                        row.processed_at = now
+                    continue
+                log.exception("inbound WhatsApp event %s failed", row.id)
                 if row.attempts >= MAX_ATTEMPTS:
-                    row.processed_at = now
+                    _quarantine(row, now)
         return len(rows)
+
+
+def _quarantine(row: WhatsAppInboundEvent, now: datetime) -> None:
+    row.quarantined_at, row.retry_at = now, None
+    _alert("WhatsApp update %s (%s) quarantined: %s", row.id, row.event_key, row.last_error)
+
+
+def _alert(message: str, *args: Any) -> None:
+    """Logged at ERROR, where operators' alerting looks; ``/health`` counts the quarantine."""
+    log.error(message, *args)
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:4000]
 
 
 def process_event(
@@ -122,20 +157,52 @@ def process_event(
     now: datetime,
     workspaces_seen: dict[int, Workspace | None] | None = None,
 ) -> None:
-    """Apply one stored update: a message to its conversation, a status to its message."""
+    """Apply one stored update: a message to its conversation, a status to its message; an
+    update kept as text (a POST that could not be split, an update that could not be stored)
+    is filed again from its text.
+
+    Raises:
+        UnreadableUpdateError: the update cannot be understood (it is quarantined).
+    """
     seen = workspaces_seen if workspaces_seen is not None else {}
     if row.workspace_id not in seen:
         seen[row.workspace_id] = workspaces.get_workspace(session, row.workspace_id)
     workspace = seen[row.workspace_id]
     if workspace is None:
         return
-    batch = parse_webhook(row.payload)
+    if channel_service.RAW_TEXT in row.payload:
+        _file_again(session, row, now)
+        return
+    try:
+        batch = parse_webhook(row.payload)
+    except TidingsError as error:
+        raise UnreadableUpdateError("entry", error.message) from None
     for message in batch.messages:
         record_inbound_message(
             session, workspace=workspace, message=message, number_id=row.number_id, now=now
         )
     for status in batch.statuses:
         messaging.apply_status(session, number_id=row.number_id, update=status, now=now)
+
+
+def _file_again(session: Session, row: WhatsAppInboundEvent, now: datetime) -> None:
+    try:
+        payload = json.loads(str(row.payload[channel_service.RAW_TEXT]))
+    except ValueError as error:
+        raise UnreadableUpdateError("body", f"not JSON: {error}") from None
+    try:
+        _, unstorable = channel_service.file_updates(
+            session,
+            workspace_id=row.workspace_id,
+            number_id=row.number_id,
+            received_at=row.received_at,
+            payload=payload,
+            now=now,
+        )
+    except TidingsError as error:
+        raise UnreadableUpdateError("entry", error.message) from None
+    if row.event_key in unstorable:
+        raise UnreadableUpdateError("update", "it still cannot be stored")
 
 
 def record_inbound_message(

@@ -49,6 +49,7 @@ class WhatsAppWebhookDelivery(WorkspaceOwned, Base):
     received_at: Mapped[datetime]
     split_at: Mapped[datetime | None]
     updates: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -56,13 +57,16 @@ class WhatsAppInboundEvent(WorkspaceOwned, Base):
     """One inbound update, stored once per key before the webhook is answered.
 
     The worker turns pending rows into contacts, conversations and message states after the
-    commit, so the webhook answers fast and nothing received is lost.
+    commit, so the webhook answers fast and nothing received is lost. An update that cannot be
+    understood, or still fails after its retries, is *quarantined* (``quarantined_at`` with
+    ``last_error``): kept as received, listed to admins, and processed again on replay.
     """
 
     __tablename__ = "whatsapp_inbound_events"
     __table_args__ = (
         UniqueConstraint("number_id", "event_key"),
         Index("ix_whatsapp_inbound_events_pending", "processed_at", "id"),
+        Index("ix_whatsapp_inbound_events_quarantined", "workspace_id", "quarantined_at"),
     )
 
     number_id: Mapped[int] = mapped_column(
@@ -73,6 +77,7 @@ class WhatsAppInboundEvent(WorkspaceOwned, Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
+    quarantined_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     retry_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -12,8 +14,17 @@ from tidings.api.deps import Context, authenticate_request
 from tidings.bootstrap import Tidings
 from tidings.channels import service
 from tidings.channels.domain import DEFAULT_GRAPH_URL
-from tidings.channels.orm import WhatsAppNumber
-from tidings.channels.schemas import MediaUploaded, NumberCreate, NumberRead, NumberUpdate
+from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppNumber
+from tidings.channels.schemas import (
+    MediaUploaded,
+    NumberCreate,
+    NumberRead,
+    NumberUpdate,
+    QuarantinedUpdate,
+    QuarantinePage,
+    ReplayRequest,
+    ReplayResult,
+)
 from tidings.channels.whatsapp.client import MediaError, NumberEndpoint
 from tidings.egress.http import EgressRefusedError, check_url
 from tidings.kernel.errors import TidingsError, invalid
@@ -80,6 +91,61 @@ def update_number(number_id: int, body: NumberUpdate, ctx: Context) -> NumberRea
     # see it within the directory's 30 s).
     ctx.tidings.webhook_directory.forget()
     return _read(number, ctx)
+
+
+@router.get("/whatsapp/quarantine")
+def list_quarantine(
+    ctx: Context,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.QUARANTINE_PAGE)] = 50,
+) -> QuarantinePage:
+    """Webhook updates kept aside: not understood, or still failing after their retries.
+
+    Each shows why and the update as Meta sent it; replay them once the cause is fixed.
+    """
+    ctx.require(Role.ADMIN, action="reading the webhook quarantine")
+    if cursor is not None and not cursor.isdigit():
+        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
+    rows = service.list_quarantine(
+        ctx.session, ctx.workspace, after_id=int(cursor) if cursor else None, limit=limit
+    )
+    return QuarantinePage(
+        items=[_quarantined(row) for row in rows],
+        total=service.count_quarantined(ctx.session, ctx.workspace.id),
+        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+    )
+
+
+@router.post("/whatsapp/quarantine/replay")
+def replay_quarantine(body: ReplayRequest, ctx: Context) -> ReplayResult:
+    """Process quarantined updates again: the listed ``ids``, or ``all`` of them."""
+    ctx.require(Role.ADMIN, action="replaying webhook updates")
+    if body.all == (body.ids is not None):
+        raise invalid("choose_one", "give either ids or all: true", field="ids")
+    replayed = service.replay_quarantined(
+        ctx.session, ctx.workspace, ids=None if body.all else body.ids
+    )
+    return ReplayResult(replayed=replayed)
+
+
+def _quarantined(row: WhatsAppInboundEvent) -> QuarantinedUpdate:
+    raw = row.payload
+    if service.RAW_TEXT in raw:
+        with contextlib.suppress(ValueError):  # else shown as the text it is
+            raw = json.loads(str(raw[service.RAW_TEXT]))
+        raw = raw if isinstance(raw, dict) else {service.RAW_TEXT: row.payload[service.RAW_TEXT]}
+    assert row.quarantined_at is not None  # only quarantined rows are listed
+    return QuarantinedUpdate(
+        id=row.id,
+        number_id=row.number_id,
+        kind=row.kind,
+        key=row.event_key,
+        reason=row.last_error,
+        attempts=row.attempts,
+        received_at=row.received_at,
+        quarantined_at=row.quarantined_at,
+        raw=raw,
+    )
 
 
 def _check_reachable(api_base_url: str, ctx: Context) -> None:

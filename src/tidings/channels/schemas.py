@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from tidings.channels.domain import DEFAULT_API_VERSION, DEFAULT_GRAPH_URL
@@ -52,3 +54,36 @@ class MediaUploaded(BaseModel):
     kind: str
     mime_type: str
     size: int
+
+
+class QuarantinedUpdate(BaseModel):
+    """A webhook update kept aside because it could not be understood or kept failing."""
+
+    id: int
+    number_id: int
+    kind: str = Field(description="message, status, problem, other, or delivery (a whole POST)")
+    key: str = Field(description="what it is filed under: message:<wamid>, status:<wamid>:…")
+    reason: str | None
+    attempts: int
+    received_at: Timestamp
+    quarantined_at: Timestamp
+    raw: dict[str, Any] = Field(description="the update as Meta sent it (one per update)")
+
+
+class QuarantinePage(BaseModel):
+    items: list[QuarantinedUpdate]
+    total: int
+    next_cursor: str | None
+
+
+class ReplayRequest(BaseModel):
+    """Replay the listed updates, or every quarantined one of the workspace with ``all``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] | None = Field(None, examples=[[12, 13]])
+    all: bool = False
+
+
+class ReplayResult(BaseModel):
+    replayed: int

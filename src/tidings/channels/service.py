@@ -6,7 +6,9 @@ Secrets (access token, app secret, verify token) are sealed with the installatio
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -16,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tidings.channels import repository
@@ -43,6 +46,10 @@ from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
 from tidings.kernel.sealing import SecretBox
 from tidings.workspaces.orm import Workspace
 
+log = logging.getLogger(__name__)
+# The payload key of an update kept as escaped JSON text (it could not be stored as JSON, or
+# it is a whole POST that could not be split): replaying it files what the text holds.
+RAW_TEXT = "raw_text"
 SEALED = {
     "access_token": "access_token_sealed",
     "app_secret": "app_secret_sealed",
@@ -266,33 +273,114 @@ def accept_webhook(
 
 
 def split_delivery(session: Session, delivery: WhatsAppWebhookDelivery, *, now: datetime) -> int:
-    """File each update of a kept POST once in the intake (I1); returns how many were new.
+    """File each update of a kept POST once in the intake (I1); returns how many were new."""
+    stored, _ = file_updates(
+        session,
+        workspace_id=delivery.workspace_id,
+        number_id=delivery.number_id,
+        received_at=delivery.received_at,
+        payload=json.loads(delivery.body),
+        now=now,
+    )
+    delivery.split_at, delivery.updates = now, stored
+    return stored
+
+
+def file_updates(
+    session: Session,
+    *,
+    workspace_id: int,
+    number_id: int,
+    received_at: datetime,
+    payload: Any,
+    now: datetime,
+) -> tuple[int, list[str]]:
+    """File each update of a webhook body once in the intake; returns how many were new, and
+    the keys of those that could only be kept quarantined.
 
     Updates of another number of this workspace (one Meta app, one callback URL) are filed
-    under that number; unknown ones under the receiving number, so nothing is dropped.
+    under that number; unknown ones under the receiving number, so nothing is dropped. When
+    the batch cannot be written in one statement, each update is written on its own, and one
+    that still cannot be written is kept quarantined as escaped JSON text, with the reason:
+    the others of its batch are stored either way.
     """
-    items = split_webhook(json.loads(delivery.body))
+    items = split_webhook(payload)
     siblings = {
-        n.phone_number_id: n.id
-        for n in repository.list_numbers_of_workspace(session, delivery.workspace_id)
+        n.phone_number_id: n.id for n in repository.list_numbers_of_workspace(session, workspace_id)
     }
     rows = [
         {
-            "workspace_id": delivery.workspace_id,
-            "number_id": siblings.get(item.phone_number_id, delivery.number_id),
+            "workspace_id": workspace_id,
+            "number_id": siblings.get(item.phone_number_id, number_id),
             "event_key": item.key,
             "kind": item.kind,
             "payload": item.envelope,
-            "received_at": delivery.received_at,
+            "received_at": received_at,
             "processed_at": None,
+            "quarantined_at": None,
             "attempts": 0,
             "last_error": None,
         }
         for item in items
     ]
-    stored = insert_new(session, table_of(WhatsAppInboundEvent), rows)
-    delivery.split_at, delivery.updates = now, stored
-    return stored
+    table = table_of(WhatsAppInboundEvent)
+    try:
+        with session.begin_nested():
+            return insert_new(session, table, rows), []
+    except DBAPIError:
+        log.warning("a webhook batch could not be filed at once; filing its updates one by one")
+    stored, unstorable = 0, []
+    for row in rows:
+        try:
+            with session.begin_nested():
+                stored += insert_new(session, table, [row])
+        except DBAPIError as error:
+            log.error("webhook update %s could not be stored: %s", str(row["event_key"]), error)
+            kept = _unstorable(row, error, now)
+            stored += insert_new(session, table, [kept])
+            unstorable.append(kept["event_key"])
+    return stored, unstorable
+
+
+def _unstorable(row: dict[str, Any], error: Exception, now: datetime) -> dict[str, Any]:
+    """The update as escaped ASCII JSON text, which any column holds, quarantined with why."""
+    raw_text = json.dumps(row["payload"], ensure_ascii=True, default=str)
+    digest = hashlib.sha256(raw_text.encode()).hexdigest()[:32]
+    return {
+        **row,
+        "event_key": f"unstorable:{digest}",
+        "payload": {RAW_TEXT: raw_text},
+        "quarantined_at": now,
+        "attempts": 1,
+        "last_error": f"could not be stored: {type(error).__name__}: {error}"[:4000],
+    }
+
+
+def quarantine_delivery(
+    session: Session, delivery: WhatsAppWebhookDelivery, *, reason: str, now: datetime
+) -> None:
+    """Keep a POST that could not be split as one quarantined update holding its body, so an
+    admin sees it beside the others and replays it the same way (it is split again then)."""
+    delivery.split_at = now
+    delivery.last_error = reason[:4000]
+    insert_new(
+        session,
+        table_of(WhatsAppInboundEvent),
+        [
+            {
+                "workspace_id": delivery.workspace_id,
+                "number_id": delivery.number_id,
+                "event_key": f"delivery:{delivery.id}",
+                "kind": "delivery",
+                "payload": {RAW_TEXT: delivery.body},
+                "received_at": delivery.received_at,
+                "processed_at": None,
+                "quarantined_at": now,
+                "attempts": delivery.attempts,
+                "last_error": reason[:4000],
+            }
+        ],
+    )
 
 
 def endpoints_for(
@@ -349,3 +437,42 @@ def get_active_number(session: Session, workspace: Workspace, number_id: int) ->
     if not number.is_active:
         raise invalid("inactive_number", "this WhatsApp number is deactivated", field="number_id")
     return number
+
+
+QUARANTINE_PAGE = 100
+MAX_REPLAY_IDS = 1000
+
+
+def list_quarantine(
+    session: Session, workspace: Workspace, *, after_id: int | None = None, limit: int = 50
+) -> Sequence[WhatsAppInboundEvent]:
+    """Quarantined updates of the workspace, oldest first, with their reason and raw JSON."""
+    return repository.quarantined_updates(
+        session, workspace, after_id=after_id, limit=max(1, min(limit, QUARANTINE_PAGE))
+    )
+
+
+def count_quarantined(session: Session, workspace_id: int | None = None) -> int:
+    return repository.count_quarantined(session, workspace_id)
+
+
+def replay_quarantined(session: Session, workspace: Workspace, *, ids: Sequence[int] | None) -> int:
+    """Put quarantined updates (the given ones, or all when ``ids`` is None) back in the
+    intake once their cause is fixed; the worker processes them as if they had just come.
+    Processing stays idempotent (a message is filed once), so a replay never doubles one.
+
+    Raises:
+        TidingsError: 422 on ``ids`` for an empty or over-long list, 404 when none of the
+            given ids is a quarantined update of this workspace.
+    """
+    if ids is not None:
+        if not ids:
+            raise invalid("required", "name at least one update, or replay all", field="ids")
+        if len(ids) > MAX_REPLAY_IDS:
+            raise invalid(
+                "too_many", f"at most {MAX_REPLAY_IDS} ids at a time, or replay all", field="ids"
+            )
+    released = repository.release_quarantined(session, workspace, ids)
+    if ids is not None and released == 0:
+        raise not_found("quarantined update")
+    return released

@@ -17,6 +17,7 @@ from tidings.cli.intents import intents_app
 from tidings.cli.logs import configure_logging
 from tidings.cli.sequences import sequences_app
 from tidings.cli.simulator import simulator
+from tidings.cli.webhooks import webhooks_app
 from tidings.cli.workspaces import apikey_app, init, workspace_app
 from tidings.demo.service import (
     DEMO_OWNER_EMAIL,
@@ -41,6 +42,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sequences_app, name="sequences")
 app.add_typer(intents_app, name="intents")
+app.add_typer(webhooks_app, name="webhooks")
 app.command()(simulator)
 DEMO_CHATTER_SECONDS = 20.0
 

@@ -28,6 +28,7 @@ from tidings.channels.domain import (
     ProviderError,
     Referral,
     StatusUpdate,
+    UnreadableUpdateError,
     WebhookBatch,
     WhatsAppIdentity,
 )
@@ -35,6 +36,13 @@ from tidings.kernel.errors import TidingsError
 
 log = logging.getLogger(__name__)
 SIGNATURE_PREFIX = "sha256="
+REPLACEMENT = "\ufffd"
+# Longest id kept as a key as it came; longer ones (or ids that are not text) are keyed by a
+# digest of the update, so a key always fits its column.
+MAX_KEY_PART = 200
+# WhatsApp's message ids are under 100 characters; one longer than this fits none of the
+# columns that keep it (with its prefixes) and is quarantined rather than cut.
+MAX_MESSAGE_ID = 160
 
 
 def body_text(raw_body: bytes) -> str:
@@ -121,8 +129,8 @@ def _profiles(contacts: Any) -> dict[str, WhatsAppIdentity]:
     for contact in _list(contacts):
         profile = _map(contact.get("profile"))
         identity = WhatsAppIdentity(
-            wa_id=_text(contact.get("wa_id")),
-            user_id=_text(contact.get("user_id")),
+            wa_id=_identity(contact.get("wa_id")),
+            user_id=_identity(contact.get("user_id")),
             parent_user_id=_text(contact.get("parent_user_id")),
             username=_text(profile.get("username")),
             profile_name=_text(profile.get("name")),
@@ -136,11 +144,20 @@ def _profiles(contacts: Any) -> dict[str, WhatsAppIdentity]:
 def _message(
     channel_id: str, account_id: str, raw: Mapping[str, Any], profiles: dict[str, WhatsAppIdentity]
 ) -> InboundMessage:
-    phone, user_id = _text(raw.get("from")), _text(raw.get("from_user_id"))
+    message_id = _required_id(raw.get("id"), "messages[].id")
+    phone = _sender_part(raw.get("from"), "messages[].from")
+    user_id = _sender_part(raw.get("from_user_id"), "messages[].from_user_id")
+    if phone is None and user_id is None:
+        raise UnreadableUpdateError("messages[].from", "a message names no sender")
     sender = (
         profiles.get(user_id or "") or profiles.get(phone or "") or WhatsAppIdentity(phone, user_id)
     )
-    kind = MessageKind(str(raw.get("type", "unknown")))
+    kind_name = raw.get("type", "unknown")
+    if not isinstance(kind_name, str):
+        raise UnreadableUpdateError(
+            "messages[].type", f"a type should be text, not {_shape(kind_name)}"
+        )
+    kind = MessageKind(kind_name)
     if kind == MessageKind.UNKNOWN:
         log.info("unknown WhatsApp message type %r kept as unknown", raw.get("type"))
     context = _map(raw.get("context"))
@@ -148,7 +165,7 @@ def _message(
     return InboundMessage(
         channel_id=channel_id,
         account_id=account_id,
-        message_id=str(raw.get("id", "")),
+        message_id=message_id,
         sender=sender,
         sent_at=_timestamp(raw.get("timestamp")),
         kind=kind,
@@ -249,12 +266,18 @@ def _items(
 
 def _status(channel_id: str, raw: Mapping[str, Any]) -> StatusUpdate:
     pricing = _map(raw.get("pricing"))
-    status = DeliveryStatus(str(raw.get("status", "unknown")))
+    message_id = _required_id(raw.get("id"), "statuses[].id")
+    status_name = raw.get("status", "unknown")
+    if not isinstance(status_name, str):
+        raise UnreadableUpdateError(
+            "statuses[].status", f"should be text, not {_shape(status_name)}"
+        )
+    status = DeliveryStatus(status_name)
     if status == DeliveryStatus.UNKNOWN:
         log.info("unknown WhatsApp status %r kept as unknown", raw.get("status"))
     return StatusUpdate(
         channel_id=channel_id,
-        message_id=str(raw.get("id", "")),
+        message_id=message_id,
         status=status,
         at=_timestamp(raw.get("timestamp")),
         recipient=WhatsAppIdentity(
@@ -295,10 +318,69 @@ def _timestamp(raw: Any) -> datetime | None:
 
 
 def _text(raw: Any) -> str | None:
-    if raw is None:
+    """Text of a scalar field; an object or a list where text belongs reads as absent, never
+    as its Python spelling."""
+    if raw is None or isinstance(raw, Mapping | list):
         return None
     text = str(raw)
     return text if text != "" else None
+
+
+def _identity(raw: Any) -> str | None:
+    """A WhatsApp id as text: Meta sends strings; a number is read as its digits."""
+    if isinstance(raw, str):
+        return raw or None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return None
+
+
+def _sender_part(raw: Any, where: str) -> str | None:
+    if raw is None:
+        return None
+    found = _identity(raw)
+    if found is None and raw != "":
+        raise UnreadableUpdateError(where, f"a sender id should be text, not {_shape(raw)}")
+    return found
+
+
+def _required_id(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise UnreadableUpdateError(where, f"an id should be non-empty text, not {_shape(raw)}")
+    if len(raw) > MAX_MESSAGE_ID:
+        raise UnreadableUpdateError(
+            where, f"an id of {len(raw)} characters (over {MAX_MESSAGE_ID})"
+        )
+    return raw
+
+
+def _shape(raw: Any) -> str:
+    if raw is None:
+        return "missing"
+    if isinstance(raw, Mapping):
+        return "an object"
+    if isinstance(raw, list):
+        return "a list"
+    return f"{type(raw).__name__} {str(raw)[:40]!r}"
+
+
+def storable(value: Any) -> Any:
+    """The JSON value with every character a database cannot keep replaced by U+FFFD:
+    PostgreSQL refuses NUL and unpaired surrogates in ``jsonb`` and ``text``, and one such
+    character must not cost the customer's message (or the batch it came in)."""
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable_text(str(k)): storable(v) for k, v in value.items()}
+    return value
+
+
+def _storable_text(text: str) -> str:
+    if text.isascii():
+        return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
+    return "".join(REPLACEMENT if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 def _map(raw: Any) -> Mapping[str, Any]:
@@ -330,6 +412,7 @@ def split_webhook(payload: Any) -> list[WebhookItem]:
         TidingsError: 400, as :func:`parse_webhook`, for a body that is not a webhook.
     """
     _check_envelope(payload)  # the same check, and the same error, as parse_webhook
+    payload = storable(payload)
     items: list[WebhookItem] = []
     for entry in _list(payload["entry"]):
         account_id = str(entry.get("id", ""))
@@ -356,20 +439,24 @@ def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookIte
     if field_name != "messages":
         return [single(f"other:{field_name}:{_digest(value)}", "other", dict(value))]
     contacts = _list(value.get("contacts"))
-    cards: dict[Any, list[Mapping[str, Any]]] = {}
+    cards: dict[str, list[Mapping[str, Any]]] = {}
     for card in contacts:
-        for identity in {card.get("wa_id"), card.get("user_id")} - {None}:
-            cards.setdefault(identity, []).append(card)
+        for identity in {_identity(card.get("wa_id")), _identity(card.get("user_id"))} - {None}:
+            cards.setdefault(str(identity), []).append(card)
     items = [
         single(
-            f"message:{m.get('id', _digest(m))}",
+            f"message:{_key_part(m.get('id'), m)}",
             "message",
             {"messages": [m], "contacts": _senders_card(cards, contacts, m)},
         )
         for m in _list(value.get("messages"))
     ]
     items += [
-        single(f"status:{s.get('id', '')}:{s.get('status', '')}", "status", {"statuses": [s]})
+        single(
+            f"status:{_key_part(s.get('id'), s)}:{_key_part(s.get('status'), s)}",
+            "status",
+            {"statuses": [s]},
+        )
         for s in _list(value.get("statuses"))
     ]
     if _list(value.get("errors")):
@@ -377,8 +464,16 @@ def _split_change(account_id: str, change: Mapping[str, Any]) -> list[WebhookIte
     return items
 
 
+def _key_part(raw: Any, update: Mapping[str, Any]) -> str:
+    """An id as part of an idempotency key: as sent when it is short text, else a digest of
+    the whole update (so an odd id still files the update once, and the key fits)."""
+    if isinstance(raw, str) and 0 < len(raw) <= MAX_KEY_PART:
+        return raw
+    return "~" + _digest(update)
+
+
 def _senders_card(
-    cards: Mapping[Any, list[Mapping[str, Any]]],
+    cards: Mapping[str, list[Mapping[str, Any]]],
     contacts: Sequence[Mapping[str, Any]],
     message: Mapping[str, Any],
 ) -> list[Mapping[str, Any]]:
@@ -386,7 +481,7 @@ def _senders_card(
     and each stored update keeps only its own (all of them when none matches). ``cards``
     indexes the batch's cards by identity, so a batch splits in linear time."""
     own: list[Mapping[str, Any]] = []
-    for identity in (message.get("from"), message.get("from_user_id")):
+    for identity in (_identity(message.get("from")), _identity(message.get("from_user_id"))):
         for card in cards.get(identity, ()) if identity is not None else ():
             if not any(card is kept for kept in own):
                 own.append(card)
