@@ -1,5 +1,5 @@
 """Lets ``python -m tidings`` behave like the ``tidings`` console script."""
 
-from tidings.cli.main import run
+from tidings.cli.entry import run
 
 run()

@@ -9,11 +9,12 @@ import gc
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from functools import cached_property
+from datetime import datetime, timedelta
+from functools import cached_property, partial
 from pathlib import Path
 
 import httpx
+from sqlalchemy.orm import Session
 
 from tidings.automation import service as automation
 from tidings.automation.engine import WEBHOOK_JOB as RULE_WEBHOOK_JOB
@@ -42,6 +43,7 @@ from tidings.messaging import service as messaging
 from tidings.messaging.dispatch import OutboundDispatcher
 from tidings.messaging.email_dispatch import EmailDispatcher
 from tidings.messaging.media import MediaStore
+from tidings.scheduler import service as scheduler_service
 from tidings.scheduler.domain import PeriodicJob
 from tidings.scheduler.worker import (
     BackgroundJobSource,
@@ -216,6 +218,12 @@ class Tidings:
         self.db.dispose()
 
 
+def _recover_in_flight(session: Session, now: datetime, *, lease: timedelta) -> None:
+    """Take back the sends of workers whose heartbeat is older than the lease."""
+    alive = scheduler_service.live_workers(session, now=now, within=lease)
+    messaging.recover_in_flight(session, now=now, live_workers=[w.worker_id for w in alive])
+
+
 def _clock_of(settings: Settings) -> Clock:
     if settings.clock_file is not None:
         return SharedVirtualClock(settings.clock_file)
@@ -241,8 +249,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
         ],
         periodic=[
             PeriodicTask(
-                PeriodicJob("messaging.recover_in_flight", timedelta(minutes=1)),
-                lambda session, now: _ignore(messaging.recover_in_flight(session, now=now)),
+                # Often: a dead worker's claims are taken back once its lease runs out.
+                PeriodicJob("messaging.recover_in_flight", timedelta(seconds=5)),
+                partial(_recover_in_flight, lease=timedelta(seconds=chosen.worker_lease_seconds)),
             ),
             PeriodicTask(
                 PeriodicJob("sequences.choose_split_winners", timedelta(minutes=5)),

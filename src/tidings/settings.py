@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     public_url: str = Field(default="", description="Base URL others use to reach this server.")
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     worker_batch_size: int = Field(default=500, ge=1, le=100_000)
-    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    # A worker whose heartbeat (every 5 s) is older than this is taken for dead: another
+    # recovers its claimed sends.
+    worker_lease_seconds: float = Field(default=20.0, ge=10)
     database_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
     clock_file: Path | None = Field(

@@ -70,17 +70,18 @@ def test_one_contact_gets_one_message_per_six_seconds(
     conversation_id = a_conversation(client, tidings, tenant, webhook_path)
     ids = [queue(tidings, tenant, conversation_id) for _ in range(3)]
     with tidings.db.transaction() as session:
-        jobs, held = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
+        claimed = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
+        jobs, held = claimed.jobs, claimed.held
     assert [job.message_id for job in jobs] == ids[:1] and held == 2
     later = [message(client, tenant, i) for i in ids[1:]]
     assert all(m["status"] == "queued" and m["attempts"] == 0 for m in later)
     assert {m["next_attempt_at"] for m in later} == {"2026-11-23T06:00:06.000Z"}
     with tidings.db.transaction() as session:
-        jobs, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
+        jobs = dispatcher(tidings).claim(session, now=clock.now(), limit=10).jobs
     assert jobs == []  # not yet due
     clock.advance(timedelta(seconds=6))
     with tidings.db.transaction() as session:
-        jobs, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
+        jobs = dispatcher(tidings).claim(session, now=clock.now(), limit=10).jobs
     assert [job.message_id for job in jobs] == ids[1:2]
 
 
@@ -92,7 +93,7 @@ def test_after_a_crash_only_requests_in_flight_are_uncertain_and_only_service_on
     for purpose in (Purpose.UTILITY, Purpose.MARKETING, Purpose.UTILITY, Purpose.UTILITY):
         queue(tidings, tenant, conversation_id, purpose=purpose)
         with tidings.db.transaction() as session:
-            jobs, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=10)
+            jobs = dispatcher(tidings).claim(session, now=clock.now(), limit=10).jobs
         claimed += [job.message_id for job in jobs]
         clock.advance(timedelta(seconds=6))  # the pair limit lets one go at a time
     receipt, promotion, answered, never_sent = claimed

@@ -43,7 +43,7 @@ def contact_of(client: TestClient, tenant: Tenant, conversation_id: int) -> int:
 
 def claim(tidings: Tidings, clock: VirtualClock) -> list[int]:
     with tidings.db.transaction() as session:
-        jobs, _ = dispatcher(tidings).claim(session, now=clock.now(), limit=50)
+        jobs = dispatcher(tidings).claim(session, now=clock.now(), limit=50).jobs
     return [job.message_id for job in jobs]
 
 

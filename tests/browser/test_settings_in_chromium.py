@@ -76,3 +76,87 @@ def test_an_admin_keeps_the_workspace_in_order(
     page.locator("#settings").evaluate("main => main.scrollTo(0, 0)")
     shot(page, "settings", tmp_path)
     assert stack.api.get("/api/v1/workspace").json()["policy"]["daily_quota_per_number"] == 5000
+
+
+def test_on_a_phone_by_keyboard_an_admin_settles_uncertain_messages_and_replays_updates(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant
+) -> None:
+    """What the API lists (#22) an admin handles in the web app too, in their language, on a
+    phone, with the keyboard alone: nothing to type as JSON."""
+    from sqlalchemy import select
+
+    from tidings.channels.orm import WhatsAppInboundEvent
+    from tidings.messaging.orm import Message
+
+    contact = stack.api.post(
+        "/api/v1/contacts", json={"name": "Mali", "email": "mali@teahouse.example"}
+    ).json()
+    now = tidings.clock.now()
+    with tidings.db.transaction() as session:
+        for text in ("Your parcel is on its way", "Your parcel has arrived"):
+            session.add(
+                Message(
+                    workspace_id=tenant.workspace_id,
+                    contact_id=contact["id"],
+                    channel="email",
+                    direction="out",
+                    kind="text",
+                    text=text,
+                    content={},
+                    status="uncertain",
+                    recipient="mali@teahouse.example",
+                    wire_at=now,
+                    attempts=1,
+                    status_reason="uncertain: the worker stopped mid-send; not resent",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        session.add(
+            WhatsAppInboundEvent(
+                workspace_id=tenant.workspace_id,
+                number_id=stack.number_id,
+                event_key="message:wamid.odd",
+                kind="message",
+                payload={"object": "whatsapp_business_account", "entry": [{"id": "1"}]},
+                received_at=now,
+                quarantined_at=now,
+                attempts=1,
+                last_error="not understood: messages[].from: a sender id should be text",
+            )
+        )
+    page = browser.new_page(locale="th-TH", viewport={"width": 390, "height": 844})
+    sign_in(page, stack.app_url, tenant, add_marketer(tidings, tenant), PASSWORD)
+    page.wait_for_url("**/app/inbox")
+    page.goto(f"{stack.app_url}/app/settings#s-uncertain")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    section = page.locator("#s-uncertain")
+    expect(section.locator("h2")).to_have_text("ข้อความที่ต้องตรวจสอบ")
+    expect(section.locator("tbody tr")).to_have_count(2)
+
+    # Keyboard only: tick the first line, then "mark as sent".
+    first = section.locator("tbody tr", has_text="on its way").locator("input")
+    first.focus()
+    page.keyboard.press("Space")
+    expect(first).to_be_checked()
+    page.locator("#uncertain-sent").focus()
+    page.keyboard.press("Enter")
+    expect(section.locator("tbody tr")).to_have_count(1)
+    expect(section.locator("tbody")).to_contain_text("has arrived")
+
+    # The quarantined update, its reason and the JSON as it came; processed again.
+    held = page.locator("#s-quarantine tbody tr").first
+    expect(held).to_contain_text("messages[].from")
+    expect(held).to_contain_text("ข้อความจากลูกค้า")
+    page.locator("#quarantine-every").focus()
+    page.keyboard.press("Space")
+    page.locator("#quarantine-replay").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#s-quarantine tbody")).to_contain_text("ไม่มีรายการที่ต้องตรวจสอบ")
+
+    # Nothing is wider than the phone.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    with tidings.db.reading() as session:
+        statuses = sorted(session.scalars(select(Message.status).where(Message.channel == "email")))
+    assert statuses == ["sent", "uncertain"]

@@ -109,6 +109,24 @@ def test_worker_stops_gracefully_on_sigterm(env: dict[str, str]) -> None:
     assert "stopped" in output
 
 
+@pytest.mark.parametrize("after", [0.3, 0.8, 1.5])
+def test_sigterm_while_the_worker_is_still_starting_ends_it_with_exit_code_0(
+    env: dict[str, str], after: float
+) -> None:
+    """A deploy that stops a worker it just started (under load, start-up takes seconds).
+    Only the interpreter's own first milliseconds, before any of our code runs, are left to
+    the signal's default (the process has done nothing yet)."""
+    tidings(env, "init")
+    process = subprocess.Popen(
+        [*TIDINGS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    time.sleep(after)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "stopped" in output and "Traceback" not in output
+
+
 def test_in_the_demo_a_customer_writes_an_agent_replies_and_sees_the_ticks(
     demo_server: tuple[str, str],
 ) -> None:

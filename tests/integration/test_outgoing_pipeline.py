@@ -100,16 +100,18 @@ def test_faults_duplicates_and_reordering_lose_nothing_and_double_nothing(
         assert all(count == 1 for count in accepted.values())  # nothing sent twice
         delivered = [m for m in sent if m["status"] == "read"]
         assert {m["provider_message_id"] for m in delivered} <= set(accepted)
+        # Transient failures are retried within the message's validity: every one arrives, and
+        # none keeps the code of an attempt that failed before it.
         for message in sent:
-            if message["status"] == "failed":  # retries exhausted: the provider's code is kept
-                assert message["error_code"] in (131000, 130429), message
-                assert message["attempts"] == 3 and "X3" in message["status_reason"]
-            else:
-                assert message["provider_message_id"] in accepted
-        rejected = sum(1 for e in ledger if e["outcome"] == "rejected")
-        # Every attempt the pipeline counted reached the provider once: accepted or refused.
-        assert sum(m["attempts"] for m in sent) == len(accepted) + rejected
-        assert rejected > 0
+            assert message["status"] == "read", message
+            assert message["provider_message_id"] in accepted
+            assert message["error_code"] is None, message
+        rejected = [e for e in ledger if e["outcome"] == "rejected"]
+        rate_limited = sum(1 for e in rejected if e["error_code"] == 130429)
+        # Every attempt the pipeline counted reached the provider once: accepted or refused;
+        # a rate-limit answer (the pacing's miss) does not spend one.
+        assert sum(m["attempts"] for m in sent) == len(accepted) + len(rejected) - rate_limited
+        assert len(rejected) > 0
 
 
 def test_a_message_outside_the_window_is_refused_to_an_agent_and_skipped_for_a_bot(

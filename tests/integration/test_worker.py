@@ -119,3 +119,79 @@ def test_two_workers_claim_disjoint_batches_with_skip_locked(tidings: Tidings) -
     holder.join()
     assert len(claims["a"]) == 6 and len(claims["b"]) == 4
     assert not set(claims["a"]) & set(claims["b"])
+
+
+def test_a_long_drain_stops_every_two_seconds_for_the_periodic_jobs(
+    tidings: Tidings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large send (here a source whose every batch is full and slow) must not starve the
+    heartbeat and crash recovery: the pass looks at its periodic jobs between batches."""
+    from tidings.scheduler import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "PASS_SECONDS", 0.5)
+    runs: list[str] = []
+    probe = PeriodicJob("probe", timedelta(seconds=1))
+    tidings.periodic.append(PeriodicTask(probe, lambda _s, now: runs.append(now.isoformat())))
+
+    class Backlog:
+        name = "backlog"
+        batches = 0
+
+        def run_batch(self, session: Session, *, now: object, limit: int) -> int:
+            self.batches += 1
+            clock.advance(timedelta(seconds=1))  # the batch's work takes a (virtual) second
+            threading.Event().wait(0.2)  # and a little real time
+            return limit if self.batches < 12 else 0
+
+    worker = tidings.make_worker(sources=[Backlog()])
+    worker.run_once()
+    assert len(runs) >= 4, runs  # not once for the whole drain
+
+
+def test_a_dead_workers_sends_are_recovered_once_its_lease_runs_out_not_before(
+    tidings: Tidings, clock: VirtualClock
+) -> None:
+    """Recovery keys on who claimed a send and whether that worker still beats: seconds after
+    a crash, instead of minutes of age; a live worker's slow send is never taken from it."""
+    from tests.conftest import make_tenant
+    from tidings.messaging import service as messaging
+    from tidings.messaging.orm import Message
+
+    tenant = make_tenant(tidings, "lease-shop")
+    with tidings.db.transaction() as session:
+        from tidings.contacts import service as contacts
+        from tidings.workspaces import service as workspaces
+
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        contact, _ = contacts.upsert_contact(
+            session,
+            workspace=workspace,
+            data={"email": "a@b.example"},
+            match_on=["email"],
+            source="api",
+            now=clock.now(),
+        )
+        for claimer in ("host-a:1", "host-b:2"):
+            session.add(
+                Message(
+                    workspace_id=workspace.id,
+                    contact_id=contact.id,
+                    direction="out",
+                    kind="text",
+                    channel="email",
+                    content={},
+                    status="sending",
+                    claimed_by=claimer,
+                    attempts=1,
+                    created_at=clock.now(),
+                    updated_at=clock.now(),
+                )
+            )
+    with tidings.db.transaction() as session:
+        # host-a still beats; host-b's heartbeat is older than the lease: it died.
+        recovered = messaging.recover_in_flight(session, now=clock.now(), live_workers=["host-a:1"])
+    assert recovered == 1
+    with tidings.db.reading() as session:
+        states = dict(session.execute(select(Message.claimed_by, Message.status)).all())
+    assert states == {"host-a:1": "sending", None: "queued"}  # never on the wire: sent again

@@ -3,6 +3,7 @@ retries (X3), forward-only statuses, pacing (P6) and conversation states."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,15 +19,16 @@ from tidings.messaging.domain import (
     ConversationStatus,
     GiveUp,
     MessageStatus,
-    Pacer,
     Retry,
     after_failure,
     check_label,
     check_outbound_content,
     check_shortcut,
     check_snooze,
+    grant_slots,
     is_window_open,
     next_outbound_status,
+    paced_interval,
     status_after_inbound,
     summary_of,
 )
@@ -154,6 +156,28 @@ def test_transient_failures_back_off_and_permanent_ones_fail_at_once() -> None:
     assert second.at - NOW >= 4 * (first.at - NOW) * 0.8
     third = after_failure(transient, attempts=3, max_retries=2, now=NOW, jitter_seed=1)
     assert isinstance(third, GiveUp) and "X3" in third.reason
+    # With a validity, a transient failure is retried until it ends, whatever the count.
+    valid = NOW + timedelta(hours=24)
+    late = after_failure(
+        transient, attempts=12, max_retries=2, now=NOW, jitter_seed=1, valid_until=valid
+    )
+    assert isinstance(late, Retry) and late.at - NOW <= timedelta(hours=1, minutes=12)
+    ended = after_failure(
+        transient,
+        attempts=3,
+        max_retries=2,
+        now=valid - timedelta(minutes=1),
+        jitter_seed=1,
+        valid_until=valid,
+    )
+    assert isinstance(ended, GiveUp) and "validity" in ended.reason
+    permanent = FailureClass(FailureAction.FIX_REQUEST, "bad number")
+    assert isinstance(
+        after_failure(
+            permanent, attempts=1, max_retries=2, now=NOW, jitter_seed=1, valid_until=valid
+        ),
+        GiveUp,
+    )
     window = FailureClass(FailureAction.SEND_TEMPLATE, "more than 24 hours")
     assert after_failure(window, attempts=1, max_retries=2, now=NOW, jitter_seed=1) == GiveUp(
         "P1: more than 24 hours"
@@ -197,13 +221,36 @@ def test_a_late_delivered_after_read_changes_nothing() -> None:
     assert next_outbound_status(MessageStatus.SKIPPED, MessageStatus.SENT) is None
 
 
-def test_the_pacer_spaces_calls_by_the_rate() -> None:
-    pacer = Pacer(80)
-    waits = [pacer.reserve(100.0) for _ in range(81)]
-    assert waits[0] == 0 and waits[80] == pytest.approx(1.0)
-    assert pacer.reserve(200.0) == 0  # idle time is not banked into a burst
-    with pytest.raises(ValueError, match="positive"):
-        Pacer(0)
+def test_slots_are_granted_from_the_next_free_one_and_never_past_the_horizon() -> None:
+    interval = paced_interval(80, 0.1)
+    assert interval == pytest.approx(1 / 72)
+    first = grant_slots(0.0, wanted=500, now=100.0, horizon=2.0, interval=interval)
+    assert (first.start, first.count) == (100.0, 144)  # idle time is not banked into a burst
+    second = grant_slots(first.end, wanted=500, now=100.0, horizon=2.0, interval=interval)
+    assert second.start == pytest.approx(102.0) and second.count == 0  # another worker's turn
+    later = grant_slots(first.end, wanted=10, now=101.0, horizon=2.0, interval=interval)
+    assert later.start == pytest.approx(102.0) and later.count == 10
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 5), st.integers(0, 300)), min_size=1, max_size=40),
+    st.sampled_from([80.0, 1000.0]),
+)
+def test_claims_from_any_number_of_workers_never_exceed_the_paced_rate(
+    claims: list[tuple[float, int]], throughput: float
+) -> None:
+    """Whatever the order and size of the workers' claims, the slots handed out on a number
+    are ``interval`` apart at least: no second ever holds more than the paced rate."""
+    interval = paced_interval(throughput, 0.1)
+    next_slot, now, slots = 0.0, 1000.0, []
+    for step, wanted in claims:
+        now += step
+        grant = grant_slots(next_slot, wanted=wanted, now=now, horizon=2.0, interval=interval)
+        slots += [grant.start + k * interval for k in range(grant.count)]
+        next_slot = max(next_slot, grant.end)
+        assert all(slot <= now + 2.0 for slot in slots[len(slots) - grant.count :])
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert all(gap >= interval - 1e-9 for gap in gaps)
 
 
 def test_conversation_states_labels_shortcuts_and_snoozes() -> None:

@@ -56,6 +56,7 @@ class DeliverySplitter:
     looked at and replayed, not thrown away)."""
 
     name: str = "whatsapp_deliveries"
+    batch_limit: int = SPLIT_LIMIT
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
         rows = session.scalars(
@@ -93,6 +94,7 @@ class InboundEventSource:
     """
 
     name: str = "whatsapp_inbound"
+    batch_limit: int = BATCH_LIMIT
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
         # Short transactions: on SQLite each batch holds the one write lock webhooks need.

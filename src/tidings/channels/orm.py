@@ -27,6 +27,9 @@ class WhatsAppNumber(WorkspaceOwned, Base):
     verify_token_sealed: Mapped[str] = mapped_column(Text)
     webhook_key: Mapped[str] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Meta's throughput tier of this number (80 messages/s by default, 1,000 once upgraded);
+    # None: the workspace's default (P6).
+    throughput_per_second: Mapped[float | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -476,3 +476,8 @@ def replay_quarantined(session: Session, workspace: Workspace, *, ids: Sequence[
     if ids is not None and released == 0:
         raise not_found("quarantined update")
     return released
+
+
+def numbers_throughput(session: Session, number_ids: Sequence[int]) -> dict[int, float | None]:
+    """Each number's own throughput tier (messages/s), None where the workspace's applies."""
+    return {n.id: n.throughput_per_second for n in repository.numbers_by_ids(session, number_ids)}

@@ -33,6 +33,9 @@ def simulator(
     permanent_error_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Share of sends failing later with 131026.")
     ] = 0.0,
+    refusal_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of sends refused at once with 131026.")
+    ] = 0.0,
     duplicate_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Share of webhooks posted twice.")
     ] = 0.0,
@@ -44,6 +47,9 @@ def simulator(
     no_limits: Annotated[
         bool, typer.Option("--no-limits", help="Lift throughput, pair and window limits.")
     ] = False,
+    no_window: Annotated[
+        bool, typer.Option("--no-window", help="Lift only the 24-hour window check.")
+    ] = False,
 ) -> None:
     """Serve the simulated Cloud API until Ctrl-C; its ledger is at /_simulator/ledger."""
     config = SimulatorConfig(
@@ -53,6 +59,7 @@ def simulator(
         phone_number_id=phone_number_id,
         transient_error_rate=transient_error_rate,
         permanent_error_rate=permanent_error_rate,
+        refusal_rate=refusal_rate,
         duplicate_rate=duplicate_rate,
         reorder=reorder,
         latency=latency,
@@ -60,6 +67,8 @@ def simulator(
     )
     if no_limits:
         config.throughput_per_second = config.pair_interval = None
+        config.enforce_window = False
+    if no_window:
         config.enforce_window = False
     try:
         running = start_simulator(config, host=host, port=port)

@@ -5,8 +5,10 @@ A pass has three steps, and only the first and last hold a database transaction:
 
 1. claim: lock due rows, hold back those the pair limit or the window (P1) forbids, mark the
    rest ``sending`` and commit — so the provider calls never hold the database;
-2. send: concurrently, each number paced to its throughput limit (P6) shared among the live
-   workers;
+2. send: concurrently, each message at a slot of its number reserved at the claim from a
+   bucket every worker shares (``number_pacing``), a headroom below the number's throughput
+   (P6); a claim takes only slots of the next ``PACING_HORIZON`` seconds, so a pass is bounded
+   in time whatever the backlog and the worker's periodic work and heartbeat keep running;
 3. record: the ``wamid`` of accepted messages; failures classified (X3) into a retry with
    backoff or a final failure with the provider's code.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,16 +40,18 @@ from tidings.channels.domain import FailureAction, FailureClass
 from tidings.channels.whatsapp.client import CloudApiClient, NumberEndpoint, SendOutcome
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.db.session import Database
-from tidings.kernel.clock import Clock
+from tidings.kernel.clock import Clock, SystemClock
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import repository
 from tidings.messaging.domain import (
     GiveUp,
     MessageStatus,
-    Pacer,
+    SlotGrant,
     after_failure,
     is_window_open,
+    jitter_share,
     next_outbound_status,
+    paced_interval,
 )
 from tidings.messaging.orm import Message
 from tidings.messaging.policy import DAY, Defer, capacity_frees_at, daily_quota
@@ -67,6 +72,12 @@ log = logging.getLogger(__name__)
 # The longest look-back of any cap (30 days; the policy bounds every period by it).
 LONGEST_HORIZON = timedelta(days=30)
 PIPELINE_DEPTH = 4  # batches per pass; bounds how long other work waits behind a big send
+PACING_HORIZON = 2.0  # seconds of send slots one claim may take on a number
+# WhatsApp's "over the number's throughput" answer: our pacing's miss (a clock off, another
+# tool on the number), so the number rests a moment and the message's retries are not spent.
+RATE_LIMIT_CODES = frozenset({130429})
+RATE_LIMIT_PAUSE = 1.0
+MARK_LEAD = 0.25  # seconds before its slot a send's wire mark is committed
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ class SendJob:
     endpoint: NumberEndpoint
     recipient: str
     content: dict[str, Any]
-    rate_per_second: float
+    send_at: float  # its reserved slot, in seconds since the epoch
 
 
 @dataclass
@@ -167,6 +178,64 @@ class BatchCapacity:
             self.reached.setdefault(row.workspace_id, set()).add(row.contact_id)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    jobs: list[SendJob]
+    held: int  # held back by the policy or settled: looked at, not sent
+    paced: int  # their number had no slot left in the horizon: untouched, for a later pass
+
+
+class SlotBook:
+    """The send slots one claim takes, number by number, from the shared bucket: for each
+    number as many as its rows still to look at, once; what rows held back afterwards leave
+    unused is given back at the end."""
+
+    def __init__(
+        self,
+        session: Session,
+        rows: Sequence[Message],
+        *,
+        intervals: Mapping[int, float],
+        now: float,
+        horizon: float,
+    ) -> None:
+        self.session, self.intervals, self.now, self.horizon = session, intervals, now, horizon
+        self.left = Counter(_number(row) for row in rows)
+        self.grants: dict[int, SlotGrant] = {}
+        self.used: Counter[int] = Counter()
+
+    def look_at(self, number_id: int) -> None:
+        self.left[number_id] -= 1
+
+    def take(self, number_id: int) -> float | None:
+        """The moment of the next slot, or None when the number has none left this pass."""
+        grant = self.grants.get(number_id)
+        if grant is None:
+            grant = self.grants[number_id] = repository.reserve_send_slots(
+                self.session,
+                number_id,
+                wanted=self.left[number_id] + 1,  # this row and those after it
+                now=self.now,
+                horizon=self.horizon,
+                interval=self.intervals[number_id],
+            )
+        used = self.used[number_id]
+        if used >= grant.count:
+            return None
+        self.used[number_id] = used + 1
+        return grant.start + used * grant.interval
+
+    def give_back_unused(self) -> None:
+        for number_id, grant in self.grants.items():
+            repository.give_back_send_slots(
+                self.session,
+                number_id,
+                end=grant.end,
+                unused=grant.count - self.used[number_id],
+                interval=grant.interval,
+            )
+
+
 @dataclass
 class OutboundDispatcher:
     """A worker source that manages its own transactions (see the module docstring)."""
@@ -175,7 +244,11 @@ class OutboundDispatcher:
     client: CloudApiClient
     concurrency: int = 32
     name: str = "whatsapp_dispatch"
-    _pacers: dict[tuple[int, float], Pacer] = field(default_factory=dict)
+    # Real time for pacing: the provider counts in seconds of its own, whatever the
+    # workspace's (possibly virtual) clock says.
+    pace_clock: Clock = field(default_factory=SystemClock)
+    pacing_horizon: float = PACING_HORIZON
+    worker_id: str = field(default_factory=lambda: scheduler.worker_identity()[0])
     _pacer_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: ThreadPoolExecutor | None = None
     _wires: WireLog | None = None
@@ -184,20 +257,28 @@ class OutboundDispatcher:
         """Up to ``PIPELINE_DEPTH`` batches, pipelined: while one batch is on the wire, the
         next is claimed and the previous one recorded, so database work hides behind sends."""
         total = 0
+        started = time.monotonic()
         in_flight: tuple[list[SendJob], list[Future[SendOutcome]]] | None = None
         for _ in range(PIPELINE_DEPTH):
             with db.transaction(background=True) as session:
-                jobs, held = self.claim(session, now=clock.now(), limit=limit)
-            total += len(jobs) + held
+                claimed = self.claim(session, now=clock.now(), limit=limit)
+            jobs = claimed.jobs
+            total += len(jobs) + claimed.held
             futures = [self._executor().submit(self._send, job, db, clock) for job in jobs]
             if in_flight is not None:
                 self._record_batch(db, clock, *in_flight)
             in_flight = (jobs, futures) if jobs else None
-            if len(jobs) + held < limit:
+            # A number out of slots, or the pass's time used: the rest waits for the next pass.
+            if len(jobs) + claimed.held < limit or claimed.paced:
+                break
+            if time.monotonic() - started > self.pacing_horizon:
                 break
         if in_flight is not None:
             self._record_batch(db, clock, *in_flight)
         return total
+
+    def _pace_now(self) -> float:
+        return self.pace_clock.now().timestamp()
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -218,11 +299,12 @@ class OutboundDispatcher:
 
     # 1. claim ---------------------------------------------------------------------------------
 
-    def claim(self, session: Session, *, now: datetime, limit: int) -> tuple[list[SendJob], int]:
-        """Jobs to send now, and how many claimed rows were held back or settled instead."""
+    def claim(self, session: Session, *, now: datetime, limit: int) -> Claimed:
+        """Jobs to send now, how many claimed rows were held back or settled instead, and how
+        many wait (untouched) for a later pass because their number had no slot left."""
         rows = repository.claim_due_outbound(session, channel="whatsapp", now=now, limit=limit)
         if not rows:
-            return [], 0
+            return Claimed([], 0, 0)
         conversations = repository.conversations_by_ids(
             session, [_conversation(row) for row in rows]
         )
@@ -243,12 +325,25 @@ class OutboundDispatcher:
         capacity = BatchCapacity.load(
             session, rows, now, {w: policy for w, (policy, _) in policies.items()}
         )
-        workers = max(
-            1, len(scheduler.live_workers(session, now=now, within=timedelta(seconds=90)))
+        tiers = channels.numbers_throughput(session, [_number(row) for row in rows])
+        slots = SlotBook(
+            session,
+            rows,
+            intervals={
+                _number(row): paced_interval(
+                    tiers.get(_number(row))
+                    or policies[row.workspace_id][0].throughput_per_number_per_second,
+                    policies[row.workspace_id][0].pacing_headroom,
+                )
+                for row in rows
+            },
+            now=self._pace_now(),
+            horizon=self.pacing_horizon,
         )
         jobs: list[SendJob] = []
-        held = 0
+        held = paced = 0
         for row in rows:
+            slots.look_at(_number(row))
             policy, default_timezone = policies[row.workspace_id]
             conversation = conversations[_conversation(row)]
             endpoint = endpoints.get(_number(row))
@@ -288,6 +383,10 @@ class OutboundDispatcher:
                 row.next_attempt_at = last + gap
                 held += 1
                 continue
+            send_at = slots.take(_number(row))
+            if send_at is None:
+                paced += 1
+                continue
             conversation.last_outbound_sent_at = now
             if row.dispatched_at is None:
                 row.dispatched_at = now
@@ -296,6 +395,7 @@ class OutboundDispatcher:
             facts.dispatched(row, now)
             row.status = MessageStatus.SENDING.value
             row.wire_at = None
+            row.claimed_by = self.worker_id
             row.attempts += 1
             row.updated_at = now
             jobs.append(
@@ -305,10 +405,11 @@ class OutboundDispatcher:
                     endpoint=endpoint,
                     recipient=str(row.recipient),
                     content=dict(row.content),
-                    rate_per_second=policy.throughput_per_number_per_second / workers,
+                    send_at=send_at,
                 )
             )
-        return jobs, held
+        slots.give_back_unused()
+        return Claimed(jobs, held, paced)
 
     # 2. send ----------------------------------------------------------------------------------
 
@@ -317,16 +418,18 @@ class OutboundDispatcher:
         crash's recovery what happened: the wire mark before it (without one, the message was
         certainly never sent) and the provider's id after it (it certainly was); only the
         requests in flight at the crash stay uncertain."""
-        with self._pacer_lock:
-            key = (job.number_id, job.rate_per_second)
-            pacer = self._pacers.get(key)
-            if pacer is None:
-                pacer = self._pacers[key] = Pacer(job.rate_per_second)
-            delay = pacer.reserve(time.monotonic())
-        if delay > 0:
-            time.sleep(delay)
+        # The wire mark is committed just before the slot (a commit may take a moment when
+        # the database is busy), and the request waits for the slot after it: a late commit
+        # delays a send rather than bunching several into the number's next second, and a
+        # crash leaves uncertain only what was within MARK_LEAD of leaving.
+        early = job.send_at - MARK_LEAD - self._pace_now()
+        if early > 0:
+            time.sleep(early)
         wires = self._wire_log(db, clock)
         wires.mark(job.message_id)
+        delay = job.send_at - self._pace_now()
+        if delay > 0:
+            time.sleep(delay)
         try:
             outcome = self.client.send_message(job.endpoint, job.recipient, job.content)
         except Exception as error:  # an adapter bug must not strand the batch as "sending"
@@ -347,19 +450,35 @@ class OutboundDispatcher:
     def record(
         self, session: Session, results: Sequence[tuple[SendJob, SendOutcome]], *, now: datetime
     ) -> None:
-        retries: dict[int, int] = {}
+        policies: dict[int, WorkspacePolicy] = {}
         messages = repository.messages_for_update(session, [job.message_id for job, _ in results])
+        resting = {
+            job.number_id
+            for job, outcome in results
+            if outcome.error is not None and outcome.error.code in RATE_LIMIT_CODES
+        }
+        for number_id in sorted(resting):
+            repository.hold_number_until(
+                session, number_id, until=self._pace_now() + RATE_LIMIT_PAUSE
+            )
         with session.no_autoflush:  # one flush at commit, not one per message
             for job, outcome in results:
                 message = messages.get(job.message_id)
                 if message is None:  # deleted with its contact meanwhile
                     continue
-                if message.workspace_id not in retries:
+                if message.workspace_id not in policies:
                     workspace = workspaces.get_workspace(session, message.workspace_id)
-                    policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
-                    retries[message.workspace_id] = policy.message_retries
+                    policies[message.workspace_id] = (
+                        workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+                    )
+                policy = policies[message.workspace_id]
                 record_outcome(
-                    session, message, outcome, max_retries=retries[message.workspace_id], now=now
+                    session,
+                    message,
+                    outcome,
+                    max_retries=policy.message_retries,
+                    valid_for=timedelta(hours=policy.message_validity_hours),
+                    now=now,
                 )
 
 
@@ -422,13 +541,24 @@ class WireLog:
 
 
 def record_outcome(
-    session: Session, message: Message, outcome: SendOutcome, *, max_retries: int, now: datetime
+    session: Session,
+    message: Message,
+    outcome: SendOutcome,
+    *,
+    max_retries: int,
+    now: datetime,
+    valid_for: timedelta | None = None,
 ) -> None:
-    """What one send attempt leaves on its message (X3)."""
+    """What one send attempt leaves on its message (X3): accepted; retried (a transient
+    failure until the message's validity, ``valid_for`` after it was queued, ends; a
+    rate-limit answer shortly and without spending an attempt); or failed for good."""
     message.updated_at = now
+    message.claimed_by = None
     if outcome.accepted:
         if message.provider_message_id is None and outcome.message_id:
             message.provider_message_id = outcome.message_id
+        # An earlier attempt's failure is history (in the traces), not the message's state.
+        message.error_code = message.error_title = message.error_details = None
         forward = next_outbound_status(MessageStatus(message.status), MessageStatus.ACCEPTED)
         if forward is not None:
             message.status = forward.value
@@ -459,8 +589,18 @@ def record_outcome(
         failure = classify_whatsapp_error(code, http_status=outcome.http_status)
         if error is not None:
             keep_error(message, error.code, error.title, error.details or error.message)
+        if code in RATE_LIMIT_CODES:
+            message.attempts = max(0, message.attempts - 1)  # our pacing's miss, not its fault
+            pause = timedelta(seconds=RATE_LIMIT_PAUSE * (1 + 2 * jitter_share(message.id, 0)))
+            retry_at(session, message, now + pause, f"rate limit; {failure.reason}", now, code=code)
+            return
     plan = after_failure(
-        failure, attempts=message.attempts, max_retries=max_retries, now=now, jitter_seed=message.id
+        failure,
+        attempts=message.attempts,
+        max_retries=max_retries,
+        now=now,
+        jitter_seed=message.id,
+        valid_until=message.created_at + valid_for if valid_for is not None else None,
     )
     if isinstance(plan, GiveUp):
         fail_message(session, message, reason=plan.reason, now=now, code=code)

@@ -453,12 +453,14 @@ def after_failure(
     max_retries: int,
     now: datetime,
     jitter_seed: int,
+    valid_until: datetime | None = None,
 ) -> Retry | GiveUp:
-    """Retry a transient failure with exponential backoff while retries remain (X3).
+    """Retry a transient failure with exponential backoff (X3): until the message's validity
+    ends when it has one, else while ``max_retries`` remain. Permanent failures give up at once.
 
     ``attempts`` counts the attempts made so far, the failed one included. The delay is
-    ``RETRY_BASE`` × 4^(n-1) with a deterministic jitter of up to 20% (seeded by the message),
-    so a burst of failures does not come back as a burst.
+    ``RETRY_BASE`` × 4^(n-1), capped at ``RETRY_CAP``, plus a jitter of up to 20% that differs
+    per message and attempt, so a burst of failures does not come back as a burst.
     """
     if not failure.is_transient:
         prefix = {
@@ -466,7 +468,7 @@ def after_failure(
             FailureAction.OPTED_OUT: "P5: ",
         }.get(failure.action, "X3: permanent; ")
         return GiveUp(prefix + failure.reason)
-    if attempts > max_retries:
+    if valid_until is None and attempts > max_retries:
         return GiveUp(f"X3: gave up after {attempts} attempts; {failure.reason}")
     if failure.action == FailureAction.RETRY_RECIPIENT_LATER:
         delay = PAIR_PAUSE * attempts
@@ -475,10 +477,22 @@ def after_failure(
     elif failure.action == FailureAction.RETRY_AFTER_A_DAY:
         delay = MARKETING_LIMIT_PAUSE
     else:
-        delay = min(RETRY_BASE * (4 ** (attempts - 1)), RETRY_CAP)
-    spread = int.from_bytes(hashlib.blake2b(str(jitter_seed).encode(), digest_size=2).digest())
-    delay += delay * (spread % 200) / 1000
+        delay = min(RETRY_BASE * (4 ** min(attempts - 1, 8)), RETRY_CAP)
+    delay += delay * jitter_share(jitter_seed, attempts)
+    if valid_until is not None:
+        if now + delay > valid_until:
+            return GiveUp(
+                f"X3: still failing when the message's validity ended, after {attempts} "
+                f"attempts; {failure.reason}"
+            )
+        return Retry(now + delay, f"X3: retry {attempts} within its validity; {failure.reason}")
     return Retry(now + delay, f"X3: retry {attempts}/{max_retries}; {failure.reason}")
+
+
+def jitter_share(seed: int, attempt: int) -> float:
+    """A share of 0 to 0.2, fixed for a (message, attempt) pair and spread across pairs."""
+    digest = hashlib.blake2b(f"{seed}:{attempt}".encode(), digest_size=2).digest()
+    return (int.from_bytes(digest) % 200) / 1000
 
 
 def next_outbound_status(current: MessageStatus, reported: MessageStatus) -> MessageStatus | None:
@@ -579,24 +593,41 @@ def automation_pause_until(replied_at: datetime, pause: timedelta) -> datetime:
 # --- P6: pacing sends per number ---------------------------------------------------------------
 
 
-class Pacer:
-    """Spaces calls ``1/rate`` seconds apart: each caller reserves the next free slot.
+class UncertainDecision(enum.StrEnum):
+    """What a person decided about a message whose fate is unknown."""
 
-    Pure: the caller passes its monotonic time and sleeps the returned delay. Not
-    thread-safe by itself; the dispatcher holds a lock around :meth:`reserve`.
-    """
+    SENT = "sent"  # the customer has it (they replied, WhatsApp shows it): never resend
+    RESEND = "resend"  # it did not arrive: send it again
 
-    def __init__(self, rate_per_second: float) -> None:
-        if rate_per_second <= 0:
-            raise ValueError("a rate must be positive")
-        self.interval = 1.0 / rate_per_second
-        self._next_at: float | None = None
 
-    def reserve(self, now: float) -> float:
-        """Seconds to wait before the call reserved now may start."""
-        slot = now if self._next_at is None or self._next_at < now else self._next_at
-        self._next_at = slot + self.interval
-        return slot - now
+def paced_interval(throughput_per_second: float, headroom: float) -> float:
+    """Seconds between two sends on a number paced ``headroom`` below its throughput: Meta
+    counts over its own window, and a little below the limit never draws a 130429."""
+    return 1.0 / (throughput_per_second * (1.0 - headroom))
+
+
+@dataclass(frozen=True)
+class SlotGrant:
+    """Send slots reserved for one number: ``count`` slots from ``start``, ``interval`` apart."""
+
+    start: float
+    count: int
+    interval: float
+
+    @property
+    def end(self) -> float:
+        return self.start + self.count * self.interval
+
+
+def grant_slots(
+    next_slot: float, *, wanted: int, now: float, horizon: float, interval: float
+) -> SlotGrant:
+    """The slots a claim may take on a number whose next free slot is ``next_slot``: up to
+    ``wanted``, none later than ``horizon`` seconds from now (the rest wait for a later pass,
+    so no pass holds its worker longer than that)."""
+    start = max(next_slot, now)
+    room = int((now + horizon - start) / interval + 1e-9) if start < now + horizon else 0
+    return SlotGrant(start, max(0, min(wanted, room)), interval)
 
 
 # --- I5: what the channel accepts ------------------------------------------------------------

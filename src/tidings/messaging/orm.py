@@ -129,6 +129,9 @@ class Message(WorkspaceOwned, Base):
     # When the request of the current attempt left for the provider (committed just before
     # it did): after a crash, a ``sending`` row without it was certainly never sent.
     wire_at: Mapped[datetime | None]
+    # The worker that claimed the current attempt: once its heartbeat is older than the lease,
+    # another worker recovers the message (seconds, not the minutes an age rule needs).
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(default=0)
     error_code: Mapped[int | None]
     error_title: Mapped[str | None] = mapped_column(String(300))
@@ -239,3 +242,17 @@ class MessageTemplate(WorkspaceOwned, Base):
     synced_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class NumberPacing(Base):
+    """The next free send slot of a WhatsApp number, shared by every worker on every host:
+    each claim reserves its slots here, so together they stay under the number's throughput.
+    Seconds since the epoch, on the workers' clocks (pacing is about the provider's real time,
+    not the workspace's)."""
+
+    __tablename__ = "number_pacing"
+
+    number_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_slot: Mapped[float]

@@ -8,15 +8,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from tidings.db.base import among, table_of
+from tidings.db.base import among, insert_new, table_of
+from tidings.messaging.domain import SlotGrant, grant_slots
 from tidings.messaging.orm import (
     Conversation,
     ConversationLabel,
     ConversationNote,
     Message,
+    NumberPacing,
     QuickReply,
     SendTrace,
 )
@@ -223,10 +235,28 @@ def note_provider_ids(connection: Connection, found: Sequence[tuple[int, str]]) 
         )
 
 
-def stale_in_flight(session: Session, *, older_than: datetime, limit: int) -> Sequence[Message]:
+def stale_in_flight(
+    session: Session,
+    *,
+    older_than: datetime,
+    live_workers: Sequence[str] | None,
+    limit: int,
+) -> Sequence[Message]:
+    """Messages left ``sending``: claimed by a worker that is not among ``live_workers`` (its
+    lease ran out), or, claimed by nobody known (e-mail, rows from before leases), not
+    touched since ``older_than``. Without ``live_workers`` the age rule applies to all."""
+    aged: ColumnElement[bool] = Message.updated_at < older_than
+    if live_workers is None:
+        stale = aged
+    else:
+        lost: ColumnElement[bool] = Message.claimed_by.is_not(None)
+        if live_workers:
+            lost = and_(lost, Message.claimed_by.not_in(list(live_workers)))
+        stale = or_(and_(Message.claimed_by.is_(None), aged), lost)
     return session.scalars(
         select(Message)
-        .where(Message.status == "sending", Message.updated_at < older_than)
+        .where(Message.status == "sending", stale)
+        .order_by(Message.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
@@ -605,3 +635,92 @@ def conversation_messages_between(
         )
         .order_by(Message.conversation_id, Message.created_at, Message.id)
     ).all()
+
+
+def reserve_send_slots(
+    session: Session,
+    number_id: int,
+    *,
+    wanted: int,
+    now: float,
+    horizon: float,
+    interval: float,
+) -> SlotGrant:
+    """Take up to ``wanted`` send slots of a number from the bucket every worker shares; the
+    row is locked until the claim commits (on SQLite the one writer serialises claims)."""
+    insert_new(session, table_of(NumberPacing), [{"number_id": number_id, "next_slot": now}])
+    next_slot = session.scalar(
+        select(NumberPacing.next_slot).where(NumberPacing.number_id == number_id).with_for_update()
+    )
+    grant = grant_slots(
+        float(next_slot if next_slot is not None else now),
+        wanted=wanted,
+        now=now,
+        horizon=horizon,
+        interval=interval,
+    )
+    if grant.count:
+        session.execute(
+            update(NumberPacing)
+            .where(NumberPacing.number_id == number_id)
+            .values(next_slot=grant.end)
+            .execution_options(synchronize_session=False)
+        )
+    return grant
+
+
+def give_back_send_slots(
+    session: Session, number_id: int, *, end: float, unused: int, interval: float
+) -> None:
+    """Return the last ``unused`` slots of a grant ending at ``end``, if nobody reserved after
+    it (rows held back by the policy after the reservation would leave gaps otherwise)."""
+    if unused > 0:
+        session.execute(
+            update(NumberPacing)
+            .where(NumberPacing.number_id == number_id, NumberPacing.next_slot == end)
+            .values(next_slot=end - unused * interval)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def hold_number_until(session: Session, number_id: int, *, until: float) -> None:
+    """No send on the number before ``until``: WhatsApp answered that it is over its rate."""
+    session.execute(
+        update(NumberPacing)
+        .where(NumberPacing.number_id == number_id, NumberPacing.next_slot < until)
+        .values(next_slot=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def uncertain_messages(
+    session: Session, workspace: Workspace, *, after_id: int | None, limit: int
+) -> Sequence[Message]:
+    query = select(Message).where(
+        Message.workspace_id == workspace.id, Message.status == "uncertain"
+    )
+    if after_id is not None:
+        query = query.where(Message.id > after_id)
+    return session.scalars(query.order_by(Message.id).limit(limit)).all()
+
+
+def count_uncertain(session: Session, workspace: Workspace) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Message.workspace_id == workspace.id, Message.status == "uncertain"
+            )
+        )
+        or 0
+    )
+
+
+def uncertain_for_update(
+    session: Session, workspace: Workspace, ids: Sequence[int] | None, *, limit: int
+) -> Sequence[Message]:
+    query = select(Message).where(
+        Message.workspace_id == workspace.id, Message.status == "uncertain"
+    )
+    if ids is not None:
+        query = query.where(Message.id.in_(list(ids)))
+    return session.scalars(query.order_by(Message.id).limit(limit).with_for_update()).all()

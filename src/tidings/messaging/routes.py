@@ -45,6 +45,10 @@ from tidings.messaging.schemas import (
     TemplateRead,
     TemplateSyncRead,
     TraceRead,
+    UncertainDecided,
+    UncertainDecisionIn,
+    UncertainPage,
+    UncertainRead,
 )
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.domain import Role
@@ -372,6 +376,46 @@ def contact_send_traces(
         TraceRead.model_validate(t)
         for t in messaging.traces_of_contact(ctx.session, ctx.workspace, contact_id, limit=limit)
     ]
+
+
+@router.get("/messages/uncertain")
+def list_uncertain(
+    ctx: Context,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> UncertainPage:
+    """Messages whose request left but whose fate is unknown (a timeout, a worker that died
+    mid-send), oldest first, with what is known: to whom, what, when it left. Marketing
+    messages are never resent on a guess: a person decides."""
+    ctx.require(Role.ADMIN, action="reviewing uncertain messages")
+    if cursor is not None and not cursor.isdigit():
+        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
+    rows = messaging.list_uncertain(
+        ctx.session, ctx.workspace, after_id=int(cursor) if cursor else None, limit=limit
+    )
+    return UncertainPage(
+        items=[UncertainRead.model_validate(row) for row in rows],
+        total=messaging.count_uncertain(ctx.session, ctx.workspace),
+        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+    )
+
+
+@router.post("/messages/uncertain/decide")
+def decide_uncertain(body: UncertainDecisionIn, ctx: Context) -> UncertainDecided:
+    """Mark uncertain messages as sent, or send them again — one, several or ``all`` — with
+    the decision and who took it recorded on each message's trace."""
+    ctx.require(Role.ADMIN, action="deciding about uncertain messages")
+    if body.all == (body.ids is not None):
+        raise invalid("choose_one", "give either ids or all: true", field="ids")
+    decided = messaging.decide_uncertain(
+        ctx.session,
+        ctx.workspace,
+        ids=None if body.all else body.ids,
+        decision=body.decision,
+        decided_by=ctx.principal.label,
+        now=ctx.now,
+    )
+    return UncertainDecided(decided=decided)
 
 
 @router.get("/messages/{message_id}")

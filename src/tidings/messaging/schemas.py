@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tidings.kernel.timestamps import Timestamp
-from tidings.messaging.domain import Purpose
+from tidings.messaging.domain import Purpose, UncertainDecision
 
 MAX_NOTE_CHARACTERS = 10_000  # a team note; longer text belongs in a file
 
@@ -270,3 +270,45 @@ class ResponseTimesRead(BaseModel):
     target_seconds: int
     slow_after_seconds: int
     agents: list[AgentResponseRead]
+
+
+class UncertainRead(BaseModel):
+    """A message that may or may not have reached the customer: its request left, and no
+    answer came back (a timeout, a worker that died mid-send)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    contact_id: int
+    number_id: int | None
+    channel: str
+    recipient: str | None = Field(description="to whom it went")
+    kind: str
+    text: str | None = Field(description="what it said (or the template's name)")
+    purpose: str | None
+    origin: str | None
+    wire_at: Timestamp | None = Field(description="when its request left for the provider")
+    attempts: int
+    status_reason: str | None
+    created_at: Timestamp
+
+
+class UncertainPage(BaseModel):
+    items: list[UncertainRead]
+    total: int
+    next_cursor: str | None
+
+
+class UncertainDecisionIn(BaseModel):
+    """``sent``: the customer has it, never resend; ``resend``: it did not arrive, send it
+    again. For the listed ``ids``, or every uncertain message with ``all``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: UncertainDecision
+    ids: list[int] | None = Field(None, examples=[[41, 42]])
+    all: bool = False
+
+
+class UncertainDecided(BaseModel):
+    decided: list[int]

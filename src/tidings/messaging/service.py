@@ -8,7 +8,7 @@ transaction. The dispatcher (``tidings.messaging.dispatch``) sends it after the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,13 +20,14 @@ from tidings.channels.domain import StatusUpdate
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus
-from tidings.kernel.errors import invalid
+from tidings.kernel.errors import invalid, not_found
 from tidings.messaging import activity, costs, inbox, registry, repository
 from tidings.messaging.domain import (
     GiveUp,
     MessageStatus,
     Origin,
     Purpose,
+    UncertainDecision,
     after_failure,
     check_idempotency_key,
     check_outbound_content,
@@ -699,15 +700,26 @@ def _provider(message: Message) -> str:
     return "mail server" if message.channel == "email" else "WhatsApp"
 
 
-def recover_in_flight(session: Session, *, now: datetime, limit: int = 1000) -> int:
-    """Messages left ``sending`` by a worker that died: those whose request never left (no
-    wire mark) go back to the queue; those the provider accepted (its id was kept) are
-    accepted; the rest were in flight and become ``uncertain`` — those whose kind is resent
-    (transactional) go back to the queue, the others wait for a person.
+def recover_in_flight(
+    session: Session,
+    *,
+    now: datetime,
+    live_workers: Sequence[str] | None = None,
+    limit: int = 1000,
+) -> int:
+    """Messages left ``sending`` by a worker that died — its lease ran out (it is not among
+    ``live_workers``) — or, for sends no worker claimed by name, untouched for
+    ``UNCERTAIN_AFTER``: those whose request never left (no wire mark) go back to the queue;
+    those the provider accepted (its id was kept) are accepted; the rest were in flight and
+    become ``uncertain`` — those whose kind is resent (transactional) go back to the queue,
+    the others wait for a person.
     """
-    rows = repository.stale_in_flight(session, older_than=now - UNCERTAIN_AFTER, limit=limit)
+    rows = repository.stale_in_flight(
+        session, older_than=now - UNCERTAIN_AFTER, live_workers=live_workers, limit=limit
+    )
     for message in rows:
         message.updated_at = now
+        message.claimed_by = None
         if message.provider_message_id is not None:
             # A mail server's 250 is the last word an e-mail gets before it is opened.
             email = message.channel == "email"
@@ -836,3 +848,56 @@ def response_report(
         slow_after_seconds=slow_after,
     )
     return ResponseReport(activity.TARGET_SECONDS, slow_after, agents)
+
+
+MAX_DECISIONS = 1000
+
+
+def list_uncertain(
+    session: Session, workspace: Workspace, *, after_id: int | None = None, limit: int = 50
+) -> Sequence[Message]:
+    """Messages that may or may not have reached the customer, oldest first (X3)."""
+    return repository.uncertain_messages(session, workspace, after_id=after_id, limit=limit)
+
+
+def count_uncertain(session: Session, workspace: Workspace) -> int:
+    return repository.count_uncertain(session, workspace)
+
+
+def decide_uncertain(
+    session: Session,
+    workspace: Workspace,
+    *,
+    ids: Sequence[int] | None,
+    decision: UncertainDecision,
+    decided_by: str,
+    now: datetime,
+) -> list[int]:
+    """Settle uncertain messages as a person decided — the given ones, or all when ``ids`` is
+    None — recording who decided what on each message's trace; returns the ids settled.
+
+    Raises:
+        TidingsError: 422 on ``ids`` for an empty or over-long list, 404 when none of the
+            given ids is an uncertain message of this workspace.
+    """
+    if ids is not None:
+        if not ids:
+            raise invalid("required", "name at least one message, or all", field="ids")
+        if len(ids) > MAX_DECISIONS:
+            raise invalid("too_many", f"at most {MAX_DECISIONS} at a time", field="ids")
+    rows = repository.uncertain_for_update(session, workspace, ids, limit=MAX_DECISIONS)
+    if ids is not None and not rows:
+        raise not_found("uncertain message")
+    for message in rows:
+        message.updated_at = now
+        if decision == UncertainDecision.SENT:
+            message.status = MessageStatus.SENT.value
+            message.sent_at = message.sent_at or message.wire_at or now
+            message.status_reason = f"marked as sent by {decided_by}"[:300]
+            trace(session, message, outcome="decided_sent", reason=message.status_reason, now=now)
+        else:
+            message.status = MessageStatus.QUEUED.value
+            message.next_attempt_at = now
+            message.status_reason = f"sent again on the decision of {decided_by}"[:300]
+            trace(session, message, outcome="decided_resend", reason=message.status_reason, now=now)
+    return [message.id for message in rows]

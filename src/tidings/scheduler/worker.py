@@ -2,6 +2,10 @@
 
 Each batch runs in its own transaction: a crash loses at most the batch in flight, whose rows
 are claimed again by the next worker. SIGTERM/SIGINT let the current batch finish, then stop.
+
+A pass is bounded in time, not only in rows: after ``PASS_SECONDS`` of work the loop runs its
+due periodic jobs (crash recovery among them) before it goes on, and the heartbeat beats from
+a thread of its own, so a worker busy with a large send is never taken for dead.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from tidings.scheduler.domain import PeriodicJob
 from tidings.scheduler.orm import BackgroundJob
 
 log = logging.getLogger(__name__)
-HEARTBEAT = PeriodicJob("worker.heartbeat", timedelta(seconds=30))
+HEARTBEAT = PeriodicJob("worker.heartbeat", timedelta(seconds=5))
+HEARTBEAT_SECONDS = 5.0
 MAX_BATCHES_PER_PASS = 50
+PASS_SECONDS = 2.0  # work before the loop looks at its periodic jobs again
 YIELD_LIMIT = 2.0  # seconds a batch may wait for requests to finish: delayed, never stopped
 
 
@@ -121,27 +127,38 @@ class Worker:
         )
 
     def run_once(self) -> int:
-        """Run due periodic slots, then drain each source batch by batch; return rows handled."""
+        """Run due periodic slots, then drain each source batch by batch; return rows handled.
+
+        Every ``PASS_SECONDS`` of work the due periodic slots run again, whatever the backlog.
+        """
         handled = 0
-        for task in self.periodic:
-            self._run_periodic(task)
+        self._run_due_periodic()
+        since_periodic = time.monotonic()
         for source in self.sources:
+            # A source may take fewer rows per batch than asked: a batch that full means more.
+            limit = min(self.batch_size, getattr(source, "batch_limit", self.batch_size))
             for _ in range(MAX_BATCHES_PER_PASS):
                 if self.stop_event.is_set():
+                    self.processed += handled
                     return handled
                 self._give_way()
                 if isinstance(source, PassSource):
-                    count = source.run_pass(self.db, self.clock, self.batch_size)
+                    count = source.run_pass(self.db, self.clock, limit)
                 else:
                     with self.db.transaction(background=True) as session:
-                        count = source.run_batch(
-                            session, now=self.clock.now(), limit=self.batch_size
-                        )
+                        count = source.run_batch(session, now=self.clock.now(), limit=limit)
                 handled += count
-                if count < self.batch_size:
+                if time.monotonic() - since_periodic >= PASS_SECONDS:
+                    self._run_due_periodic()
+                    since_periodic = time.monotonic()
+                if count < limit:
                     break
         self.processed += handled
         return handled
+
+    def _run_due_periodic(self) -> None:
+        for task in self.periodic:
+            self._run_periodic(task)
 
     def _give_way(self) -> None:
         if self.yield_to is None:
@@ -169,6 +186,8 @@ class Worker:
     def run_forever(self) -> None:
         """Loop until :meth:`stop`; sleeps ``poll_seconds`` whenever a pass found nothing."""
         log.info("worker %s started", self.worker_id)
+        heart = threading.Thread(target=self._keep_beating, name="heartbeat", daemon=True)
+        heart.start()
         while not self.stop_event.is_set():
             try:
                 handled = self.run_once()
@@ -182,6 +201,15 @@ class Worker:
             if callable(close):
                 close()  # e.g. the dispatcher's sending threads
         log.info("worker %s stopped after %d rows", self.worker_id, self.processed)
+
+    def _keep_beating(self) -> None:
+        """Beat every ``HEARTBEAT_SECONDS`` until stopped: the lease of this worker's claims."""
+        while not self.stop_event.wait(HEARTBEAT_SECONDS):
+            try:
+                with self.db.transaction(background=True) as session:
+                    self._beat(session, self.clock.now())
+            except Exception:  # a missed beat is retried at the next one
+                log.exception("heartbeat failed")
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -64,6 +64,8 @@ class SimulatorConfig:
     chatter_every: float | None = None
     transient_error_rate: float = 0.0
     permanent_error_rate: float = 0.0
+    # Sends refused at once with a permanent code (131026, not a reachable WhatsApp user).
+    refusal_rate: float = 0.0
     latency: float = 0.0
     duplicate_rate: float = 0.0
     reorder: bool = False
@@ -99,6 +101,9 @@ class LedgerEntry:
     error_code: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     statuses: list[str] = field(default_factory=list)
+    # The real-time second the request arrived in, as the throughput limit counts them (``at``
+    # is on the possibly virtual clock of the scenario).
+    second: int = 0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -186,6 +191,8 @@ class Simulator:
             if self.rng.random() < 0.5:
                 return (131000, "Something went wrong", "Message failed to send (simulated).")
             return (130429, "Rate limit hit", "Cloud API message throughput has been reached.")
+        if config.refusal_rate and self.rng.random() < config.refusal_rate:
+            return (131026, "Message undeliverable", "The recipient cannot receive it (simulated).")
         self.last_to_user[wa_id] = now
         return None
 
@@ -241,6 +248,7 @@ class Simulator:
             message_id=wamid,
             error_code=code,
             payload=payload,
+            second=int(time.monotonic()),
         )
         self.ledger.append(entry)
         return entry

@@ -244,6 +244,37 @@ WORDS: dict[str, dict[str, str]] = {
         "profile": "Profile",
         "timeline": "Timeline",
         "why": "Why",
+        "uncertain_messages": "Messages to check",
+        "uncertain_help": (
+            "These messages left for WhatsApp, but no answer came back (a "
+            "timeout, or a worker stopped mid-send). They may or may not "
+            "have arrived. Look at the conversation: mark them as sent if "
+            "the customer has them, or send them again."
+        ),
+        "select_every": "Select every line",
+        "recipient": "To",
+        "message_word": "Message",
+        "left_at": "Left at",
+        "mark_sent": "Mark as sent",
+        "send_again": "Send again",
+        "quarantine": "Updates set aside",
+        "quarantine_help": (
+            "WhatsApp updates that could not be understood or kept failing "
+            "are kept here as they came, with the reason. Once the cause "
+            "is fixed, process them again."
+        ),
+        "received": "Received",
+        "kind_word": "Kind",
+        "as_received": "As received",
+        "replay": "Process again",
+        "nothing_to_check": "Nothing to check.",
+        "show": "Show",
+        "choose_first": "Select at least one line first.",
+        "update_message": "customer message",
+        "update_status": "delivery status",
+        "update_problem": "number problem",
+        "update_other": "account update",
+        "update_delivery": "whole webhook",
         "why_help": "What automation and the sending policy did for this contact, and why.",
         "tags": "Tags",
         "consent": "Consent",
@@ -367,7 +398,7 @@ WORDS: dict[str, dict[str, str]] = {
         "dashboard": "แดชบอร์ด",
         "last_days": "{n} วันล่าสุด",
         "heatmap_title": "ลูกค้าทักมาเมื่อไร",
-        "heatmap_help": "ข้อความจากลูกค้าตามวันและชั่วโมง ตามเวลาของเวิร์กสเปซ ({zone}) สีเข้มคือช่วงที่คึกคัก",
+        "heatmap_help": ("ข้อความจากลูกค้าตามวันและชั่วโมง ตามเวลาของเวิร์กสเปซ ({zone}) สีเข้มคือช่วงที่คึกคัก"),
         "messages_in_out": "เข้า {in} · ออก {out}",
         "responses_title": "ทีมตอบเร็วแค่ไหน",
         "responses_help": "ค่ากลางของเวลาตั้งแต่ลูกค้าทักจนพนักงานตอบ เป้าหมาย "
@@ -402,13 +433,13 @@ WORDS: dict[str, dict[str, str]] = {
         "edit_steps": "แก้ไขขั้นตอน",
         "steps": "ขั้นตอน",
         "steps_help": "ทุกขั้นตอนพร้อมตัวเลข: เข้า ส่ง ถึง อ่าน คลิก ตอบ สำเร็จ ออก",
-        "editor_help": "การบันทึกจะสร้างเวอร์ชันใหม่ ผู้ติดต่อที่อยู่ในลำดับแล้วใช้เวอร์ชันเดิม ค่าซ้อนเขียนเป็น JSON",
+        "editor_help": ("การบันทึกจะสร้างเวอร์ชันใหม่ ผู้ติดต่อที่อยู่ในลำดับแล้วใช้เวอร์ชันเดิม ค่าซ้อนเขียนเป็น JSON"),
         "step_kind": "ชนิดขั้นตอน",
         "add_step": "เพิ่มขั้นตอน",
         "cancel": "ยกเลิก",
         "save_version": "บันทึกเป็นเวอร์ชันใหม่",
         "preview": "ทดลองดู",
-        "preview_help": "ลูกค้าทดสอบเดินผ่านลำดับบนนาฬิกาจำลอง ไม่มีการส่งจริง พฤติกรรมบรรทัดละหนึ่งข้อ",
+        "preview_help": ("ลูกค้าทดสอบเดินผ่านลำดับบนนาฬิกาจำลอง ไม่มีการส่งจริง พฤติกรรมบรรทัดละหนึ่งข้อ"),
         "test_lead_name": "ชื่อลูกค้าทดสอบ",
         "behaviours": "พฤติกรรม",
         "run_preview": "เริ่มทดลอง",
@@ -479,7 +510,7 @@ WORDS: dict[str, dict[str, str]] = {
         "no_rules": "ยังไม่มีกฎ",
         "rule_name": "ชื่อ",
         "rule_definition": "ทริกเกอร์ เงื่อนไข การกระทำ (JSON)",
-        "rule_help": "ภาษาเงื่อนไขตาม docs/automation.md ตัวเลขแสดงจำนวนผู้ติดต่อที่ตรงเงื่อนไขตอนนี้",
+        "rule_help": ("ภาษาเงื่อนไขตาม docs/automation.md ตัวเลขแสดงจำนวนผู้ติดต่อที่ตรงเงื่อนไขตอนนี้"),
         "matching_now": "ผู้ติดต่อ {n} รายตรงเงื่อนไขตอนนี้",
         "no_condition": "ไม่มีเงื่อนไข: ทุกคนที่ทริกเกอร์ถึง",
         "save_rule": "บันทึกกฎ",
@@ -528,6 +559,35 @@ WORDS: dict[str, dict[str, str]] = {
         "profile": "ข้อมูล",
         "timeline": "ไทม์ไลน์",
         "why": "เหตุผล",
+        "uncertain_messages": "ข้อความที่ต้องตรวจสอบ",
+        "uncertain_help": (
+            "ข้อความเหล่านี้ส่งออกไปยัง WhatsApp แล้ว แต่ไม่ได้รับคำตอบกลับ "
+            "(หมดเวลา หรือ worker หยุดระหว่างส่ง) อาจถึงหรือไม่ถึงลูกค้าก็ได้ "
+            "ดูในบทสนทนา แล้วทำเครื่องหมายว่าส่งแล้วถ้าลูกค้าได้รับ หรือส่งอีกครั้ง"
+        ),
+        "select_every": "เลือกทุกบรรทัด",
+        "recipient": "ถึง",
+        "message_word": "ข้อความ",
+        "left_at": "ส่งออกเมื่อ",
+        "mark_sent": "ทำเครื่องหมายว่าส่งแล้ว",
+        "send_again": "ส่งอีกครั้ง",
+        "quarantine": "อัปเดตที่พักไว้",
+        "quarantine_help": (
+            "อัปเดตจาก WhatsApp ที่อ่านไม่ได้หรือประมวลผลไม่สำเร็จซ้ำ ๆ จะถูกเก็บไว้ที่นี่ตามที่ได้รับพร้อมเหตุผล "
+            "เมื่อแก้สาเหตุแล้ว ให้ประมวลผลอีกครั้ง"
+        ),
+        "received": "ได้รับเมื่อ",
+        "kind_word": "ประเภท",
+        "as_received": "ตามที่ได้รับ",
+        "replay": "ประมวลผลอีกครั้ง",
+        "nothing_to_check": "ไม่มีรายการที่ต้องตรวจสอบ",
+        "show": "แสดง",
+        "choose_first": "กรุณาเลือกอย่างน้อยหนึ่งบรรทัดก่อน",
+        "update_message": "ข้อความจากลูกค้า",
+        "update_status": "สถานะการส่ง",
+        "update_problem": "ปัญหาของหมายเลข",
+        "update_other": "อัปเดตบัญชี",
+        "update_delivery": "webhook ทั้งชุด",
         "why_help": "สิ่งที่ระบบอัตโนมัติและนโยบายการส่งทำกับลูกค้ารายนี้ และเหตุผล",
         "tags": "แท็ก",
         "consent": "ความยินยอม",
@@ -811,6 +871,36 @@ WORDS: dict[str, dict[str, str]] = {
         "profile": "資料",
         "timeline": "時間軸",
         "why": "原因",
+        "uncertain_messages": "待確認的訊息",
+        "uncertain_help": (
+            "這些訊息已送往 WhatsApp，但沒有收到回應"
+            "（逾時，或 worker 在傳送途中停止），"
+            "可能已送達，也可能沒有。請查看對話："
+            "若客戶已收到，標記為已傳送；否則再傳送一次。"
+        ),
+        "select_every": "選取所有列",
+        "recipient": "收件人",
+        "message_word": "訊息",
+        "left_at": "送出時間",
+        "mark_sent": "標記為已傳送",
+        "send_again": "再傳送一次",
+        "quarantine": "暫存的更新",
+        "quarantine_help": (
+            "無法解讀或一再處理失敗的 WhatsApp 更新，"
+            "會依原樣連同原因保存在這裡。排除原因後，請重新處理。"
+        ),
+        "received": "接收時間",
+        "kind_word": "類型",
+        "as_received": "原始內容",
+        "replay": "重新處理",
+        "nothing_to_check": "沒有需要確認的項目。",
+        "show": "顯示",
+        "choose_first": "請先選取至少一列。",
+        "update_message": "客戶訊息",
+        "update_status": "傳送狀態",
+        "update_problem": "號碼問題",
+        "update_other": "帳戶更新",
+        "update_delivery": "整個 webhook",
         "why_help": "自動化與發送政策對這位聯絡人做了什麼，以及原因。",
         "tags": "標籤",
         "consent": "同意",

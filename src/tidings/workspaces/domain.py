@@ -82,7 +82,12 @@ class WorkspacePolicy(BaseModel):
     warmup_first_day_quota: int | None = Field(
         250, ge=1, description="P6 warm-up: a new number's first-day quota, doubling daily"
     )
-    throughput_per_number_per_second: float = Field(80, gt=0, description="P6")
+    throughput_per_number_per_second: float = Field(
+        80, gt=0, description="P6, unless the number has its own tier"
+    )
+    pacing_headroom: float = Field(
+        0.1, ge=0, le=0.5, description="P6: send this share below a number's throughput"
+    )
     same_user_min_interval_seconds: float = Field(6, ge=0, description="P6")
     batch_mode_threshold: float = Field(0.8, gt=0, le=1, description="P6")
     interactions_per_recipient: int = Field(3, ge=1, description="P6 load estimate")
@@ -97,7 +102,12 @@ class WorkspacePolicy(BaseModel):
         "category (marketing, utility, authentication) → price",
     )
     human_reply_pause_hours: float = Field(12, ge=0, description="I3")
-    message_retries: int = Field(2, ge=0, le=10, description="X3")
+    message_retries: int = Field(
+        2, ge=0, le=10, description="X3: resends of a message whose fate is uncertain"
+    )
+    message_validity_hours: float = Field(
+        24, gt=0, le=720, description="X3: transient failures are retried this long"
+    )
     sync_retries: int = Field(3, ge=0, le=10, description="X3")
     sync_retry_interval_minutes: int = Field(5, ge=1, description="X3")
     retention_days: int = Field(180, ge=180, description="C6: at least 180 days")

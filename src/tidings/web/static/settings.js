@@ -226,6 +226,74 @@ async function replies() {
   if (!found.length) body.append(cells(element("tr"), T.no_data));
 }
 
+// A list an admin acts on: each line has a checkbox; the header's box selects every line.
+// Agents may not see it (403): the section is then hidden rather than shown broken.
+async function selectable(section, path, draw) {
+  let page;
+  try {
+    page = await api("GET", path);
+  } catch (error) {
+    if (error.status === 403) {
+      $(section).hidden = true;
+      return;
+    }
+    throw error;
+  }
+  const table = $(section).querySelector("table");
+  const body = table.querySelector("tbody");
+  body.replaceChildren();
+  table.querySelector("thead input").checked = false;
+  for (const item of page.items) {
+    const pick = element("input");
+    pick.type = "checkbox";
+    pick.value = item.id;
+    const line = cells(element("tr"), pick, ...draw(item));
+    pick.setAttribute("aria-label", line.children[1].textContent);
+    body.append(line);
+  }
+  if (!page.items.length) body.append(cells(element("tr"), T.nothing_to_check));
+  for (const control of $(section).querySelectorAll("button, thead input")) control.disabled = !page.items.length;
+}
+
+function chosen(section) {
+  return [...$(section).querySelectorAll("tbody input:checked")].map((box) => Number(box.value));
+}
+
+function selectEvery(section) {
+  $(section).querySelector("thead input").addEventListener("change", (event) => {
+    for (const box of $(section).querySelectorAll("tbody input")) box.checked = event.target.checked;
+  });
+}
+
+function uncertain() {
+  return selectable("s-uncertain", "/messages/uncertain?limit=200", (item) => [
+    item.recipient || "—",
+    item.text || "—",
+    item.wire_at ? when(item.wire_at) : "—",
+    item.status_reason || "",
+  ]);
+}
+
+function quarantine() {
+  return selectable("s-quarantine", "/whatsapp/quarantine?limit=100", (item) => {
+    const raw = element("details");
+    raw.append(element("summary", "", T.show), element("pre", "code", JSON.stringify(item.raw, null, 2)));
+    return [when(item.received_at), T["update_" + item.kind] || item.kind, item.reason || "", raw];
+  });
+}
+
+async function decide(decision) {
+  const ids = chosen("s-uncertain");
+  if (!ids.length) return fail(new ApiError(T.choose_first, null, 422));
+  await change(() => api("POST", "/messages/uncertain/decide", { decision, ids }), uncertain);
+}
+
+async function replay() {
+  const ids = chosen("s-quarantine");
+  if (!ids.length) return fail(new ApiError(T.choose_first, null, 422));
+  await change(() => api("POST", "/whatsapp/quarantine/replay", { ids }), quarantine);
+}
+
 // A form's submit runs ``run`` with its values; an "add" form is emptied once it worked.
 function onSubmit(id, run, { keep = false } = {}) {
   $(id).addEventListener("submit", async (event) => {
@@ -257,7 +325,14 @@ function start() {
     return created;
   });
   $("policy-form").addEventListener("submit", savePolicy);
-  Promise.all([workspace(), numbers(), templates(), agentsAndTeams(), keys(), replies()]).then(() => {
+  selectEvery("s-uncertain");
+  selectEvery("s-quarantine");
+  $("uncertain-sent").addEventListener("click", () => decide("sent"));
+  $("uncertain-resend").addEventListener("click", () => decide("resend"));
+  $("quarantine-replay").addEventListener("click", replay);
+  Promise.all([
+    workspace(), numbers(), templates(), agentsAndTeams(), keys(), replies(), uncertain(), quarantine(),
+  ]).then(() => {
     document.body.dataset.ready = "true";
   });
 }
