@@ -91,6 +91,17 @@ def statuses(inst: Tidings) -> Counter[str]:
         return Counter({status: int(count) for status, count in rows})
 
 
+def counts_first_attempts(inst: Tidings) -> int:
+    """Messages never tried yet: once none is left, what remains is retries."""
+    with inst.db.reading() as session:
+        return int(
+            session.scalar(
+                select(func.count()).where(Message.status == "queued", Message.attempts == 0)
+            )
+            or 0
+        )
+
+
 def claimed_by(inst: Tidings, worker: str) -> int:
     with inst.db.reading() as session:
         return int(
@@ -163,18 +174,25 @@ def main() -> None:
         victim = workers[0]
         victim_id = f"{os.uname().nodename}:{victim.pid}"
         killed_at = recovered_at = None
+        first_round: float | None = None
         cpu_before_kill = 0.0
         while True:
             counts = statuses(inst)
             done = args.messages - counts["queued"] - counts["sending"] - counts["deferred"]
-            if killed_at is None and done >= args.messages * args.kill_at:
+            if first_round is None and not counts_first_attempts(inst):
+                first_round = time.perf_counter() - started
+            if (
+                killed_at is None
+                and done >= args.messages * args.kill_at
+                and claimed_by(inst, victim_id)  # killed while it holds sends
+            ):
                 cpu_before_kill = cpu_seconds(victim.pid)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 killed_at = time.perf_counter()
                 stranded = claimed_by(inst, victim_id)
                 workers[0] = start_worker(inst, data / "w2")
-                print(f"  killed {victim_id} with {stranded} claimed", file=sys.stderr)
+                print(f"\n  killed {victim_id} holding {stranded} sends", file=sys.stderr)
             if killed_at is not None and recovered_at is None and not claimed_by(inst, victim_id):
                 recovered_at = time.perf_counter()
             if done >= args.messages:
@@ -222,9 +240,10 @@ def main() -> None:
             "kill → dead worker's claims recovered",
             f"{(recovered_at or 0) - (killed_at or 0):.1f} s",
         ),
-        ("wall time", f"{wall:.1f} s"),
+        ("every message tried once", f"{first_round or 0:.1f} s"),
         ("floor: sends at the paced rate (72/s)", f"{floor:.1f} s"),
-        ("wall / floor", f"{wall / floor:.2f}"),
+        ("tried once / floor", f"{(first_round or 0) / floor:.2f}"),
+        ("wall time, retries' backoff included", f"{wall:.1f} s"),
         ("worker CPU per message", f"{cpu / args.messages * 1000:.2f} ms"),
     ]
     for name, value in rows:

@@ -224,3 +224,42 @@ def test_merge_refusals(client: TestClient, tenant: Tenant, tidings: Tidings) ->
     )
     assert theirs.status_code == 404
     assert client.get(f"{API}/contacts/{two['id']}", headers=headers).status_code == 200
+
+
+def test_after_a_merge_the_second_number_reaches_the_one_contact_and_undo_restores_both(
+    client: TestClient, tenant: Tenant, tidings: Tidings, webhook_path: str
+) -> None:
+    """The merged contact's phone and WhatsApp id stay the survivor's: the customer writing
+    from the second number again reaches the survivor — with the opt-out given on it — and
+    does not start a new contact with no consents. Undo gives each back its own."""
+    headers = tenant.headers()
+    customer_writes(client, tidings, webhook_path, "66811111111", "Somchai", "hi")
+    customer_writes(client, tidings, webhook_path, "66822222222", "Somchai", "STOP")
+    first = contact_by_phone(client, tenant, "+66811111111")
+    second = contact_by_phone(client, tenant, "+66822222222")
+    merged = client.post(
+        f"{API}/merges",
+        json={"survivor_id": first["id"], "merged_id": second["id"], "reasons": ["same man"]},
+        headers=headers,
+    )
+    assert merged.status_code == 201, merged.text
+
+    customer_writes(client, tidings, webhook_path, "66822222222", "Somchai", "สั่งของครับ")
+    listed = client.get(f"{API}/contacts", params={"limit": 50}, headers=headers).json()["items"]
+    assert [c["id"] for c in listed] == [first["id"]]  # no new contact
+    survivor = client.get(f"{API}/contacts/{first['id']}", headers=headers).json()
+    assert {c["status"] for c in survivor["consents"] if c["channel"] == "whatsapp"} == {
+        "opted_out"
+    }
+    events = client.get(f"{API}/contacts/{first['id']}/events", headers=headers).json()["items"]
+    assert "สั่งของครับ" in [e["properties"].get("text") for e in events]
+
+    undone = client.post(f"{API}/merges/{merged.json()['id']}/undo", headers=headers)
+    assert undone.status_code == 200, undone.text
+    back = client.get(f"{API}/contacts/{undone.json()['restored_id']}", headers=headers).json()
+    assert back["phone"] == "+66822222222"
+    assert back["external_ids"] == {"whatsapp": "66822222222"}
+    survivor = client.get(f"{API}/contacts/{first['id']}", headers=headers).json()
+    assert survivor["external_ids"] == {"whatsapp": "66811111111"}
+    with tidings.db.reading() as session:
+        assert session.execute(text("SELECT count(*) FROM contact_aliases")).scalar_one() == 0

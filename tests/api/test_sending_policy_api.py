@@ -157,6 +157,30 @@ def test_stop_opts_the_contact_out_at_once_and_confirms_once(
     assert sum(r.startswith("P5") for r in reasons) == 2
 
 
+def test_simplified_chinese_stop_twice_opts_out_and_confirms_only_once(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
+) -> None:
+    """A customer who writes 退订, then 取消订阅 ten minutes later, gets one confirmation —
+    not a second one held back by P4 and delivered hours later, at night."""
+    conversation_id = a_conversation(client, tidings, tenant, webhook_path)
+    contact_id = contact_of(client, tenant, conversation_id)
+    for wamid, word in (("wamid.stop1", "退订"), ("wamid.stop2", "取消订阅")):
+        stop = batch(wamid)
+        inbound = stop["entry"][0]["changes"][0]["value"]["messages"][0]
+        inbound["text"]["body"] = word
+        inbound["timestamp"] = str(int(clock.now().timestamp()))
+        post(client, webhook_path, stop)
+        tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
+        clock.advance(timedelta(minutes=10))
+    contact = client.get(f"{API}/contacts/{contact_id}", headers=tenant.headers()).json()
+    consents = {(c["channel"], c["purpose"]): c["status"] for c in contact["consents"]}
+    assert consents[("whatsapp", "marketing")] == "opted_out"
+    thread = client.get(
+        f"{API}/conversations/{conversation_id}/messages", headers=tenant.headers()
+    ).json()["items"]
+    assert len([m for m in thread if m["origin"] == "system"]) == 1
+
+
 def test_a_sentence_with_the_word_stop_is_not_an_opt_out(
     client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str, clock: VirtualClock
 ) -> None:

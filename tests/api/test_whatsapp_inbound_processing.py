@@ -108,3 +108,37 @@ def test_a_status_for_a_message_we_never_sent_is_retried_then_kept_with_its_reas
             text("SELECT attempts, processed_at, last_error FROM whatsapp_inbound_events")
         ).one()
     assert attempts == MAX_ATTEMPTS and done is not None and "wamid.out" in error
+
+
+def test_the_profile_name_fills_first_and_last_name_in_any_script_never_over_a_persons(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    """Greeting by first name works for a Thai or Chinese customer too; what an agent typed
+    stays."""
+    kept = client.post(
+        f"{API}/contacts",
+        json={"phone": "+66 81 234 5678", "first_name": "Khun Nok"},
+        headers=tenant.headers(),
+    ).json()
+    body = batch("wamid.hk", "wamid.th")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [
+        {"profile": {"name": "陳大文"}, "wa_id": "85291234567"},
+        {"profile": {"name": "สมชาย ใจดี"}, "wa_id": "66812345678"},
+    ]
+    value["messages"][1]["from"] = "66812345678"
+    post(client, webhook_path, body)
+    tidings.make_worker().run_once()
+    found = {c["phone"]: c for c in contacts(client, tenant)}
+    hong_kong, thai = found["+85291234567"], found["+66812345678"]
+    assert (hong_kong["name"], hong_kong["first_name"], hong_kong["last_name"]) == (
+        "陳大文",
+        "陳大文",
+        None,
+    )
+    assert thai["id"] == kept["id"]
+    assert (thai["name"], thai["first_name"], thai["last_name"]) == (
+        "สมชาย ใจดี",
+        "Khun Nok",
+        "ใจดี",
+    )

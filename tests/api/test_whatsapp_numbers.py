@@ -129,3 +129,25 @@ def test_a_sealed_secret_opens_only_under_the_same_key() -> None:
     tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
     with pytest.raises(TidingsError):
         SecretBox("installation-secret-one").open(tampered)
+
+
+def test_an_upload_to_a_provider_that_cannot_be_reached_is_a_502_with_the_reason(
+    client: TestClient, tenant: Tenant
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    added = client.post(
+        API, json=number_body(api_base_url=f"http://127.0.0.1:{port}"), headers=tenant.headers()
+    )
+    assert added.status_code == 201, added.text
+    answer = client.post(
+        f"{API}/{added.json()['id']}/media",
+        files={"file": ("menu.pdf", b"%PDF-1.4 a small menu", "application/pdf")},
+        headers=tenant.headers(),
+    )
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == "file" and "could not be reached" in error["message"]

@@ -133,6 +133,8 @@ def test_in_the_demo_a_customer_writes_an_agent_replies_and_sees_the_ticks(
     base, key = demo_server
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10)
     (number,) = api.get("/api/v1/whatsapp-numbers").json()
+    # Served on --port P with no public URL configured: the URL to paste into Meta names P.
+    assert number["webhook_url"].startswith(f"{base}/webhooks/whatsapp/"), number["webhook_url"]
     simulator = number["api_base_url"]
     httpx.post(
         f"{simulator}/_simulator/customers/85269871234/messages",

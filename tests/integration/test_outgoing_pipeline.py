@@ -176,3 +176,69 @@ def test_the_provider_refusing_a_closed_window_ends_the_message_with_its_code(
             t["outcome"] for t in stack.api.get(f"/api/v1/messages/{sent['id']}/traces").json()
         ]
         assert outcomes[:2] == ["queued", "accepted"] and outcomes[-1] == "failed"
+
+
+def test_a_customer_known_only_by_a_username_is_answered_by_bsuid(
+    tidings: Tidings, tenant: Tenant
+) -> None:
+    """Username users write with no phone at all (BSUID era): an agent's reply reaches them,
+    addressed by ``recipient``, and its ticks come back by ``recipient_user_id``."""
+    import json
+
+    from tidings.channels.whatsapp.webhook import sign
+
+    bsuid = "TH.13491208655302741918"
+    with live_stack(tidings, tenant, fast_config(enforce_window=False)) as stack:
+        config = stack.simulator.simulator.config
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "85230001234",
+                                    "phone_number_id": config.phone_number_id,
+                                },
+                                "contacts": [
+                                    {
+                                        "profile": {"name": "Ploy", "username": "ploy.s"},
+                                        "user_id": bsuid,
+                                    }
+                                ],
+                                "messages": [
+                                    {
+                                        "from_user_id": bsuid,
+                                        "id": "wamid.username1",
+                                        "timestamp": str(int(stack.clock.now().timestamp())),
+                                        "type": "text",
+                                        "text": {"body": "มีไซส์ M ไหมคะ"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+        raw = json.dumps(body).encode()
+        posted = httpx.post(
+            str(config.webhook_url),
+            content=raw,
+            headers={"X-Hub-Signature-256": sign(config.app_secret, raw)},
+        )
+        assert posted.status_code == 200, posted.text
+        stack.drain(lambda: bool(stack.api.get("/api/v1/conversations").json()["items"]))
+        (conversation,) = stack.api.get("/api/v1/conversations").json()["items"]
+        answer = stack.api.post(
+            f"/api/v1/conversations/{conversation['id']}/messages", json={"text": "มีค่ะ"}
+        )
+        assert answer.status_code == 202, answer.text
+        stack.drain(lambda: all(m["status"] == "read" for m in outbound(stack)))
+        (sent,) = [e for e in stack.ledger() if e["outcome"] == "accepted"]
+        assert sent["to"] == bsuid and sent["payload"]["recipient"] == bsuid
+        assert "to" not in sent["payload"]

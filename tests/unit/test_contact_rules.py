@@ -140,3 +140,14 @@ def test_prepare_rejects_undefined_custom_fields_and_bad_stages() -> None:
     with pytest.raises(TidingsError) as caught:
         prepare_contact_fields({"timezone": "Mars/Olympus"}, specs=specs, region="TW")
     assert caught.value.field == "timezone"
+
+
+def test_a_display_name_gives_a_first_name_to_greet_in_any_script() -> None:
+    from tidings.contacts.domain import name_parts
+
+    assert name_parts("Ploy Srisuk") == ("Ploy", "Srisuk")
+    assert name_parts("สมชาย ใจดี") == ("สมชาย", "ใจดี")
+    assert name_parts("陳大文") == ("陳大文", None)  # no space: kept whole, never guessed
+    assert name_parts("陳 大文") == ("大文", "陳")  # written apart: family name first
+    assert name_parts("  ") == (None, None)
+    assert name_parts("A" * 300)[0] == "A" * 100

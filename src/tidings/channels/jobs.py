@@ -26,6 +26,7 @@ from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.channels.whatsapp.webhook import parse_webhook
 from tidings.contacts import service as contacts
+from tidings.contacts.domain import TEXT_LIMITS, name_parts
 from tidings.kernel.errors import TidingsError
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
@@ -218,17 +219,21 @@ def record_inbound_message(
     """Find or create the sender's contact, put the message on its timeline once; its id."""
     # A new contact is created with its WhatsApp name and lead source (I6) in one go.
     lead_source = "ad_referral" if message.referral is not None else "whatsapp"
-    on_create: dict[str, Any] = {"lead_source": lead_source}
-    if message.sender.profile_name:
-        on_create["name"] = message.sender.profile_name
+    on_create: dict[str, Any] = {"lead_source": lead_source, **_profile_names(message)}
     contact, created = _sender_contact(session, workspace, message, now, on_create)
-    # The WhatsApp profile name only fills a blank: a name an agent typed is never overwritten.
-    if not created and contact.name is None and message.sender.profile_name:
+    # The WhatsApp profile name only fills blanks: a name a person or the CRM set is never
+    # overwritten (each of name, first and last name on its own).
+    blanks = {
+        field: value
+        for field, value in _profile_names(message).items()
+        if getattr(contact, field) is None
+    }
+    if not created and blanks:
         contact = contacts.update_contact(
             session,
             workspace=workspace,
             contact_id=contact.id,
-            data={"name": message.sender.profile_name},
+            data=blanks,
             source="whatsapp",
             now=now,
         )
@@ -300,6 +305,20 @@ def record_inbound_message(
             now=now,
         )
     return contact_id
+
+
+def _profile_names(message: InboundMessage) -> dict[str, str]:
+    """The contact's name fields from the sender's WhatsApp profile name, where it has one."""
+    profile = (message.sender.profile_name or "").strip()
+    if not profile:
+        return {}
+    first, last = name_parts(profile)
+    found = {"name": profile[: TEXT_LIMITS["name"]]}
+    if first:
+        found["first_name"] = first
+    if last:
+        found["last_name"] = last
+    return found
 
 
 def _sender_contact(

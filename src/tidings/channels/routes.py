@@ -6,6 +6,7 @@ import contextlib
 import json
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -214,6 +215,21 @@ async def upload_media(
     except MediaError as error:
         raise TidingsError(
             "provider_refused", f"WhatsApp refused the file: {error}", "file", 502
+        ) from None
+    except (httpx.TransportError, EgressRefusedError) as error:
+        raise TidingsError(
+            "provider_unreachable",
+            f"WhatsApp could not be reached for the upload ({type(error).__name__}: {error}); "
+            "nothing was sent, try again",
+            "file",
+            502,
+        ) from None
+    except (ValueError, KeyError) as error:
+        raise TidingsError(
+            "provider_bad_answer",
+            f"WhatsApp's answer to the upload carried no media id ({error})",
+            "file",
+            502,
         ) from None
     return MediaUploaded(id=media_id, kind=kind, mime_type=mime_type, size=len(data))
 

@@ -84,12 +84,18 @@ def serve(
     # A demo's WhatsApp is the simulator on this machine: the demo, and only it, lets the
     # adapter reach loopback (otherwise the operator's TIDINGS_EGRESS_ALLOW decides).
     overrides: dict[str, object] = {"demo": True, "egress_allow": "127.0.0.0/8"} if demo else {}
+    # --host and --port are settings like any other: without a configured public URL, every
+    # URL the product gives out (webhook URLs, e-mail links) then names where it really serves.
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
     with installation(**overrides) as inst:
         settings = inst.settings
         settings.check_production_ready()
         configure_logging(settings.log_level)
         inst.migrate()
-        chosen_host, chosen_port = host or settings.host, port or settings.port
+        chosen_host, chosen_port = settings.host, settings.port
         simulated = None
         if settings.demo:
             key = _demo_key(inst)

@@ -482,3 +482,34 @@ def _score(value: Any) -> int:
     if not low <= number <= high:
         raise invalid("invalid_value", f"the score must lie in [{low}, {high}]", field="score")
     return number
+
+
+_CJK_RANGES = (
+    ("\u3040", "\u30ff"),  # kana
+    ("\u3400", "\u4dbf"),
+    ("\u4e00", "\u9fff"),
+    ("\uac00", "\ud7af"),  # hangul
+    ("\uf900", "\ufaff"),
+)
+
+
+def _is_cjk(text: str) -> bool:
+    return any(low <= ch <= high for ch in text for low, high in _CJK_RANGES)
+
+
+def name_parts(display_name: str) -> tuple[str | None, str | None]:
+    """A first and a last name from a display name (a WhatsApp profile name), for greeting
+    the person by name: ``Ploy Srisuk`` and ``สมชาย ใจดี`` are given name first; ``陳 大文``,
+    written with a space, family name first. A name written without spaces — most Chinese,
+    Japanese and Korean names, a single Thai name — is kept whole as the first name: cutting
+    it would guess, and greeting someone by their whole name is never wrong."""
+    words = display_name.split()
+    if not words:
+        return None, None
+    if len(words) == 1:
+        return words[0][: TEXT_LIMITS["first_name"]], None
+    if _is_cjk(words[0]):
+        first, last = " ".join(words[1:]), words[0]
+    else:
+        first, last = words[0], " ".join(words[1:])
+    return first[: TEXT_LIMITS["first_name"]], last[: TEXT_LIMITS["last_name"]]

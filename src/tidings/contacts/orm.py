@@ -123,6 +123,21 @@ class ExternalId(WorkspaceOwned, Base):
     external_id: Mapped[str] = mapped_column(String(200))
 
 
+class ContactAlias(WorkspaceOwned, Base):
+    """Another phone, e-mail or external id by which a contact is known: what a merged
+    contact brought that the survivor had its own of. Matching finds the contact by these too,
+    so a customer writing from their second number reaches the one contact, with its consents.
+    ``kind`` is ``phone``, ``email`` or ``external:<system>``."""
+
+    __tablename__ = "contact_aliases"
+    __table_args__ = (UniqueConstraint("workspace_id", "kind", "value"),)
+
+    contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(80))
+    value: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+
+
 class ContactEvent(WorkspaceOwned, Base):
     """One entry of the append-only timeline, with event time and ingestion time (S8)."""
 

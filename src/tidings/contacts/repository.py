@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from tidings.contacts.orm import (
     Consent,
     Contact,
+    ContactAlias,
     ContactEvent,
     ContactList,
     ContactTag,
@@ -52,14 +53,40 @@ def contacts_by_id(
 
 
 def find_contact_by_phone(session: Session, workspace: Workspace, phone: str) -> Contact | None:
+    """The contact with this phone, as its own or as one a merge brought it (an alias)."""
     return session.scalar(
         select(Contact).where(Contact.workspace_id == workspace.id, Contact.phone == phone)
-    )
+    ) or find_contact_by_alias(session, workspace, "phone", phone)
 
 
 def find_contact_by_email(session: Session, workspace: Workspace, email: str) -> Contact | None:
     return session.scalar(
         select(Contact).where(Contact.workspace_id == workspace.id, Contact.email == email)
+    ) or find_contact_by_alias(session, workspace, "email", email)
+
+
+def aliases_of(session: Session, workspace: Workspace, contact_id: int) -> set[tuple[str, str]]:
+    return {
+        (kind, value)
+        for kind, value in session.execute(
+            select(ContactAlias.kind, ContactAlias.value).where(
+                ContactAlias.workspace_id == workspace.id, ContactAlias.contact_id == contact_id
+            )
+        )
+    }
+
+
+def find_contact_by_alias(
+    session: Session, workspace: Workspace, kind: str, value: str
+) -> Contact | None:
+    return session.scalar(
+        select(Contact)
+        .join(ContactAlias, ContactAlias.contact_id == Contact.id)
+        .where(
+            ContactAlias.workspace_id == workspace.id,
+            ContactAlias.kind == kind,
+            ContactAlias.value == value,
+        )
     )
 
 
@@ -74,7 +101,7 @@ def find_contact_by_external_id(
             ExternalId.system == system,
             ExternalId.external_id == external_id,
         )
-    )
+    ) or find_contact_by_alias(session, workspace, f"external:{system}", external_id)
 
 
 def contact_ids_by_phone(

@@ -724,3 +724,23 @@ def uncertain_for_update(
     if ids is not None:
         query = query.where(Message.id.in_(list(ids)))
     return session.scalars(query.order_by(Message.id).limit(limit).with_for_update()).all()
+
+
+def has_recent_notification(
+    session: Session, *, contact_id: int, notification_type: str, since: datetime
+) -> bool:
+    """Whether a notification of this type was queued for the contact since ``since`` (and
+    not skipped or failed: one that never went does not count)."""
+    return (
+        session.scalar(
+            select(Message.id)
+            .where(
+                Message.contact_id == contact_id,
+                Message.notification_type == notification_type,
+                Message.created_at >= since,
+                Message.status.not_in(("skipped", "failed")),
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -431,10 +431,12 @@ def _conversation_for(
 def _recipient(
     session: Session, workspace: Workspace, contact_id: int, phone: str | None
 ) -> str | None:
-    """Where WhatsApp delivers: the E.164 phone, else the WhatsApp id the contact wrote from."""
+    """Where WhatsApp delivers: the E.164 phone, else the WhatsApp id the contact wrote from,
+    else its BSUID (a user known only by their username writes with no phone at all)."""
     if phone:
         return phone
-    return contacts.external_ids(session, workspace, contact_id).get("whatsapp")
+    known = contacts.external_ids(session, workspace, contact_id)
+    return known.get("whatsapp") or known.get("whatsapp_bsuid")
 
 
 def queue_reply(
@@ -509,6 +511,13 @@ def honour_keywords(
                 now=now,
             )
         body, kind = opt_in_confirmation(locale), OPT_IN_CONFIRMATION
+    # A second STOP (or START) soon after the first gets no second confirmation: the first
+    # one answered it, and a copy held back by P4 would arrive hours later, at night.
+    window = timedelta(hours=policy.service_same_event_gap_hours)
+    if repository.has_recent_notification(
+        session, contact_id=contact_id, notification_type=kind, since=now - window
+    ):
+        return True
     queue_message(
         session,
         workspace=workspace,

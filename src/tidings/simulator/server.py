@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -106,6 +107,9 @@ class LedgerEntry:
     second: int = 0
 
 
+BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[0-9A-Za-z]{1,128}$")
+
+
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -140,8 +144,12 @@ class Simulator:
         if payload.get("status") == "read":
             return self._read_receipt(payload)
         to, kind = str(payload.get("to") or ""), str(payload.get("type") or "")
+        # A user known only by a username is addressed by BSUID in ``recipient`` (``to`` wins).
+        bsuid = str(payload.get("recipient") or "") if not to else ""
         problem = None
-        if not to.strip("+").isdigit():
+        if bsuid and not BSUID.match(bsuid):
+            problem = "Invalid 'recipient' parameter."
+        elif not bsuid and not to.strip("+").isdigit():
             problem = "Invalid 'to' parameter."
         elif kind not in SENDABLE or not isinstance(payload.get(kind), dict | list):
             problem = f"Parameter '{kind}' is missing or the type is not supported."
@@ -149,7 +157,7 @@ class Simulator:
             problem = "Parameter 'text.body' is required."
         if problem:
             return self._rejected(payload, 100, "Invalid parameter", problem)
-        wa_id = to.lstrip("+").replace(" ", "")
+        wa_id = bsuid or to.lstrip("+").replace(" ", "")
         with self.lock:
             fault = self._limit_or_fault(wa_id)
             if fault is not None:
@@ -161,9 +169,10 @@ class Simulator:
             entry = self._write(payload, "accepted", wa_id, kind, wamid=wamid)
             self.by_wamid[wamid] = entry
         self._schedule_statuses(entry, wa_id, kind, payload)
+        contact = {"input": bsuid, "user_id": bsuid} if bsuid else {"input": to, "wa_id": wa_id}
         return 200, {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
+            "contacts": [contact],
             "messages": [{"id": wamid}],
         }
 
@@ -332,7 +341,8 @@ class Simulator:
             "id": wamid,
             "status": status,
             "timestamp": str(int(when.timestamp())),
-            "recipient_id": wa_id,
+            # Sent to a BSUID with no phone known: only the user id comes back.
+            ("recipient_user_id" if BSUID.match(wa_id) else "recipient_id"): wa_id,
         }
         if status in ("sent", "delivered"):
             item["pricing"] = {

@@ -70,7 +70,19 @@ class WorkspacePolicy(BaseModel):
     )
     quiet_hours_end: time = Field(time(9, 0), description="… until (local); equal = none")
     opt_out_keywords: tuple[str, ...] = Field(
-        ("STOP", "UNSUBSCRIBE", "ยกเลิก", "退訂", "取消訂閱"), description="P5"
+        (
+            "STOP",
+            "UNSUBSCRIBE",
+            "ยกเลิก",
+            "ยกเลิกรับข่าวสาร",
+            "退訂",
+            "取消訂閱",
+            "退訂閱",
+            "退订",
+            "取消订阅",
+            "退订阅",
+        ),
+        description="P5: English, Thai, Traditional and Simplified Chinese",
     )
     opt_in_keywords: tuple[str, ...] = Field(
         ("START", "SUBSCRIBE", "เริ่ม", "訂閱", "订阅"), description="P5: opting back in"

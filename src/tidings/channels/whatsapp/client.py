@@ -55,17 +55,29 @@ class SendOutcome:
 
 
 def message_payload(recipient: str, content: Mapping[str, Any]) -> dict[str, Any]:
-    """The Messages API body for ``content`` (already checked) to ``recipient``."""
+    """The Messages API body for ``content`` (already checked) to ``recipient``: a phone
+    number or WhatsApp id goes in ``to``; a BSUID (a user known only by their username) in
+    ``recipient``, as the Cloud API takes it since 2026."""
+    address = "recipient" if is_bsuid(recipient) else "to"
     payload: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": recipient,
+        address: recipient,
         "type": content["type"],
         content["type"]: content[content["type"]],
     }
     if content.get("context"):
         payload["context"] = dict(content["context"])
     return payload
+
+
+BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[0-9A-Za-z]{1,128}$")
+
+
+def is_bsuid(recipient: str) -> bool:
+    """A business-scoped user id (``US.13491208655302741918``): a country code, a dot, an id;
+    never a phone number, which has no letters."""
+    return BSUID.match(recipient) is not None
 
 
 def read_receipt_payload(message_id: str, *, typing: bool = False) -> dict[str, Any]:

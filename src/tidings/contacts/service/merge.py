@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts.domain import ConsentStatus
 from tidings.contacts.duplicates import Candidate, Findings, Person, find_candidates
-from tidings.contacts.orm import Contact, ContactEvent, ContactMerge
+from tidings.contacts.orm import Contact, ContactAlias, ContactEvent, ContactMerge, ExternalId
 from tidings.contacts.service.records import get_contact_or_404
 from tidings.contacts.service.timeline import log_event
 from tidings.db.base import Base, among
@@ -125,6 +125,9 @@ class _Journal:
     def replaced(self, table: Table, row: Any) -> None:
         self.steps.append({"do": "replaced", "table": table.name, "row": _dump(table, row)})
 
+    def added(self, table: Table, key: dict[str, Any]) -> None:
+        self.steps.append({"do": "added", "table": table.name, "key": key})
+
 
 def _move(
     session: Session, table: Table, column: str, old: int, new: int, journal: _Journal
@@ -211,9 +214,28 @@ def merge_contacts(
     }
     custom = {**merged.custom_fields, **survivor.custom_fields}
     do_not_contact = survivor.do_not_contact or merged.do_not_contact
+    kept = _identities_to_keep(session, survivor, merged)
     # The merged contact lets go of its phone and e-mail first: they are unique.
     merged.phone, merged.email = None, None
     session.flush()
+    # Every identity of the merged contact stays the survivor's: what it had its own of
+    # (a second phone, e-mail, WhatsApp id) becomes an alias, so the customer writing from it
+    # reaches this contact — with its consents — instead of starting a new one.
+    aliases = ContactAlias.__table__
+    assert isinstance(aliases, Table)
+    for kind, value in kept:
+        alias_id = session.execute(
+            insert(aliases)
+            .values(
+                workspace_id=workspace.id,
+                contact_id=survivor.id,
+                kind=kind,
+                value=value,
+                created_at=now,
+            )
+            .returning(aliases.c.id)
+        ).scalar_one()
+        journal.added(aliases, {"id": alias_id})
     for table, column in _references("contacts"):
         _move(session, table, column, merged.id, survivor.id, journal)
     for name, value in filled.items():
@@ -248,6 +270,28 @@ def merge_contacts(
         "merge",
     )
     return entry
+
+
+def _identities_to_keep(
+    session: Session, survivor: Contact, merged: Contact
+) -> list[tuple[str, str]]:
+    """The merged contact's phone, e-mail and external ids the survivor has a different one
+    of (those it has none of are filled in or moved as they are)."""
+    kept: list[tuple[str, str]] = []
+    for kind in ("phone", "email"):
+        mine, theirs = getattr(survivor, kind), getattr(merged, kind)
+        if mine and theirs and mine != theirs:
+            kept.append((kind, theirs))
+    survivors_own = select(ExternalId.system, ExternalId.external_id).where(
+        ExternalId.contact_id == survivor.id
+    )
+    own: dict[str, str] = {system: value for system, value in session.execute(survivors_own)}  # noqa: C416
+    for system, value in session.execute(
+        select(ExternalId.system, ExternalId.external_id).where(ExternalId.contact_id == merged.id)
+    ):
+        if system in own and own[system] != value:
+            kept.append((f"external:{system}", value))
+    return kept
 
 
 def get_merge_or_404(session: Session, workspace: Workspace, merge_id: int) -> ContactMerge:
@@ -313,7 +357,9 @@ def undo_merge(
 
     for step in reversed(journal["steps"]):
         table = tables[step["table"]]
-        if step["do"] == "removed":
+        if step["do"] == "added":
+            session.execute(delete(table).where(_where(table, step["key"])))
+        elif step["do"] == "removed":
             row = {k: back(table, k, v) for k, v in _load(step["row"]).items()}
             session.execute(insert(table).values(row))
         elif step["do"] == "replaced":

@@ -183,9 +183,41 @@ def upsert_contact(
         )
         return created, True
     updated = update_contact(
-        session, workspace=workspace, contact_id=found.id, data=data, source=source, now=now
+        session,
+        workspace=workspace,
+        contact_id=found.id,
+        data=_without_aliases(session, workspace, found, data),
+        source=source,
+        now=now,
     )
     return updated, False
+
+
+def _without_aliases(
+    session: Session, workspace: Workspace, contact: Contact, data: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """``data`` less the identities that are the contact's aliases (what a merge brought it):
+    they found the contact, and must not replace its own phone, e-mail or external ids."""
+    aliases = repository.aliases_of(session, workspace, contact.id)
+    if not aliases:
+        return data
+    kept = dict(data)
+    fields = prepare_contact_fields(
+        {k: data[k] for k in ("phone", "email") if data.get(k)},
+        specs={},
+        region=workspace.default_region,
+    )
+    for kind in ("phone", "email"):
+        if fields.get(kind) and (kind, fields[kind]) in aliases:
+            kept.pop(kind, None)
+    external = {
+        system: value
+        for system, value in (data.get("external_ids") or {}).items()
+        if (f"external:{system}", str(value)) not in aliases
+    }
+    if "external_ids" in kept:
+        kept["external_ids"] = external
+    return kept
 
 
 def find_match(
