@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from tidings.automation import service as automation
 from tidings.automation.engine import WEBHOOK_JOB as RULE_WEBHOOK_JOB
 from tidings.automation.engine import RulesEngine, run_scheduled_rules
+from tidings.automation.engine import webhook_gave_up as rule_webhook_gave_up
 from tidings.broadcasts.jobs import BroadcastPlanner
 from tidings.channels.email.smtp import SmtpPool
 from tidings.channels.jobs import (
@@ -55,6 +56,7 @@ from tidings.scheduler.worker import (
 )
 from tidings.sequences import service as sequences
 from tidings.sequences.jobs import WEBHOOK_JOB, SequenceEvents, SequenceRunner
+from tidings.sequences.jobs import webhook_gave_up as sequence_webhook_gave_up
 from tidings.settings import Settings, load_settings
 from tidings.webhooks.adapter import Courier, WebhookPoster
 from tidings.webhooks.jobs import WebhookDispatcher, WebhookFanout
@@ -183,8 +185,8 @@ class Tidings:
         poster = WebhookPoster(self.settings.secret_key.get_secret_value(), self.webhook_policy())
         handlers = {
             MEDIA_JOB: JobHandler(MEDIA_JOB, downloader.handle),
-            WEBHOOK_JOB: JobHandler(WEBHOOK_JOB, poster.handle),
-            RULE_WEBHOOK_JOB: JobHandler(RULE_WEBHOOK_JOB, poster.handle),
+            WEBHOOK_JOB: JobHandler(WEBHOOK_JOB, poster.handle, sequence_webhook_gave_up),
+            RULE_WEBHOOK_JOB: JobHandler(RULE_WEBHOOK_JOB, poster.handle, rule_webhook_gave_up),
             **self.job_handlers,
         }
         return [

@@ -349,6 +349,21 @@ def test_order_and_store_questions_are_answered_from_the_timeline_and_the_stores
     assert automation_texts(tidings)[-1] == (
         "คำสั่งซื้อ TH-1001 ของคุณจัดส่งแล้ว กำลังเดินทางค่ะ ขนส่ง: Kerry ติดตามพัสดุได้ที่ https://track.example/1"
     )
+    # A carrier with no tracking link: the answer gives the number to look it up with.
+    client.post(
+        f"{API}/contacts/{contact['id']}/events",
+        json={
+            "type": "order.shipped",
+            "properties": {"order_id": "TH-1002", "carrier": "Flash", "tracking_number": "TH0123"},
+        },
+        headers=headers,
+    )
+    deliver(client, tidings, webhook_path, "พัสดุอยู่ไหนคะ")
+    assert automation_texts(tidings)[-1].endswith("ขนส่ง: Flash เลขพัสดุ: TH0123")
+    # A question from a backlog (the server was down for hours) gets no automatic answer.
+    answered = len(automation_texts(tidings))
+    deliver(client, tidings, webhook_path, "พัสดุถึงไหนแล้วคะ", ago=timedelta(hours=3))
+    assert len(automation_texts(tidings)) == answered
     deliver(client, tidings, webhook_path, "ร้านอยู่ที่ไหนคะ")
     assert "ส่งตำแหน่งของคุณมา" in automation_texts(tidings)[-1]
     deliver(

@@ -88,6 +88,14 @@ def test_a_sequence_webhook_step_is_signed_and_refused_for_a_private_address_unt
     # Failed at once with the reason, not retried: no retry can reach a refused address.
     [(state, error)] = jobs(tidings)
     assert state == "dead" and "non-public address 127.0.0.1" in (error or "")
+    # And the step shows as failed with that reason, not as done.
+    with tidings.db.reading() as session:
+        runs = session.execute(
+            text("SELECT outcome, detail FROM sequence_step_runs ORDER BY id")
+        ).all()
+    (step_outcome, detail), (end, _) = runs
+    assert step_outcome == "failed" and "non-public address 127.0.0.1" in detail
+    assert end == "left"  # the sequence went on: one failed webhook does not stop it
 
     allow_private(tidings, tenant, True)
     second = contact(client, tenant, "陳大文", "0912345679")
@@ -132,3 +140,35 @@ def test_a_rule_webhook_to_a_private_address_is_refused_when_saved(
     assert "Tell the CRM" not in {r["name"] for r in saved}
     allow_private(tidings, tenant, True)
     assert client.post(f"{API}/rules", json=rule, headers=tenant.headers()).status_code == 201
+
+
+def test_a_rule_webhook_refused_when_sent_shows_the_run_failed_with_the_reason(
+    client: TestClient, tenant: Tenant, tidings: Tidings, webhook_path: str
+) -> None:
+    """Saved while private addresses were allowed, sent after that was withdrawn: the run
+    that asked for it reads "failed" with why — never "fired"."""
+    from tests.api.test_whatsapp_webhook_endpoint import batch, post
+
+    allow_private(tidings, tenant, True)
+    rule = {
+        "name": "Tell the CRM",
+        "definition": {
+            "trigger": {"on": "message_received"},
+            "actions": [{"do": "webhook", "url": "http://127.0.0.1:9/hook"}],
+        },
+        "enabled": True,
+    }
+    saved = client.post(f"{API}/rules", json=rule, headers=tenant.headers())
+    assert saved.status_code == 201, saved.text
+    allow_private(tidings, tenant, False)
+    run(tidings, passes=1)  # the rules engine starts reading the timeline from now
+    body = batch("wamid.ruled")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(
+        int(tidings.clock.now().timestamp())
+    )
+    post(client, webhook_path, body)
+    run(tidings, passes=4)
+    runs = client.get(f"{API}/rules/{saved.json()['id']}/runs", headers=tenant.headers()).json()
+    [only] = runs["items"] if isinstance(runs, dict) else runs
+    assert only["status"] == "failed", only
+    assert "non-public address 127.0.0.1" in only["reason"]

@@ -129,3 +129,13 @@ def test_a_missing_value_uses_the_templates_fallback_and_never_a_raw_placeholder
     assert render_template(text, {"contact": {"first_name": ""}}, field="t") == "สวัสดีคุณลูกค้า !"
     assert render_template(text, {"contact": {"first_name": "Ploy"}}, field="t") == ("สวัสดีคุณPloy !")
     assert render_template("{{ nothing.at.all | fallback('x') }}", {}, field="t") == "x"
+
+
+def test_without_words_the_number_tells_the_language() -> None:
+    """A Thai customer who shares a location (no words) is answered in Thai, not in the
+    shop's Traditional Chinese."""
+    from tidings.automation.answers import locale_of_country
+
+    assert language_for("", locale_of_country("TH") or "zh-Hant-TW") == "th"
+    assert language_for(None, locale_of_country("HK") or "en") == "zh-Hant"
+    assert locale_of_country("FR") is None and locale_of_country(None) is None

@@ -47,6 +47,22 @@ def language_for(text: str | None, locale: str | None) -> str:
     return language_of(locale)
 
 
+# Where the customer's number is from tells their language when their words do not (a
+# location, a sticker, an emoji): a Thai number is answered in Thai, not in the shop's language.
+COUNTRY_LOCALES = {
+    "TH": "th-TH",
+    "TW": "zh-Hant-TW",
+    "HK": "zh-Hant-HK",
+    "MO": "zh-Hant-MO",
+    "CN": "zh-Hans-CN",
+    "SG": "zh-Hans-SG",
+}
+
+
+def locale_of_country(country: str | None) -> str | None:
+    return COUNTRY_LOCALES.get((country or "").upper())
+
+
 # --- orders -------------------------------------------------------------------------------------
 
 
@@ -57,12 +73,13 @@ class OrderState:
     carrier: str | None
     tracking_url: str | None
     at: datetime
+    tracking_number: str | None = None
 
 
 def latest_order(events: Sequence[Any]) -> OrderState | None:
     """The newest order's state from its timeline events (``order.*`` with ``order_id``,
-    ``status``, ``carrier``, ``tracking_url``); later events of the same order fill in what
-    earlier ones said."""
+    ``status``, ``carrier``, ``tracking_url``, ``tracking_number``); later events of the same
+    order fill in what earlier ones said."""
     relevant = sorted((e for e in events if e.type in ORDER_EVENTS), key=lambda e: e.occurred_at)
     if not relevant:
         return None
@@ -80,6 +97,7 @@ def latest_order(events: Sequence[Any]) -> OrderState | None:
         carrier=_text(known.get("carrier")),
         tracking_url=_text(known.get("tracking_url")),
         at=newest.occurred_at,
+        tracking_number=_text(known.get("tracking_number")),
     )
 
 
@@ -161,6 +179,15 @@ def order_answer(order: OrderState | None, language: str) -> str:
                 "th": f"ติดตามพัสดุได้ที่ {order.tracking_url}",
                 "zh-Hant": f"追蹤連結：{order.tracking_url}",
                 "zh-Hans": f"追踪链接：{order.tracking_url}",
+            }[language]
+        )
+    elif order.tracking_number:  # no link: the number to look up with the carrier
+        parts.append(
+            {
+                "en": f"Tracking number: {order.tracking_number}.",
+                "th": f"เลขพัสดุ: {order.tracking_number}",
+                "zh-Hant": f"追蹤編號：{order.tracking_number}。",
+                "zh-Hans": f"追踪单号：{order.tracking_number}。",
             }[language]
         )
     return " ".join(parts)

@@ -28,6 +28,7 @@ from tidings.automation.answers import (
     ORDER_EVENTS,
     language_for,
     latest_order,
+    locale_of_country,
     nearest,
     order_answer,
     store_answer,
@@ -78,6 +79,7 @@ from tidings.messaging import inbox
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import Origin, Purpose
 from tidings.scheduler import service as scheduler
+from tidings.scheduler.orm import BackgroundJob
 from tidings.sequences import service as sequences
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
@@ -662,6 +664,8 @@ def _act(
                         "trigger_event": {"id": event.id, "type": event.event_type},
                         "payload": action.payload,
                     },
+                    # Where a failure is reported: this run shows failed, not fired.
+                    "report": {"rule_id": rule.id, "contact_id": contact_id, "event_id": event.id},
                 },
                 now=now,
                 idempotency_key=f"rule:{rule.id}:{event.id}:webhook:{action.url}"[:200],
@@ -807,10 +811,18 @@ def _answer(
     session: Session, workspace: Workspace, rule: Rule, action: Answer, event: Any, now: datetime
 ) -> str:
     contact_id = int(event.contact_id)
+    # A backlog (the server was down, the number reconnected) is not answered automatically:
+    # "we are open until 9 pm" to a question asked yesterday is wrong; an agent answers it.
+    limit = timedelta(minutes=workspaces.policy_for(workspace).auto_answer_max_age_minutes)
+    asked_at = event.occurred_at
+    if asked_at is not None and now - asked_at > limit:
+        age = int((now - asked_at).total_seconds() // 60)
+        return f" → not answered: the message is {age} min old (automatic answers within {limit})"
     profile = contacts.profiles(session, [contact_id])[contact_id]
     said = _message_of(session, event)
     language = language_for(
-        said.get("text") or _latest_text(session, event), profile.locale or workspace.locale
+        said.get("text") or _latest_text(session, event),
+        profile.locale or locale_of_country(profile.country) or workspace.locale,
     )
     if action.do == "answer_order_status":
         events = contacts.events_of(session, [contact_id], types=ORDER_EVENTS).get(contact_id, [])
@@ -919,3 +931,21 @@ def run_scheduled_rules(session: Session, *, now: datetime, limit: int = 20) -> 
         judged += len(members)
         rule.next_run_at = next_run(trigger, now, ZoneInfo(workspace.timezone))
     return judged
+
+
+def webhook_gave_up(session: Session, job: BackgroundJob, now: datetime) -> None:
+    """A rule's webhook was given up: its run shows as failed, with the reason."""
+    report = job.payload.get("report") or {}
+    reason = f"webhook to {job.payload.get('url')} failed: {job.last_error or 'no answer'}"
+    for run in session.scalars(
+        select(RuleRun).where(
+            RuleRun.rule_id == report.get("rule_id"),
+            RuleRun.contact_id == report.get("contact_id"),
+            RuleRun.event_id == report.get("event_id"),
+        )
+    ):
+        run.status = "failed"
+        run.reason = reason[:500]
+        done = dict(run.actions_done or {})
+        done["failed"] = [*done.get("failed", []), reason[:300]]
+        run.actions_done = done

@@ -78,6 +78,8 @@ PACING_HORIZON = 2.0  # seconds of send slots one claim may take on a number
 RATE_LIMIT_CODES = frozenset({130429})
 RATE_LIMIT_PAUSE = 1.0
 MARK_LEAD = 0.25  # seconds before its slot a send's wire mark is committed
+LATE_LIMIT = 0.1  # a send later than this past its slot takes a fresh one
+LATE_HORIZON = 3600.0  # a fresh slot is granted however far the number's queue reaches
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class SendJob:
     recipient: str
     content: dict[str, Any]
     send_at: float  # its reserved slot, in seconds since the epoch
+    interval: float  # seconds between two sends on its number
 
 
 @dataclass
@@ -406,6 +409,7 @@ class OutboundDispatcher:
                     recipient=str(row.recipient),
                     content=dict(row.content),
                     send_at=send_at,
+                    interval=slots.intervals[_number(row)],
                 )
             )
         slots.give_back_unused()
@@ -428,6 +432,10 @@ class OutboundDispatcher:
         wires = self._wire_log(db, clock)
         wires.mark(job.message_id)
         delay = job.send_at - self._pace_now()
+        if delay < -LATE_LIMIT:
+            # Woken too late (a busy machine, a slow commit): sent now, it would crowd the
+            # second it lands in. It takes a fresh slot at the end of the number's queue.
+            delay = self._fresh_slot(db, job) - self._pace_now()
         if delay > 0:
             time.sleep(delay)
         try:
@@ -438,6 +446,18 @@ class OutboundDispatcher:
         if outcome.accepted and outcome.message_id:
             wires.note(job.message_id, outcome.message_id)
         return outcome
+
+    def _fresh_slot(self, db: Database, job: SendJob) -> float:
+        with db.transaction(background=True) as session:
+            grant = repository.reserve_send_slots(
+                session,
+                job.number_id,
+                wanted=1,
+                now=self._pace_now(),
+                horizon=LATE_HORIZON,
+                interval=job.interval,
+            )
+        return grant.start
 
     def _wire_log(self, db: Database, clock: Clock) -> WireLog:
         with self._pacer_lock:

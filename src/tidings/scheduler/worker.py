@@ -67,6 +67,9 @@ class PeriodicTask:
 class JobHandler:
     kind: str
     handle: Callable[[Session, BackgroundJob, datetime], None]
+    # Told when a job of this kind is given up (dead): e.g. the rule run that asked for a
+    # webhook then shows as failed with the reason, not as fired.
+    on_dead: Callable[[Session, BackgroundJob, datetime], None] | None = None
 
 
 class PermanentJobError(Exception):
@@ -90,10 +93,22 @@ class BackgroundJobSource:
             except PermanentJobError as error:
                 log.warning("background job %s (%s) cannot succeed: %s", job.id, job.kind, error)
                 service.fail_job(job, error=f"{error}", now=now, permanent=True)
+                self._report_dead(session, job, now)
             except Exception as error:  # a job's failure is recorded, never lost
                 log.exception("background job %s (%s) failed", job.id, job.kind)
                 service.fail_job(job, error=f"{type(error).__name__}: {error}", now=now)
+                self._report_dead(session, job, now)
         return len(jobs)
+
+    def _report_dead(self, session: Session, job: BackgroundJob, now: datetime) -> None:
+        report = self.handlers[job.kind].on_dead
+        if job.state != "dead" or report is None:
+            return
+        try:
+            with session.begin_nested():
+                report(session, job, now)
+        except Exception:
+            log.exception("could not report the failure of background job %s", job.id)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tidings.automation.facts import segment_keys_of
@@ -44,6 +44,7 @@ from tidings.messaging.policy import (
 )
 from tidings.messaging.service import PolicyFacts
 from tidings.scheduler import service as scheduler
+from tidings.scheduler.orm import BackgroundJob
 from tidings.sequences import service
 from tidings.sequences.definition import SendEmail, SendWhatsApp, SequenceDefinition
 from tidings.sequences.domain import (
@@ -668,6 +669,8 @@ def _carry_out_one(
                     "enrollment_id": row.id,
                     "payload": effect.payload,
                 },
+                # Where a failure is reported: the step shows failed, not done.
+                "report": {"enrollment_id": row.id, "step_id": run.step_id, "visit": run.visit},
             },
             now=now,
             idempotency_key=f"{_key(row.id, run.visit)}:webhook",
@@ -866,3 +869,19 @@ def _apply_reaction(enrollment: Enrollment, reaction: Any, now: datetime) -> Non
     else:
         return
     enrollment.updated_at = now
+
+
+def webhook_gave_up(session: Session, job: BackgroundJob, now: datetime) -> None:
+    """A sequence step's webhook was given up: the step shows as failed, with the reason."""
+    report = job.payload.get("report") or {}
+    reason = f"webhook to {job.payload.get('url')} failed: {job.last_error or 'no answer'}"
+    session.execute(
+        update(StepRunRecord)
+        .where(
+            StepRunRecord.enrollment_id == report.get("enrollment_id"),
+            StepRunRecord.step_id == report.get("step_id"),
+            StepRunRecord.visit == report.get("visit"),
+        )
+        .values(outcome="failed", detail=reason[:300])
+        .execution_options(synchronize_session=False)
+    )

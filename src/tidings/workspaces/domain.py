@@ -114,6 +114,12 @@ class WorkspacePolicy(BaseModel):
         "category (marketing, utility, authentication) → price",
     )
     human_reply_pause_hours: float = Field(12, ge=0, description="I3")
+    auto_answer_max_age_minutes: float = Field(
+        60,
+        gt=0,
+        description="A2: messages older than this (a backlog after downtime) get no automatic "
+        "answer; an agent answers them",
+    )
     message_retries: int = Field(
         2, ge=0, le=10, description="X3: resends of a message whose fate is uncertain"
     )
