@@ -12,9 +12,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tidings.bootstrap import Tidings, build
+from tidings.channels import service as channels
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import CustomFieldType
 from tidings.settings import load_settings
+from tidings.simulator.server import SimulatorConfig
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
@@ -61,6 +63,38 @@ def make_workspace(installation: Tidings, *, region: str = "TW") -> tuple[Worksp
             now=now,
         )
     return workspace, key
+
+
+def simulated_number(
+    installation: Tidings, workspace_id: int, api_base_url: str, policy: dict[str, object]
+) -> int:
+    """The workspace's policy changed by ``policy``, and a number on the simulator at
+    ``api_base_url`` (its default credentials); the number's id."""
+    config = SimulatorConfig()
+    with installation.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, workspace_id)
+        assert workspace is not None
+        now = installation.clock.now()
+        workspaces.update_workspace(
+            session, workspace=workspace, changes={"policy": policy}, now=now
+        )
+        number = channels.add_number(
+            session,
+            workspace=workspace,
+            data={
+                "name": "bench",
+                "phone_number_id": config.phone_number_id,
+                "business_account_id": config.business_account_id,
+                "display_phone_number": "+" + config.display_phone_number,
+                "api_base_url": api_base_url,
+                "access_token": config.access_token,
+                "app_secret": config.app_secret,
+                "verify_token": "bench-verify-token",
+            },
+            box=installation.secret_box,
+            now=now,
+        )
+        return number.id
 
 
 def machine() -> str:

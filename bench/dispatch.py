@@ -23,9 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, insert, select
 
-from bench.common import fresh_installation, machine, make_workspace
+from bench.common import fresh_installation, machine, make_workspace, simulated_number
 from tidings.bootstrap import Tidings
-from tidings.channels import service as channels
 from tidings.channels.whatsapp.client import CloudApiClient, NumberEndpoint
 from tidings.contacts.orm import Contact
 from tidings.db.base import table_of
@@ -33,7 +32,6 @@ from tidings.egress.policy import EgressPolicy
 from tidings.messaging.dispatch import OutboundDispatcher
 from tidings.messaging.orm import Conversation, Message
 from tidings.simulator.server import SimulatorConfig
-from tidings.workspaces import service as workspaces
 
 CONFIG = SimulatorConfig()
 
@@ -179,43 +177,21 @@ def main() -> None:
     inst = fresh_installation(args.database_url or None)
     try:
         workspace, _ = make_workspace(inst)
-        with inst.db.transaction() as session:
-            fresh = workspaces.get_workspace(session, workspace.id)
-            assert fresh is not None
-            # The benchmark measures our overhead, so our own limits are lifted too (P6
-            # figures, quiet hours); every rule is still evaluated for every message.
-            workspaces.update_workspace(
-                session,
-                workspace=fresh,
-                changes={
-                    "policy": {
-                        "throughput_per_number_per_second": 1_000_000,
-                        "daily_quota_per_number": 10_000_000,
-                        "warmup_first_day_quota": None,
-                        "messaging_tier_limit": None,
-                        "quiet_hours_start": "00:00",
-                        "quiet_hours_end": "00:00",
-                    }
-                },
-                now=inst.clock.now(),
-            )
-            number = channels.add_number(
-                session,
-                workspace=fresh,
-                data={
-                    "name": "bench",
-                    "phone_number_id": CONFIG.phone_number_id,
-                    "business_account_id": CONFIG.business_account_id,
-                    "display_phone_number": "+" + CONFIG.display_phone_number,
-                    "api_base_url": url,
-                    "access_token": CONFIG.access_token,
-                    "app_secret": CONFIG.app_secret,
-                    "verify_token": "bench-verify-token",
-                },
-                box=inst.secret_box,
-                now=inst.clock.now(),
-            )
-            number_id = number.id
+        # The benchmark measures our overhead, so our own limits are lifted too (P6 figures,
+        # quiet hours); every rule is still evaluated for every message.
+        number_id = simulated_number(
+            inst,
+            workspace.id,
+            url,
+            {
+                "throughput_per_number_per_second": 1_000_000,
+                "daily_quota_per_number": 10_000_000,
+                "warmup_first_day_quota": None,
+                "messaging_tier_limit": None,
+                "quiet_hours_start": "00:00",
+                "quiet_hours_end": "00:00",
+            },
+        )
         fill(inst, workspace.id, number_id, args.messages)
         bare = bare_sends(url, min(args.messages, 20_000), args.concurrency)
         bare_per_message = bare / min(args.messages, 20_000)

@@ -28,13 +28,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select, text, update
 
-from bench.common import fresh_installation, machine, make_workspace
+from bench.common import fresh_installation, machine, make_workspace, simulated_number
 from bench.dispatch import fill, free_port
 from tidings.bootstrap import Tidings
-from tidings.channels import service as channels
 from tidings.messaging.orm import Message
 from tidings.simulator.server import SimulatorConfig
-from tidings.workspaces import service as workspaces
 
 CONFIG = SimulatorConfig()
 LIMIT = 80
@@ -129,40 +127,18 @@ def main() -> None:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         workspace, _ = make_workspace(inst)
-        with inst.db.transaction() as session:
-            fresh = workspaces.get_workspace(session, workspace.id)
-            assert fresh is not None
-            workspaces.update_workspace(
-                session,
-                workspace=fresh,
-                changes={
-                    "policy": {
-                        "daily_quota_per_number": 10_000_000,
-                        "warmup_first_day_quota": None,
-                        "messaging_tier_limit": None,
-                        "quiet_hours_start": "00:00",
-                        "quiet_hours_end": "00:00",
-                    }
-                },
-                now=inst.clock.now(),
-            )
-            number = channels.add_number(
-                session,
-                workspace=fresh,
-                data={
-                    "name": "Bench",
-                    "phone_number_id": CONFIG.phone_number_id,
-                    "business_account_id": "102290129340398",
-                    "display_phone_number": "+886 2 2345 6789",
-                    "access_token": CONFIG.access_token,
-                    "app_secret": CONFIG.app_secret,
-                    "verify_token": "bench-verify-token",
-                    "api_base_url": url,
-                },
-                box=inst.secret_box,
-                now=inst.clock.now(),
-            )
-            number_id = number.id
+        number_id = simulated_number(
+            inst,
+            workspace.id,
+            url,
+            {
+                "daily_quota_per_number": 10_000_000,
+                "warmup_first_day_quota": None,
+                "messaging_tier_limit": None,
+                "quiet_hours_start": "00:00",
+                "quiet_hours_end": "00:00",
+            },
+        )
         fill(inst, workspace.id, number_id, args.messages)
         with inst.db.transaction() as session:
             # Messages that may not be sent twice on a guess: an uncertain one waits for a

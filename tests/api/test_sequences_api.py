@@ -170,6 +170,22 @@ def mark(tidings: Tidings, contact_id: int, *, read: bool) -> None:
             "'teleport' is not a step type",
         ),
         ({"steps": [{"id": "x", "wait": "1d"}]}, "definition.steps[0].type", "needs a type"),
+        (
+            {
+                "steps": [
+                    {
+                        "id": "c",
+                        "type": "condition",
+                        "if": {"any": [{"has_tag": f"t{n}"} for n in range(300)]},
+                        "yes": "e",
+                        "no": "e",
+                    },
+                    {"id": "e", "type": "exit"},
+                ]
+            },
+            "definition.steps[0].if",
+            "at most 200 parts",
+        ),
     ],
 )
 def test_a_malformed_sequence_is_refused_naming_the_step_at_fault(
@@ -310,10 +326,55 @@ def test_a_tag_trigger_enrolls_and_a_reply_or_an_opt_out_ends_the_enrollment(
     assert enrollments[first]["status"] == "exited"
     assert enrollments[first]["end_reason"] == "the contact replied"
     assert enrollments[second]["status"] == "exited"
-    assert enrollments[second]["end_reason"].startswith("P5")
+    assert enrollments[second]["end_reason"].startswith("opted_out")
     clock.advance(timedelta(days=2))
     run_worker(tidings)
     assert sent_templates(tidings) == {first: ["welcome"], second: ["welcome"]}
+
+
+def test_an_enrollment_ends_opted_out_once_none_of_its_messages_can_go_out(
+    client: TestClient, tenant: Tenant, tidings: Tidings, clock: VirtualClock
+) -> None:
+    """A utility sequence goes on for a contact who declined promotions, and ends — with the
+    reason opted_out — for one who opted out of WhatsApp altogether (STOP)."""
+    flow = {
+        **FLOW,
+        "name": "Order updates",
+        "steps": [
+            {**step, "purpose": "utility"} if step["type"] == "send_whatsapp" else step
+            for step in FLOW["steps"]
+        ],
+    }
+    sequence = create(client, tenant, flow).json()
+    promotions_only = contact(client, tenant, "A", "0912345611")
+    everything = contact(client, tenant, "B", "0912345612")
+    client.post(
+        f"{API}/sequences/{sequence['id']}/enrollments",
+        json={"contact_ids": [promotions_only, everything]},
+        headers=tenant.headers(),
+    )
+    run_worker(tidings)
+    for person, purposes in (
+        (promotions_only, ["marketing"]),
+        (everything, ["marketing", "transactional"]),
+    ):
+        for purpose in purposes:
+            answer = client.put(
+                f"{API}/contacts/{person}/consents",
+                json={"channel": "whatsapp", "purpose": purpose, "status": "opted_out"},
+                headers=tenant.headers(),
+            )
+            assert answer.status_code == 200, answer.text
+    run_worker(tidings)
+    enrollments = {
+        e["contact_id"]: e
+        for e in client.get(
+            f"{API}/sequences/{sequence['id']}/enrollments", headers=tenant.headers()
+        ).json()
+    }
+    assert enrollments[promotions_only]["status"] == "active"
+    assert enrollments[everything]["status"] == "exited"
+    assert enrollments[everything]["end_reason"].startswith("opted_out")
 
 
 def test_a_paused_sequence_holds_everyone_and_resuming_carries_on(

@@ -185,46 +185,21 @@ def test_a_customer_known_only_by_a_username_is_answered_by_bsuid(
     addressed by ``recipient``, and its ticks come back by ``recipient_user_id``."""
     import json
 
+    from tests.api.test_whatsapp_webhook_endpoint import batch
     from tidings.channels.whatsapp.webhook import sign
 
     bsuid = "TH.13491208655302741918"
     with live_stack(tidings, tenant, fast_config(enforce_window=False)) as stack:
         config = stack.simulator.simulator.config
-        body = {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "102290129340398",
-                    "changes": [
-                        {
-                            "field": "messages",
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {
-                                    "display_phone_number": "85230001234",
-                                    "phone_number_id": config.phone_number_id,
-                                },
-                                "contacts": [
-                                    {
-                                        "profile": {"name": "Ploy", "username": "ploy.s"},
-                                        "user_id": bsuid,
-                                    }
-                                ],
-                                "messages": [
-                                    {
-                                        "from_user_id": bsuid,
-                                        "id": "wamid.username1",
-                                        "timestamp": str(int(stack.clock.now().timestamp())),
-                                        "type": "text",
-                                        "text": {"body": "มีไซส์ M ไหมคะ"},
-                                    }
-                                ],
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
+        body = batch("wamid.username1")
+        value = body["entry"][0]["changes"][0]["value"]
+        value["metadata"]["phone_number_id"] = config.phone_number_id
+        value["contacts"] = [{"profile": {"name": "Ploy", "username": "ploy.s"}, "user_id": bsuid}]
+        (message,) = value["messages"]
+        del message["from"]
+        message["from_user_id"] = bsuid
+        message["timestamp"] = str(int(stack.clock.now().timestamp()))
+        message["text"] = {"body": "มีไซส์ M ไหมคะ"}
         raw = json.dumps(body).encode()
         posted = httpx.post(
             str(config.webhook_url),

@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from tidings.conditions.domain import Condition, Duration, Matcher, error_path, steps_named
+from tidings.conditions.domain import (
+    MAX_CONDITION_PARTS,
+    Condition,
+    Duration,
+    Matcher,
+    count_parts,
+    error_path,
+    steps_named,
+)
 from tidings.kernel.errors import TidingsError, invalid
 from tidings.kernel.templating import check_template
 
@@ -184,6 +192,17 @@ class IfElse(StepBase):
     def links(self) -> Iterator[tuple[str, str]]:
         yield "yes", self.yes
         yield "no", self.no
+
+    @field_validator("if_", mode="before")
+    @classmethod
+    def _not_enormous(cls, value: Any) -> Any:
+        # Counted before it is parsed: an enormous tree costs nothing to refuse.
+        parts = count_parts(value)
+        if parts > MAX_CONDITION_PARTS:
+            raise ValueError(
+                f"a condition has at most {MAX_CONDITION_PARTS} parts; this one has {parts}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _no_next(self) -> IfElse:

@@ -806,27 +806,54 @@ def _opt_outs(
     events: list[Any],
     now: datetime,
 ) -> None:
-    """P5: a contact who opts out of WhatsApp marketing leaves every marketing sequence."""
-    opted_out = [
-        e.contact_id
-        for e in events
-        if e.event_type == "consent.changed"
-        and (e.properties or {}).get("channel") == "whatsapp"
-        and (e.properties or {}).get("purpose") == "marketing"
-        and (e.properties or {}).get("status") == "opted_out"
-    ]
-    marketing = [
-        s.id
-        for s, d in running
-        if any(isinstance(x, SendWhatsApp) and x.purpose == "marketing" for x in d.steps)
-    ]
-    service.end_for_contacts(
-        session,
-        contact_ids=opted_out,
-        sequence_ids=marketing,
-        reason="P5: the contact opted out of marketing messages",
-        now=now,
+    """P5: an enrollment ends, with the reason ``opted_out``, once its contact has opted out
+    of every (channel, purpose) its sequence sends on — nothing it holds can go out any more.
+    A WhatsApp marketing opt-out ends every sequence with WhatsApp marketing sends at once
+    (the customer said stop to promotions: the rest of a campaign is not what they want)."""
+    opting_out = sorted(
+        {
+            e.contact_id
+            for e in events
+            if e.event_type == "consent.changed"
+            and (e.properties or {}).get("status") == "opted_out"
+        }
     )
+    if not opting_out:
+        return
+    states = contacts.consents_of(session, opting_out)
+    for sequence, definition in running:
+        sends = _consents_needed(definition)
+        if not sends:
+            continue
+        promotes = ("whatsapp", "marketing") in sends
+        ended = [
+            contact_id
+            for contact_id in opting_out
+            if all(states.get(contact_id, {}).get(pair) == "opted_out" for pair in sends)
+            or (
+                promotes
+                and states.get(contact_id, {}).get(("whatsapp", "marketing")) == "opted_out"
+            )
+        ]
+        service.end_for_contacts(
+            session,
+            contact_ids=ended,
+            sequence_ids=[sequence.id],
+            reason="opted_out: the contact opted out of the messages this sequence sends (P5)",
+            now=now,
+        )
+
+
+def _consents_needed(definition: SequenceDefinition) -> set[tuple[str, str]]:
+    """The (channel, consent purpose) of each send step: marketing, or transactional for
+    utility messages."""
+    needed: set[tuple[str, str]] = set()
+    for step in definition.steps:
+        if isinstance(step, SendWhatsApp | SendEmail):
+            channel = "whatsapp" if isinstance(step, SendWhatsApp) else "email"
+            purpose = "marketing" if step.purpose == "marketing" else "transactional"
+            needed.add((channel, purpose))
+    return needed
 
 
 def _react(session: Session, events: list[Any], now: datetime) -> None:
