@@ -561,3 +561,56 @@ def test_one_events_failure_neither_stops_the_engine_nor_leaves_half_its_work(
     assert tags == {ids[0]: [], ids[1]: ["visitor"]}  # the failed event's tag was undone
     runs = client.get(f"{API}/contacts/{ids[0]}/rule-runs", headers=headers).json()
     assert runs == []
+
+
+def test_two_rules_never_make_one_contact_the_same_offer_twice_within_its_cap(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    """ "Price-sensitive" and "High intent" both hand out WELCOME10: a customer who sets off
+    both gets the code once; another offer still goes."""
+    tidings.make_worker().run_once()
+    terms = {"terms": ["ส่วนลด", "discount"]}
+    assert client.put(f"{API}/keywords/discount", json=terms, headers=tenant.headers()).is_success
+    for name, text_ in (("Discount asked", "Code WELCOME10"), ("Also discount", "Again WELCOME10")):
+        answer = client.post(
+            f"{API}/rules",
+            json={
+                "name": name,
+                "enabled": True,
+                "definition": {
+                    "trigger": {"on": "keyword", "keyword": "discount"},
+                    "actions": [{"do": "reply", "text": text_, "offer": "WELCOME10"}],
+                },
+            },
+            headers=tenant.headers(),
+        )
+        assert answer.status_code == 201, answer.text
+    client.post(
+        f"{API}/rules",
+        json={
+            "name": "Other offer",
+            "enabled": True,
+            "definition": {
+                "trigger": {"on": "keyword", "keyword": "discount"},
+                "actions": [{"do": "reply", "text": "Free shipping: SHIP0", "offer": "SHIP0"}],
+            },
+        },
+        headers=tenant.headers(),
+    )
+    deliver(client, tidings, webhook_path, "มีส่วนลดไหมคะ")
+    deliver(client, tidings, webhook_path, "ส่วนลดอีกไหมคะ")
+    sent = automation_texts(tidings)
+    assert sum("WELCOME10" in t for t in sent) == 1, sent
+    assert sum("SHIP0" in t for t in sent) == 1, sent
+    bad = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Bad offer",
+            "definition": {
+                "trigger": {"on": "keyword", "keyword": "discount"},
+                "actions": [{"do": "reply", "text": "x", "offer": "has spaces"}],
+            },
+        },
+        headers=tenant.headers(),
+    )
+    assert bad.status_code == 422 and "offer" in bad.json()["error"]["field"]

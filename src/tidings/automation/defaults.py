@@ -85,7 +85,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
                 "condition": {"keyword": "discount", "at_least": 4, "within": "30d"},
                 "actions": [
                     {"do": "add_tag", "tag": "price-sensitive"},
-                    {"do": "reply", "text": text("code")},
+                    {"do": "reply", "text": text("code"), "offer": "WELCOME10"},
                 ],
                 "guard": {"times": 1, "per": "30d"},
             },
@@ -105,7 +105,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
             "enabled": False,
             "definition": {
                 "trigger": {"on": "segment_entered", "segment": "High intent"},
-                "actions": [{"do": "reply", "text": text("code")}],
+                "actions": [{"do": "reply", "text": text("code"), "offer": "WELCOME10"}],
                 "guard": {"times": 1, "per": "30d"},
             },
         },
@@ -164,7 +164,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
                 "trigger": {"on": "event", "event": "churn.risk_raised"},
                 "actions": [
                     {"do": "add_tag", "tag": "churn-risk"},
-                    {"do": "reply", "text": text("rescue")},
+                    {"do": "reply", "text": text("rescue"), "offer": "SORRY20"},
                 ],
                 "guard": {"times": 1, "per": "30d"},
             },

@@ -224,6 +224,10 @@ class Reply(BaseModel):
     quick_reply: str | None = Field(None, min_length=1, max_length=64)
     template: TemplateReply | None = None
     purpose: Literal["marketing", "utility", "service"] = "service"
+    # The offer this reply makes (a discount code): one contact gets one offer once per
+    # ``offer_every``, whichever rules would send it.
+    offer: str | None = Field(None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    offer_every: Duration = timedelta(days=30)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Reply:

@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 FEED = "rules"
 WEBHOOK_JOB = "rule.webhook"
+OFFER_EVENT = "offer.sent"  # on the contact's timeline: which offer, by which rule
 
 
 @dataclass
@@ -757,6 +758,16 @@ def _reply(
 ) -> str:
     number_id = _number_of(session, workspace, event)
     contact_id = int(event.contact_id)
+    if action.offer is not None:
+        made = contacts.events_of(
+            session, [contact_id], types={OFFER_EVENT}, since=now - action.offer_every
+        ).get(contact_id, [])
+        earlier = [e for e in made if (e.properties or {}).get("offer") == action.offer]
+        if earlier:
+            return (
+                f" → not sent: offer {action.offer} was made "
+                f"{earlier[-1].occurred_at:%Y-%m-%d} (once per {action.offer_every})"
+            )
     profile = contacts.profiles(session, [contact_id])[contact_id]
     variables = _variables(session, workspace, profile, action, event, now)
     if action.template is not None:
@@ -804,6 +815,16 @@ def _reply(
         ),
         now=now,
     )
+    if action.offer is not None and message.status not in ("skipped", "failed"):
+        contacts.log_event(
+            session,
+            workspace,
+            contact_id,
+            OFFER_EVENT,
+            now,
+            {"offer": action.offer, "rule_id": rule.id, "message_id": message.id},
+            "automation",
+        )
     return f" → message {message.id} ({message.status})"
 
 
