@@ -132,6 +132,26 @@ def test_wrong_passwords_slow_an_account_down_even_for_the_right_one(
     client.cookies.clear()
     assert sign_in(client, tenant, "a slip") == 401
     assert sign_in(client, tenant) == 303
+    # Every attempt is on the record an admin reads, newest first.
+    record = client.get(
+        "/api/v1/audit/sign-ins", params={"limit": 200}, headers=tenant.headers()
+    ).json()["items"]
+    outcomes = [r["outcome"] for r in reversed(record)]
+    assert outcomes == [
+        *["failed"] * 5,
+        "throttled",  # the right password, refused unchecked
+        "throttled",  # the same, answered with Retry-After
+        "failed",
+        "throttled",
+        "signed_in",
+        "failed",
+        "signed_in",
+    ]
+    assert {r["email"] for r in record} == {"mei@teahouse.example"}
+    assert (
+        client.get("/api/v1/audit/sign-ins", headers={**tenant.headers(Role.AGENT)}).status_code
+        == 403
+    )
 
 
 def test_one_address_trying_many_accounts_is_slowed_down(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, false
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base, IdType, WorkspaceOwned
@@ -101,3 +101,21 @@ class SignInThrottle(Base):
     failures: Mapped[int] = mapped_column(default=0)
     last_failure_at: Mapped[datetime]
     blocked_until: Mapped[datetime | None]
+
+
+class SignInRecord(Base):
+    """One sign-in attempt, kept for the workspace's admins to review: who, from where, and
+    whether it succeeded, failed or was refused while throttled. ``workspace_id`` is empty
+    when the workspace named does not exist (then only operators see it)."""
+
+    __tablename__ = "sign_in_records"
+    __table_args__ = (Index("ix_sign_in_records_workspace_time", "workspace_id", "at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # signed_in, failed, throttled
+    at: Mapped[datetime]

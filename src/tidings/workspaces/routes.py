@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from tidings.api.deps import Context
-from tidings.kernel.errors import not_found
+from tidings.kernel.errors import invalid, not_found
 from tidings.workspaces import repository, service
 from tidings.workspaces.domain import Role
 from tidings.workspaces.orm import Team, Workspace
@@ -16,6 +18,8 @@ from tidings.workspaces.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
+    SignInPage,
+    SignInRead,
     TeamCreate,
     TeamRead,
     WorkspaceRead,
@@ -106,6 +110,26 @@ def sign_out_everywhere(agent_id: int, ctx: Context) -> dict[str, int]:
         ctx.session, workspace=ctx.workspace, user_id=agent_id, now=ctx.now
     )
     return {"sessions_ended": ended}
+
+
+@router.get("/audit/sign-ins")
+def list_sign_ins(
+    ctx: Context,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> SignInPage:
+    """Sign-in attempts to this workspace, newest first: who, from which address, and whether
+    they signed in, failed, or were refused while throttled (#21)."""
+    ctx.require(Role.ADMIN, action="reading the sign-in record")
+    if cursor is not None and not cursor.isdigit():
+        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
+    rows = service.sign_in_records(
+        ctx.session, ctx.workspace, before_id=int(cursor) if cursor else None, limit=limit
+    )
+    return SignInPage(
+        items=[SignInRead.model_validate(row) for row in rows],
+        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+    )
 
 
 @router.get("/api-keys")

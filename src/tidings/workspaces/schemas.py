@@ -95,3 +95,18 @@ class TeamRead(BaseModel):
     name: str
     member_ids: list[int]
     created_at: Timestamp
+
+
+class SignInRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    address: str | None = Field(description="the client's address, as the server saw it")
+    outcome: str = Field(description="signed_in, failed, or throttled (refused unchecked)")
+    at: Timestamp
+
+
+class SignInPage(BaseModel):
+    items: list[SignInRead]
+    next_cursor: str | None

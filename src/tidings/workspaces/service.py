@@ -7,10 +7,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found, unauthenticated
@@ -30,6 +32,7 @@ from tidings.workspaces.domain import (
 )
 from tidings.workspaces.orm import (
     ApiKey,
+    SignInRecord,
     SignInThrottle,
     Team,
     TeamMember,
@@ -578,8 +581,12 @@ def attempt_sign_in(
     throttles = {s: session.get(SignInThrottle, s) for s in subjects}
     blocked = [t.blocked_until for t in throttles.values() if t and t.blocked_until]
     wait = max((until - now for until in blocked), default=timedelta(0))
+    record = partial(
+        _record_sign_in, session, workspace_slug=workspace_slug, email=email, address=address
+    )
     if wait > timedelta(0):
         audit.warning("sign-in refused while throttled: %s", ", ".join(subjects))
+        record(outcome="throttled", now=now)
         message = f"too many failed sign-ins; try again in {math.ceil(wait.total_seconds())} s"
         return SignIn(refusal=TidingsError("throttled", message, None, 429), retry_after=wait)
     try:
@@ -595,9 +602,42 @@ def attempt_sign_in(
             throttle.last_failure_at = now
             throttle.blocked_until = now + sign_in_wait(throttle.failures, free=free)
         audit.warning("sign-in failed: %s", ", ".join(subjects))
+        record(outcome="failed", now=now)
         return SignIn(refusal=error)
     for subject, throttle in throttles.items():
         if throttle is not None and subject.startswith("account:"):
             session.delete(throttle)  # the account's owner is back; the address keeps count
     audit.info("signed in: %s", next(iter(subjects)))
+    record(outcome="signed_in", now=now)
     return SignIn(token=token)
+
+
+def _record_sign_in(
+    session: Session,
+    *,
+    workspace_slug: str,
+    email: str,
+    address: str | None,
+    outcome: str,
+    now: datetime,
+) -> None:
+    workspace = repository.get_workspace_by_slug(session, workspace_slug.strip().lower())
+    session.add(
+        SignInRecord(
+            workspace_id=workspace.id if workspace is not None else None,
+            email=email.strip().lower()[:320],
+            address=(address or None) and address[:64],
+            outcome=outcome,
+            at=now,
+        )
+    )
+
+
+def sign_in_records(
+    session: Session, workspace: Workspace, *, before_id: int | None, limit: int
+) -> Sequence[SignInRecord]:
+    """The workspace's sign-in attempts, newest first."""
+    query = select(SignInRecord).where(SignInRecord.workspace_id == workspace.id)
+    if before_id is not None:
+        query = query.where(SignInRecord.id < before_id)
+    return session.scalars(query.order_by(SignInRecord.id.desc()).limit(limit)).all()
