@@ -302,6 +302,7 @@ def test_a_tag_trigger_enrolls_and_a_reply_or_an_opt_out_ends_the_enrollment(
         )
     run_worker(tidings)
     assert sent_templates(tidings) == {first: ["welcome"], second: ["welcome"]}
+    clock.advance(timedelta(minutes=5))
     with tidings.db.transaction() as session:  # the first writes back (inbound intake logs it)
         session.execute(
             text(
@@ -354,6 +355,7 @@ def test_an_enrollment_ends_opted_out_once_none_of_its_messages_can_go_out(
         headers=tenant.headers(),
     )
     run_worker(tidings)
+    clock.advance(timedelta(minutes=5))  # they opt out a while after they were enrolled
     for person, purposes in (
         (promotions_only, ["marketing"]),
         (everything, ["marketing", "transactional"]),

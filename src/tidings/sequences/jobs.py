@@ -810,14 +810,11 @@ def _opt_outs(
     of every (channel, purpose) its sequence sends on — nothing it holds can go out any more.
     A WhatsApp marketing opt-out ends every sequence with WhatsApp marketing sends at once
     (the customer said stop to promotions: the rest of a campaign is not what they want)."""
-    opting_out = sorted(
-        {
-            e.contact_id
-            for e in events
-            if e.event_type == "consent.changed"
-            and (e.properties or {}).get("status") == "opted_out"
-        }
-    )
+    opted_at: dict[int, datetime] = {}  # each contact's latest opt-out in these events
+    for e in events:
+        if e.event_type == "consent.changed" and (e.properties or {}).get("status") == "opted_out":
+            opted_at[e.contact_id] = max(e.occurred_at, opted_at.get(e.contact_id, e.occurred_at))
+    opting_out = sorted(opted_at)
     if not opting_out:
         return
     states = contacts.consents_of(session, opting_out)
@@ -835,13 +832,15 @@ def _opt_outs(
                 and states.get(contact_id, {}).get(("whatsapp", "marketing")) == "opted_out"
             )
         ]
-        service.end_for_contacts(
-            session,
-            contact_ids=ended,
-            sequence_ids=[sequence.id],
-            reason="opted_out: the contact opted out of the messages this sequence sends (P5)",
-            now=now,
-        )
+        for contact_id in ended:  # enrollments from after the opt-out are not its business
+            service.end_for_contacts(
+                session,
+                contact_ids=[contact_id],
+                sequence_ids=[sequence.id],
+                reason="opted_out: the contact opted out of the messages this sequence sends (P5)",
+                now=now,
+                enrolled_before=opted_at[contact_id],
+            )
 
 
 def _consents_needed(definition: SequenceDefinition) -> set[tuple[str, str]]:

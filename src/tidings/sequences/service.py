@@ -357,12 +357,15 @@ def _end_running(
     reason: str,
     now: datetime,
     contact_ids: Sequence[int] | None = None,
+    enrolled_before: datetime | None = None,
 ) -> int:
     query = update(Enrollment).where(
         among(session, Enrollment.sequence_id, list(sequence_ids)), Enrollment.status == RUNNING
     )
     if contact_ids is not None:
         query = query.where(among(session, Enrollment.contact_id, list(contact_ids)))
+    if enrolled_before is not None:
+        query = query.where(Enrollment.enrolled_at < enrolled_before)
     result = session.execute(
         query.values(
             status=status, due_at=None, ended_at=now, end_reason=reason[:300], updated_at=now
@@ -559,12 +562,21 @@ def end_for_contacts(
     sequence_ids: Sequence[int],
     reason: str,
     now: datetime,
+    enrolled_before: datetime | None = None,
 ) -> int:
-    """End the running enrollments of these contacts in these sequences (e.g. an opt-out)."""
+    """End the running enrollments of these contacts in these sequences (e.g. an opt-out);
+    with ``enrolled_before``, only those that began before it (an event is not the business of
+    an enrollment that began after it)."""
     if not contact_ids or not sequence_ids:
         return 0
     return _end_running(
-        session, sequence_ids, status="exited", reason=reason, now=now, contact_ids=contact_ids
+        session,
+        sequence_ids,
+        status="exited",
+        reason=reason,
+        now=now,
+        contact_ids=contact_ids,
+        enrolled_before=enrolled_before,
     )
 
 
