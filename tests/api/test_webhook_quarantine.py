@@ -285,3 +285,21 @@ def test_the_command_line_lists_and_replays_the_quarantine(
     assert received_wamids(client, tenant) == ["wamid.good1", "wamid.good2"]
     (still,) = quarantine(client, tenant)["items"]  # not understood is not understood
     assert still["key"] == "message:wamid.bad"
+
+
+def test_the_quarantine_pages_with_the_apis_cursor(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    body = batch("wamid.q1", "wamid.q2", "wamid.q3")
+    for message in body["entry"][0]["changes"][0]["value"]["messages"]:
+        message["from"] = {"not": "text"}
+    post(client, webhook_path, body)
+    drain(tidings)
+    first = client.get(QUARANTINE, params={"limit": 2}, headers=tenant.headers()).json()
+    assert first["total"] == 3 and len(first["items"]) == 2 and first["next_cursor"]
+    second = client.get(
+        QUARANTINE, params={"limit": 2, "cursor": first["next_cursor"]}, headers=tenant.headers()
+    ).json()
+    keys = [i["key"] for i in first["items"] + second["items"]]
+    assert keys == ["message:wamid.q1", "message:wamid.q2", "message:wamid.q3"]
+    assert second["next_cursor"] is None

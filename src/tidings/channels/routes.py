@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from tidings.api.deps import Context, authenticate_request
+from tidings.api.deps import Context, authenticate_request, decode_cursor, encode_cursor
 from tidings.bootstrap import Tidings
 from tidings.channels import service
 from tidings.channels.domain import DEFAULT_GRAPH_URL
@@ -105,15 +105,13 @@ def list_quarantine(
     Each shows why and the update as Meta sent it; replay them once the cause is fixed.
     """
     ctx.require(Role.ADMIN, action="reading the webhook quarantine")
-    if cursor is not None and not cursor.isdigit():
-        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
     rows = service.list_quarantine(
-        ctx.session, ctx.workspace, after_id=int(cursor) if cursor else None, limit=limit
+        ctx.session, ctx.workspace, after_id=decode_cursor(cursor), limit=limit
     )
     return QuarantinePage(
         items=[_quarantined(row) for row in rows],
         total=service.count_quarantined(ctx.session, ctx.workspace.id),
-        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        next_cursor=encode_cursor(rows[-1].id) if len(rows) == limit else None,
     )
 
 

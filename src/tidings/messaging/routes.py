@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from tidings.api.deps import Context
+from tidings.api.deps import Context, decode_cursor, encode_cursor
 from tidings.api.headers import user_content_headers
 from tidings.kernel.errors import invalid
 from tidings.kernel.timestamps import Timestamp, in_utc
@@ -388,15 +388,13 @@ def list_uncertain(
     mid-send), oldest first, with what is known: to whom, what, when it left. Marketing
     messages are never resent on a guess: a person decides."""
     ctx.require(Role.ADMIN, action="reviewing uncertain messages")
-    if cursor is not None and not cursor.isdigit():
-        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
     rows = messaging.list_uncertain(
-        ctx.session, ctx.workspace, after_id=int(cursor) if cursor else None, limit=limit
+        ctx.session, ctx.workspace, after_id=decode_cursor(cursor), limit=limit
     )
     return UncertainPage(
         items=[UncertainRead.model_validate(row) for row in rows],
         total=messaging.count_uncertain(ctx.session, ctx.workspace),
-        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        next_cursor=encode_cursor(rows[-1].id) if len(rows) == limit else None,
     )
 
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from tidings.api.deps import Context
-from tidings.kernel.errors import invalid, not_found
+from tidings.api.deps import Context, decode_cursor, encode_cursor
+from tidings.kernel.errors import not_found
 from tidings.workspaces import repository, service
 from tidings.workspaces.domain import Role
 from tidings.workspaces.orm import Team, Workspace
@@ -121,14 +121,12 @@ def list_sign_ins(
     """Sign-in attempts to this workspace, newest first: who, from which address, and whether
     they signed in, failed, or were refused while throttled (#21)."""
     ctx.require(Role.ADMIN, action="reading the sign-in record")
-    if cursor is not None and not cursor.isdigit():
-        raise invalid("invalid_cursor", "use the next_cursor of a previous page", field="cursor")
     rows = service.sign_in_records(
-        ctx.session, ctx.workspace, before_id=int(cursor) if cursor else None, limit=limit
+        ctx.session, ctx.workspace, before_id=decode_cursor(cursor), limit=limit
     )
     return SignInPage(
         items=[SignInRead.model_validate(row) for row in rows],
-        next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        next_cursor=encode_cursor(rows[-1].id) if len(rows) == limit else None,
     )
 
 
