@@ -346,3 +346,113 @@ def test_bad_connectors_and_batches_name_the_field_and_workspaces_stay_apart(
         ).status_code
         == 404
     )
+
+
+def test_a_stale_record_shows_what_the_contact_holds_now_as_ours(
+    client: TestClient, tenant: Tenant, clock: VirtualClock
+) -> None:
+    """Out of order, after a person edited the contact: the review queue's "ours" is the
+    person's value, not the newer CRM version that came before it."""
+    setup(client, tenant)
+    t0 = clock.now() - timedelta(hours=2)
+    newer = {"external_id": "9", "updated_at": iso(t0 + timedelta(hours=1))}
+    first = push(client, tenant, [{**newer, "fields": {"full_name": "Malee", "mobile": "0899"}}])
+    contact_id = first["results"][0]["local_id"]
+    client.patch(f"{API}/contacts/{contact_id}", json={"name": "คุณมาลี"}, headers=tenant.headers())
+    late = push(
+        client,
+        tenant,
+        [{"external_id": "9", "updated_at": iso(t0), "fields": {"full_name": "Malee S."}}],
+    )
+    assert (late["stale"], late["conflicts"]) == (1, 1)
+    [queued] = client.get(f"{API}/sync/conflicts", headers=tenant.headers()).json()
+    assert (queued["field"], queued["ours"], queued["theirs"]) == ("name", "คุณมาลี", "Malee S.")
+    assert queued["winner"] == "ours"
+    assert contact(client, tenant, contact_id)["name"] == "คุณมาลี"
+
+
+def upsert(client: TestClient, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
+    answer = client.post(f"{API}/contacts/upsert", json=body, headers=tenant.headers())
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_the_api_upsert_with_its_time_never_overwrites_a_newer_change(
+    client: TestClient, tenant: Tenant, clock: VirtualClock
+) -> None:
+    """``POST /contacts/upsert`` with ``updated_at``: the connector's rule, field by field."""
+    setup(client, tenant)
+    t0 = clock.now() - timedelta(hours=3)
+    phone = "+66812345670"
+    made = upsert(
+        client,
+        tenant,
+        {"phone": phone, "name": "Anan", "updated_at": iso(t0), "custom_fields": {"level": "gold"}},
+    )
+    contact_id = made["contact"]["id"]
+    assert made["created"] and made["kept"] == []
+
+    # A person edits the name here, now; the shop's system then sends a version from before.
+    client.patch(f"{API}/contacts/{contact_id}", json={"name": "คุณอนันต์"}, headers=tenant.headers())
+    older = upsert(
+        client,
+        tenant,
+        {
+            "phone": phone,
+            "name": "Anan K.",
+            "email": "anan@example.th",
+            "custom_fields": {"level": "silver"},
+            "updated_at": iso(t0 + timedelta(hours=1)),
+        },
+    )
+    assert older["kept"] == ["name"]
+    held = older["contact"]
+    assert held["name"] == "คุณอนันต์"  # the person's newer edit stays
+    assert held["email"] == "anan@example.th"  # an empty field is always filled
+    assert held["custom_fields"]["level"] == "silver"  # only set at t0: the newer version wins
+    [queued] = client.get(f"{API}/sync/conflicts", headers=tenant.headers()).json()
+    assert queued["connector_id"] is None and queued["winner"] == "ours"
+    assert (queued["ours"], queued["theirs"]) == ("คุณอนันต์", "Anan K.")
+
+    # Out of order between the shop's own versions: the times are the shop's, not the times
+    # the versions arrived here. t0+1h set the level; a t0+30min version arrives after it.
+    reordered = upsert(
+        client,
+        tenant,
+        {
+            "phone": phone,
+            "custom_fields": {"level": "gold"},
+            "updated_at": iso(t0 + timedelta(minutes=30)),
+        },
+    )
+    assert reordered["kept"] == ["custom_fields.level"]
+    assert reordered["contact"]["custom_fields"]["level"] == "silver"
+    # A version newer than the person's edit wins, though older than the moment it arrives.
+    clock.advance(timedelta(minutes=5))
+    newest = upsert(
+        client,
+        tenant,
+        {
+            "phone": phone,
+            "name": "Anan Kittisak",
+            "updated_at": iso(clock.now() - timedelta(minutes=1)),
+        },
+    )
+    assert newest["kept"] == [] and newest["contact"]["name"] == "Anan Kittisak"
+
+    # Reverting from the review queue writes the kept-out value.
+    reverted = client.post(f"{API}/sync/conflicts/{queued['id']}/revert", headers=tenant.headers())
+    assert reverted.status_code == 200, reverted.text
+    assert contact(client, tenant, contact_id)["name"] == "Anan K."
+
+    # Without updated_at, the upsert takes every field, as before.
+    plain = upsert(client, tenant, {"phone": phone, "name": "Anan"})
+    assert plain["contact"]["name"] == "Anan" and plain["kept"] == []
+    # A time without a zone is refused, naming the field.
+    refused = client.post(
+        f"{API}/contacts/upsert",
+        json={"phone": phone, "updated_at": "2026-11-24T09:00:00"},
+        headers=tenant.headers(),
+    )
+    assert refused.status_code == 422 and "updated_at" in refused.text

@@ -52,6 +52,21 @@ def contacts_by_id(
     )
 
 
+def field_change_events(
+    session: Session, workspace: Workspace, contact_id: int
+) -> Sequence[ContactEvent]:
+    """The contact's creation and field changes, oldest first."""
+    return session.scalars(
+        select(ContactEvent)
+        .where(
+            ContactEvent.workspace_id == workspace.id,
+            ContactEvent.contact_id == contact_id,
+            ContactEvent.event_type.in_(("contact.created", "contact.updated")),
+        )
+        .order_by(ContactEvent.id)
+    ).all()
+
+
 def find_contact_by_phone(session: Session, workspace: Workspace, phone: str) -> Contact | None:
     """The contact with this phone, as its own or as one a merge brought it (an alias)."""
     return session.scalar(

@@ -54,6 +54,7 @@ from tidings.contacts.schemas import (
     UpsertResult,
 )
 from tidings.contacts.service import ContactView
+from tidings.crm_sync import service as crm_sync
 from tidings.kernel.errors import invalid
 from tidings.workspaces.domain import Role
 from tidings.workspaces.service import policy_for
@@ -168,7 +169,22 @@ def create_contact(body: ContactCreate, ctx: Context) -> ContactRead:
 
 @router.post("/contacts/upsert")
 def upsert_contact(body: ContactUpsert, ctx: Context) -> UpsertResult:
-    data = body.model_dump(exclude_unset=True, exclude={"match_on"})
+    """Update the contact the keys find, or create it. With ``updated_at``, newer wins field by
+    field, as with a CRM connector."""
+    data = body.model_dump(exclude_unset=True, exclude={"match_on", "updated_at"})
+    if body.updated_at is not None:
+        dated = crm_sync.upsert_newer_wins(
+            ctx.session,
+            workspace=ctx.workspace,
+            data=data,
+            match_on=body.match_on,
+            changed_at=body.updated_at,
+            source=ctx.source,
+            now=ctx.now,
+        )
+        return UpsertResult(
+            created=dated.created, contact=_read_one(ctx, dated.contact.id), kept=dated.kept
+        )
     contact, created = service.upsert_contact(
         ctx.session,
         workspace=ctx.workspace,

@@ -90,6 +90,15 @@ class ContactUpsert(ContactCreate):
         default=["external_id", "phone", "email"],
         description="Keys tried in order to find the contact to update.",
     )
+    updated_at: Timestamp | None = Field(
+        None,
+        description=(
+            "When the record changed in your system. Given, newer wins field by field: a field"
+            " changed here later keeps its value, and yours waits in the review queue"
+            " (/sync/conflicts); an empty field is always filled. Absent: every field is taken."
+        ),
+        examples=["2026-11-24T09:00:00.123Z"],
+    )
 
 
 class ContactRead(BaseModel):
@@ -121,6 +130,13 @@ class ContactRead(BaseModel):
 class UpsertResult(BaseModel):
     created: bool
     contact: ContactRead
+    kept: list[str] = Field(
+        default=[],
+        description=(
+            "Fields changed here after the record's updated_at: they kept their value, and"
+            " yours waits in the review queue"
+        ),
+    )
 
 
 class ContactPage(BaseModel):

@@ -58,11 +58,12 @@ class SyncConflict(WorkspaceOwned, Base):
     __tablename__ = "sync_conflicts"
     __table_args__ = (Index("ix_sync_conflicts_open", "workspace_id", "state", "id"),)
 
-    connector_id: Mapped[int] = mapped_column(
+    # None: the record came through the API's upsert with its time, not from a connector.
+    connector_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("sync_connectors.id", ondelete="CASCADE")
     )
     object_type: Mapped[str] = mapped_column(String(64))
-    external_id: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
     contact_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("contacts.id", ondelete="CASCADE")
     )

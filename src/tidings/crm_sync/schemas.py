@@ -67,9 +67,9 @@ class RecordRead(BaseModel):
 
 class ConflictRead(BaseModel):
     id: int
-    connector_id: int
+    connector_id: int | None = Field(description="None: from the API's dated upsert")
     object_type: str
-    external_id: str
+    external_id: str | None
     contact_id: int | None
     field: str
     ours: Any

@@ -510,8 +510,16 @@ def _stale_differences(
     result: RecordResult,
 ) -> None:
     """An older version than the one kept loses; each field it would have changed waits for
-    review, so nothing the other system said is dropped unseen."""
-    kept = synced.values or {}
+    review, so nothing the other system said is dropped unseen. For a contact, "ours" is what
+    the contact holds now (a person may have changed it since the newer version came), not
+    the newer version's value."""
+    kept: dict[str, Any] = synced.values or {}
+    ours_at = synced.remote_updated_at
+    if batch.object_type == "contact" and synced.contact_id is not None:
+        held = contacts.hold_contacts(batch.session, batch.workspace, [synced.contact_id])
+        if held:
+            kept = contacts.current_values(held[0], values)
+            ours_at = max(to_millisecond(held[0].updated_at), to_millisecond(ours_at))
     differences = [
         Difference(name, kept.get(name), value, Winner.OURS)
         for name, value in values.items()
@@ -521,7 +529,7 @@ def _stale_differences(
         external_id,
         synced.contact_id,
         differences,
-        ours_at=synced.remote_updated_at,
+        ours_at=ours_at,
         theirs_at=at,
     )
     result.outcome, result.local_id, result.conflicts = "stale", synced.contact_id, len(differences)
@@ -687,6 +695,110 @@ def get_record_or_404(
     if found is None:
         raise not_found("record")
     return found
+
+
+# --- the API's upsert, newer wins ---------------------------------------------------------------
+
+JUDGED_FIELDS = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "phone",
+        "email",
+        "locale",
+        "timezone",
+        "country",
+        "lifecycle_stage",
+        "score",
+        "lead_source",
+        "do_not_contact",
+    }
+)
+
+
+@dataclass(frozen=True)
+class DatedUpsert:
+    contact: Any
+    created: bool
+    kept: list[str]  # fields changed here after the record's time: theirs waits for review
+
+
+def upsert_newer_wins(
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: dict[str, Any],
+    match_on: Sequence[str],
+    changed_at: datetime,
+    source: str,
+    now: datetime,
+) -> DatedUpsert:
+    """``POST /contacts/upsert`` with the time the record changed in the caller's system: the
+    connector's rule, field by field. A field changed here later than ``changed_at`` keeps its
+    value and the caller's waits in the review queue; an empty field is always filled.
+
+    Raises:
+        TidingsError: as ``contacts.upsert_contact``.
+    """
+    kept: list[str] = []
+
+    def keep_newer(contact: Any, given: Any) -> dict[str, Any]:
+        offered = {k: v for k, v in given.items() if k in JUDGED_FIELDS}
+        if given.get("custom_fields"):
+            offered["custom_fields"] = given["custom_fields"]
+        theirs = contacts.stored_values(session, workspace, offered)
+        ours = contacts.current_values(contact, theirs)
+        times = contacts.field_change_times(session, workspace, contact)
+        losers: list[Difference] = []
+        for name, value in theirs.items():
+            key = name.removeprefix(CUSTOM_PREFIX)
+            judgement = judge_fields(
+                {name: ours[name]},
+                {name: value},
+                None,
+                ours_at=times.get(key, times["*"]),
+                theirs_at=changed_at,
+            )
+            losers.extend(d for d in judgement.conflicts if d.winner is Winner.OURS)
+        kept.extend(d.field for d in losers)
+        for difference in losers:
+            session.add(
+                SyncConflict(
+                    workspace_id=workspace.id,
+                    connector_id=None,
+                    object_type="contact",
+                    external_id=None,
+                    contact_id=contact.id,
+                    field=difference.field,
+                    ours={"value": difference.ours},
+                    theirs={"value": difference.theirs},
+                    winner=Winner.OURS.value,
+                    ours_at=times.get(difference.field.removeprefix(CUSTOM_PREFIX), times["*"]),
+                    theirs_at=changed_at,
+                    state="open",
+                    created_at=now,
+                )
+            )
+        lost = set(kept)
+        remaining = {k: v for k, v in given.items() if k not in lost}
+        if given.get("custom_fields"):
+            remaining["custom_fields"] = {
+                k: v for k, v in given["custom_fields"].items() if CUSTOM_PREFIX + k not in lost
+            }
+        return remaining
+
+    contact, created = contacts.upsert_contact(
+        session,
+        workspace=workspace,
+        data=data,
+        match_on=match_on,
+        source=source,
+        now=now,
+        as_of=changed_at,
+        keep_newer=keep_newer,
+    )
+    return DatedUpsert(contact, created, kept)
 
 
 # --- the review queue ---------------------------------------------------------------------------

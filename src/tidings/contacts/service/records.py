@@ -5,9 +5,9 @@ Runs inside the caller's transaction and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from tidings.contacts.service.fields import field_specs
 from tidings.contacts.service.labels import add_tags, join_list
 from tidings.contacts.service.timeline import log_event
 from tidings.kernel.errors import conflict, invalid, not_found
+from tidings.kernel.timestamps import format_timestamp
 from tidings.workspaces.orm import Workspace
 
 MATCH_KEYS = ("external_id", "phone", "email")
@@ -93,9 +94,16 @@ def current_values(contact: Contact, names: Iterable[str]) -> dict[str, Any]:
 
 
 def create_contact(
-    session: Session, *, workspace: Workspace, data: Mapping[str, Any], source: str, now: datetime
+    session: Session,
+    *,
+    workspace: Workspace,
+    data: Mapping[str, Any],
+    source: str,
+    now: datetime,
+    as_of: datetime | None = None,
 ) -> Contact:
-    """Create a contact with its tags, lists, consents and external ids.
+    """Create a contact with its tags, lists, consents and external ids; ``as_of`` is when the
+    values changed where they came from, when that is known (see :func:`field_change_times`).
 
     Raises:
         TidingsError: invalid fields (422 naming the field), phone/e-mail/external id already
@@ -117,7 +125,15 @@ def create_contact(
     _assign(contact, fields)
     session.add(contact)
     session.flush()
-    log_event(session, workspace, contact.id, "contact.created", now, {"source": source}, source)
+    log_event(
+        session,
+        workspace,
+        contact.id,
+        "contact.created",
+        now,
+        {"source": source, **_as_of(as_of)},
+        source,
+    )
     _attach(session, workspace, contact, data, source=source, now=now)
     return contact
 
@@ -130,8 +146,10 @@ def update_contact(
     data: Mapping[str, Any],
     source: str,
     now: datetime,
+    as_of: datetime | None = None,
 ) -> Contact:
     """Change the given fields (absent ones stay); ``updated_at`` moves only on a real change.
+    ``as_of``: when the values changed where they came from, when that is known.
 
     Raises:
         TidingsError: unknown contact (404), invalid fields (422), identity clash (409).
@@ -145,7 +163,13 @@ def update_contact(
     attached = _attach(session, workspace, contact, data, source=source, now=now)
     if changed:
         log_event(
-            session, workspace, contact.id, "contact.updated", now, {"fields": changed}, source
+            session,
+            workspace,
+            contact.id,
+            "contact.updated",
+            now,
+            {"fields": changed, **_as_of(as_of)},
+            source,
         )
     if changed or attached:
         contact.updated_at = now
@@ -162,9 +186,13 @@ def upsert_contact(
     source: str,
     now: datetime,
     on_create: Mapping[str, Any] | None = None,
+    as_of: datetime | None = None,
+    keep_newer: Callable[[Contact, Mapping[str, Any]], Mapping[str, Any]] | None = None,
 ) -> tuple[Contact, bool]:
     """Update the contact matched by the first of ``match_on`` that finds one, else create it
     (with ``on_create`` added: fields only a new contact gets, such as its lead source).
+    ``keep_newer`` takes the found contact and the data, and gives back the data less the
+    fields that must not be overwritten (changed here after ``as_of``).
 
     Returns the contact and whether it was created.
 
@@ -179,9 +207,16 @@ def upsert_contact(
     found = find_match(session, workspace, data, match_on)
     if found is None:
         created = create_contact(
-            session, workspace=workspace, data={**data, **(on_create or {})}, source=source, now=now
+            session,
+            workspace=workspace,
+            data={**data, **(on_create or {})},
+            source=source,
+            now=now,
+            as_of=as_of,
         )
         return created, True
+    if keep_newer is not None:
+        data = keep_newer(found, data)
     updated = update_contact(
         session,
         workspace=workspace,
@@ -189,8 +224,43 @@ def upsert_contact(
         data=_without_aliases(session, workspace, found, data),
         source=source,
         now=now,
+        as_of=as_of,
     )
     return updated, False
+
+
+def _as_of(moment: datetime | None) -> dict[str, str]:
+    return {} if moment is None else {"as_of": format_timestamp(moment)}
+
+
+def field_change_times(
+    session: Session, workspace: Workspace, contact: Contact
+) -> dict[str, datetime]:
+    """When each of the contact's fields last changed, by its name in the timeline (a custom
+    field by its key): the source's own time where the change said it (``as_of``), else the
+    time it was written here. A field never changed since creation is absent; its time is
+    the creation's (``"*"``)."""
+    times: dict[str, datetime] = {}
+    for event in repository.field_change_events(session, workspace, contact.id):
+        moment = _event_time(event.properties, event.occurred_at)
+        if event.event_type == "contact.created":
+            times["*"] = moment
+            continue
+        for name in event.properties.get("fields") or ():
+            if name not in times or moment > times[name]:
+                times[name] = moment
+    times.setdefault("*", contact.created_at)
+    return times
+
+
+def _event_time(properties: Mapping[str, Any], occurred_at: datetime) -> datetime:
+    stated = properties.get("as_of")
+    if isinstance(stated, str):
+        try:
+            return datetime.fromisoformat(stated)
+        except ValueError:
+            pass
+    return occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
 
 
 def _without_aliases(
