@@ -614,3 +614,61 @@ def test_two_rules_never_make_one_contact_the_same_offer_twice_within_its_cap(
         headers=tenant.headers(),
     )
     assert bad.status_code == 422 and "offer" in bad.json()["error"]["field"]
+
+
+def test_the_shipped_replies_answer_each_customer_in_their_own_language(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    """The workspace speaks Traditional Chinese; a Thai customer who trips the shipped
+    instalment rule is answered in Thai, a Simplified Chinese one in Simplified Chinese, and a
+    rule's own translations pick by base language too (``zh`` for both scripts)."""
+    from tidings.automation.defaults import TEXTS, install_defaults
+    from tidings.workspaces import service as workspaces
+
+    tidings.make_worker().run_once()
+    with tidings.db.transaction() as session:
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None
+        install_defaults(session, workspace, now=tidings.clock.now())
+    headers = tenant.headers()
+    rules = {r["name"]: r for r in client.get(f"{API}/rules", headers=headers).json()}
+    instalment = rules["Instalment plan"]
+    switched_on = client.patch(
+        f"{API}/rules/{instalment['id']}", json={"enabled": True}, headers=headers
+    )
+    assert switched_on.status_code == 200, switched_on.text
+
+    deliver(client, tidings, webhook_path, "แพงเกินไปค่ะ")
+    deliver(client, tidings, webhook_path, "แพงไปหน่อย")
+    assert automation_texts(tidings) == [TEXTS["instalment"]["th"]]
+
+    for words in ("太贵了", "还是太贵"):
+        body = says(tidings, words, wa_id="8613800138000")
+        assert post(client, webhook_path, body).status_code == 200
+        run(tidings)
+    assert automation_texts(tidings)[-1] == TEXTS["instalment"]["zh-Hans"]
+
+    refused = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Translations without a text",
+            "definition": {
+                "trigger": {"on": "keyword", "keyword": "discount"},
+                "actions": [{"do": "reply", "quick_reply": "hi", "translations": {"th": "x"}}],
+            },
+        },
+        headers=headers,
+    )
+    assert refused.status_code == 422 and "translations" in refused.text
+    bad_tag = client.post(
+        f"{API}/rules",
+        json={
+            "name": "Bad tag",
+            "definition": {
+                "trigger": {"on": "keyword", "keyword": "discount"},
+                "actions": [{"do": "reply", "text": "x", "translations": {"not a tag!": "y"}}],
+            },
+        },
+        headers=headers,
+    )
+    assert bad_tag.status_code == 422, bad_tag.text

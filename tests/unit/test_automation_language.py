@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tidings.automation.answers import text_in
 from tidings.automation.domain import (
     MAX_DEPTH,
     Guard,
@@ -152,3 +153,12 @@ def test_scheduled_rules_run_at_local_times_across_daylight_saving() -> None:
                 "actions": [{"do": "add_score", "by": 1}],
             }
         )
+
+
+def test_a_reply_text_is_picked_by_language_then_by_base_language() -> None:
+    texts = {"th": "สวัสดี", "zh": "你好", "en": "Hello"}
+    assert text_in("th", "Hi", texts) == "สวัสดี"
+    assert text_in("zh-Hant", "Hi", texts) == "你好"
+    assert text_in("zh-Hans", "Hi", {"zh-hans": "简体", "zh": "你好"}) == "简体"
+    assert text_in("en", "Hi", {"th": "สวัสดี"}) == "Hi"
+    assert text_in("th", "Hi", {}) == "Hi"

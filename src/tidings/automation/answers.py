@@ -47,6 +47,19 @@ def language_for(text: str | None, locale: str | None) -> str:
     return language_of(locale)
 
 
+def text_in(language: str, text: str, translations: Mapping[str, str]) -> str:
+    """A reply's text in the customer's ``language`` (as :func:`language_for` gives it): its
+    translation for that language (``zh-Hant``), else for the base language (``zh``), else
+    the reply's own text."""
+    if not translations:
+        return text
+    by_tag = {tag.lower(): words for tag, words in translations.items()}
+    for tag in (language.lower(), language.split("-")[0].lower()):
+        if tag in by_tag:
+            return by_tag[tag]
+    return text
+
+
 # Where the customer's number is from tells their language when their words do not (a
 # location, a sticker, an emoji): a Thai number is answered in Thai, not in the shop's language.
 COUNTRY_LOCALES = {

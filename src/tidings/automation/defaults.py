@@ -1,5 +1,6 @@
 """What every new workspace starts with (A2, A3, A5): the seed documents' keyword groups,
-segments and rules, in the workspace's language. Rules that send offers start switched off:
+segments and rules, in the workspace's language; replies carry their Thai, Chinese and English
+texts, so that each customer is answered in theirs. Rules that send offers start switched off:
 their codes are the shop's to choose. Rules that only answer questions or tell the team start
 switched on."""
 
@@ -76,6 +77,11 @@ def _rules(language: str) -> list[dict[str, Any]]:
     def text(key: str) -> str:
         return TEXTS[key][language]
 
+    def reply(key: str, **more: Any) -> dict[str, Any]:
+        # Customers are answered in their own language (Thai, Chinese, English); the
+        # workspace's is the text for any other.
+        return {"do": "reply", "text": text(key), "translations": dict(TEXTS[key]), **more}
+
     return [
         {
             "name": "Price-sensitive",
@@ -85,7 +91,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
                 "condition": {"keyword": "discount", "at_least": 4, "within": "30d"},
                 "actions": [
                     {"do": "add_tag", "tag": "price-sensitive"},
-                    {"do": "reply", "text": text("code"), "offer": "WELCOME10"},
+                    reply("code", offer="WELCOME10"),
                 ],
                 "guard": {"times": 1, "per": "30d"},
             },
@@ -96,7 +102,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
             "definition": {
                 "trigger": {"on": "keyword", "keyword": "too expensive"},
                 "condition": {"keyword": "too expensive", "in_a_row": 2},
-                "actions": [{"do": "reply", "text": text("instalment")}],
+                "actions": [reply("instalment")],
                 "guard": {"times": 1, "per": "1d"},
             },
         },
@@ -105,7 +111,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
             "enabled": False,
             "definition": {
                 "trigger": {"on": "segment_entered", "segment": "High intent"},
-                "actions": [{"do": "reply", "text": text("code"), "offer": "WELCOME10"}],
+                "actions": [reply("code", offer="WELCOME10")],
                 "guard": {"times": 1, "per": "30d"},
             },
         },
@@ -164,7 +170,7 @@ def _rules(language: str) -> list[dict[str, Any]]:
                 "trigger": {"on": "event", "event": "churn.risk_raised"},
                 "actions": [
                     {"do": "add_tag", "tag": "churn-risk"},
-                    {"do": "reply", "text": text("rescue"), "offer": "SORRY20"},
+                    reply("rescue", offer="SORRY20"),
                 ],
                 "guard": {"times": 1, "per": "30d"},
             },

@@ -19,7 +19,14 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from tidings.conditions.domain import (
     INTENT_EVENT,
@@ -35,6 +42,7 @@ from tidings.conditions.domain import (
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 MAX_DEPTH = 3  # a rule's action may trigger rules, whose actions may trigger rules, then stop
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+LANGUAGE_TAG = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
 
 
 # --- triggers -----------------------------------------------------------------------------------
@@ -221,6 +229,12 @@ class Reply(BaseModel):
     model_config = _STRICT
     do: Literal["reply"]
     text: str | None = Field(None, min_length=1, max_length=4096)
+    # The same text in other languages, by language tag (``th``, ``zh-Hant``, ``en``…): the
+    # customer is answered in theirs when it is here, else with ``text``.
+    translations: dict[
+        Annotated[str, StringConstraints(pattern=LANGUAGE_TAG)],
+        Annotated[str, StringConstraints(min_length=1, max_length=4096)],
+    ] = Field(default_factory=dict, max_length=20)
     quick_reply: str | None = Field(None, min_length=1, max_length=64)
     template: TemplateReply | None = None
     purpose: Literal["marketing", "utility", "service"] = "service"
@@ -234,6 +248,8 @@ class Reply(BaseModel):
         given = [k for k in ("text", "quick_reply", "template") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of text, quick_reply or template")
+        if self.translations and self.text is None:
+            raise ValueError("translations go with a text")
         return self
 
 

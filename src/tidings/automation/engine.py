@@ -32,6 +32,7 @@ from tidings.automation.answers import (
     nearest,
     order_answer,
     store_answer,
+    text_in,
 )
 from tidings.automation.domain import (
     AddScore,
@@ -721,14 +722,14 @@ def _variables(
     session: Session,
     workspace: Workspace,
     profile: contacts.Profile,
-    action: Reply,
+    source: str,
     event: Any,
     now: datetime,
 ) -> dict[str, Any]:
-    """What a reply's text may say (A6): ``contact.*`` (with ``last_purchase_ago`` in the
-    contact's language), ``workspace.name``, and ``store.*`` — the store nearest to the
-    customer, when the text speaks of it and we know where they are."""
-    source = action.text or " ".join(action.template.parameters if action.template else ())
+    """What a reply's text (``source``) may say (A6): ``contact.*`` (with
+    ``last_purchase_ago`` in the contact's language), ``workspace.name``, and ``store.*`` —
+    the store nearest to the customer, when the text speaks of it and we know where they
+    are."""
     last = None
     if "last_purchase" in source:
         last = contacts.last_purchases(session, [profile.id]).get(profile.id)
@@ -769,7 +770,15 @@ def _reply(
                 f"{earlier[-1].occurred_at:%Y-%m-%d} (once per {action.offer_every})"
             )
     profile = contacts.profiles(session, [contact_id])[contact_id]
-    variables = _variables(session, workspace, profile, action, event, now)
+    text = action.text
+    if text is not None and action.translations:
+        language = language_for(
+            _message_of(session, event).get("text") or _latest_text(session, event),
+            profile.locale or locale_of_country(profile.country) or workspace.locale,
+        )
+        text = text_in(language, text, action.translations)
+    source = text or " ".join(action.template.parameters if action.template else ())
+    variables = _variables(session, workspace, profile, source, event, now)
     if action.template is not None:
         parameters = [
             {"type": "text", "text": render_template(p, variables, field="template.parameters")}
@@ -799,8 +808,8 @@ def _reply(
                 agent_name=None,
             )
         else:
-            assert action.text is not None
-            body = render_template(action.text, variables, field="text")
+            assert text is not None
+            body = render_template(text, variables, field="text")
         content = {"type": "text", "text": {"body": body}}
     message = messaging.queue_message(
         session,
