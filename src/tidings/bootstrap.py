@@ -60,6 +60,7 @@ from tidings.sequences.jobs import webhook_gave_up as sequence_webhook_gave_up
 from tidings.settings import Settings, load_settings
 from tidings.webhooks.adapter import Courier, WebhookPoster
 from tidings.webhooks.jobs import WebhookDispatcher, WebhookFanout
+from tidings.workspaces import service as workspaces
 
 
 def tune_garbage_collector() -> None:
@@ -270,6 +271,14 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Ti
             PeriodicTask(
                 PeriodicJob("inbox.wake_snoozed", timedelta(minutes=1)),
                 lambda session, now: _ignore(inbox.wake_snoozed(session, now=now)),
+            ),
+            PeriodicTask(
+                PeriodicJob("audit.prune_sign_ins", timedelta(hours=1)),
+                lambda session, now: _ignore(
+                    workspaces.prune_sign_in_records(
+                        session, now=now, keep_days=chosen.sign_in_retention_days
+                    )
+                ),
             ),
             PeriodicTask(
                 PeriodicJob("exports.daily", timedelta(minutes=15)),

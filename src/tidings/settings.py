@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         "empty means data_dir/exports.",
     )
     export_retention_days: int = Field(default=180, ge=180, description="C6: at least 180.")
+    sign_in_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="How long sign-in attempts are kept for review."
+    )
     secret_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
     demo: bool = False
     host: str = "127.0.0.1"

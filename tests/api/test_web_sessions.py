@@ -209,3 +209,30 @@ def test_signing_out_behind_a_proxy_ends_the_session_on_the_server(
         )
         client.cookies.set("tidings_session", cookie)  # a copy kept of the cookie
         assert client.get("/api/v1/conversations").status_code == 401
+
+
+def test_sign_in_attempts_are_forgotten_after_the_retention_period(
+    client: TestClient, tidings: Tidings, tenant: Tenant
+) -> None:
+    from tidings.workspaces.service import prune_sign_in_records
+
+    agent(tidings, tenant)
+    clock = tidings.clock
+    assert isinstance(clock, VirtualClock)
+    assert sign_in(client, tenant, "a wrong password") == 401
+    clock.advance(timedelta(days=60))
+    client.cookies.clear()
+    assert sign_in(client, tenant) == 303
+
+    def kept() -> list[str]:
+        items = client.get("/api/v1/audit/sign-ins", headers=tenant.headers()).json()["items"]
+        return [r["outcome"] for r in items]
+
+    clock.advance(timedelta(days=31))  # the failure is 91 days old, the sign-in 31
+    with tidings.db.transaction() as session:
+        assert prune_sign_in_records(session, now=clock.now(), keep_days=90) == 1
+    assert kept() == ["signed_in"]
+    with tidings.db.transaction() as session:  # nothing more is due
+        assert prune_sign_in_records(session, now=clock.now(), keep_days=90) == 0
+    # The worker runs it on its own, with the operator's retention period.
+    assert any(t.job.name == "audit.prune_sign_ins" for t in tidings.periodic)

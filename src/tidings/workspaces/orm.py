@@ -109,7 +109,10 @@ class SignInRecord(Base):
     when the workspace named does not exist (then only operators see it)."""
 
     __tablename__ = "sign_in_records"
-    __table_args__ = (Index("ix_sign_in_records_workspace_time", "workspace_id", "at"),)
+    __table_args__ = (
+        Index("ix_sign_in_records_workspace_time", "workspace_id", "at"),
+        Index("ix_sign_in_records_at", "at"),  # pruning past the retention period
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int | None] = mapped_column(

@@ -12,7 +12,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found, unauthenticated
@@ -641,3 +641,31 @@ def sign_in_records(
     if before_id is not None:
         query = query.where(SignInRecord.id < before_id)
     return session.scalars(query.order_by(SignInRecord.id.desc()).limit(limit)).all()
+
+
+PRUNE_CHUNK = 5000
+
+
+def prune_sign_in_records(session: Session, *, now: datetime, keep_days: int) -> int:
+    """Forget sign-in attempts older than ``keep_days``, and the throttles of addresses that
+    have been quiet for a day; a chunk at a time, so the writer is never held for long (the
+    next run takes the rest). Returns how many records went."""
+    cutoff = now - timedelta(days=keep_days)
+    oldest = (
+        select(SignInRecord.id)
+        .where(SignInRecord.at < cutoff)
+        .order_by(SignInRecord.at)
+        .limit(PRUNE_CHUNK)
+        .scalar_subquery()
+    )
+    gone = session.execute(
+        delete(SignInRecord).where(SignInRecord.id.in_(oldest)).returning(SignInRecord.id)
+    ).all()
+    quiet = now - timedelta(days=1)
+    session.execute(
+        delete(SignInThrottle).where(
+            SignInThrottle.last_failure_at < quiet,
+            or_(SignInThrottle.blocked_until.is_(None), SignInThrottle.blocked_until < now),
+        )
+    )
+    return len(gone)
