@@ -30,6 +30,7 @@ from tidings.channels.jobs import (
 )
 from tidings.channels.service import WebhookDirectory
 from tidings.channels.whatsapp.client import CloudApiClient
+from tidings.contacts.imports import ContactImportRunner
 from tidings.crm_sync.connector import ConnectorRunner
 from tidings.crm_sync.hubspot import CrmClient, HubSpotClient
 from tidings.db.engine import make_engine
@@ -201,6 +202,7 @@ class Tidings:
             ),
             WebhookDispatcher(box=self.secret_box, courier=self.webhook_courier),
             ConnectorRunner(box=self.secret_box, clients=self.crm_client),
+            ContactImportRunner(),
             BackgroundJobSource(handlers),
         ]
 

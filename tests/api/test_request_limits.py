@@ -12,7 +12,7 @@ from tests.conftest import Tenant
 from tidings.api.app import create_app
 from tidings.api.limits import JSON_BODY_LIMIT, WEBHOOK_BODY_LIMIT, body_limit
 from tidings.bootstrap import build
-from tidings.contacts.routes import MAX_IMPORT_BYTES
+from tidings.contacts.routes import MAX_BACKGROUND_IMPORT_BYTES, MAX_IMPORT_BYTES
 from tidings.settings import load_settings
 
 
@@ -64,6 +64,7 @@ def test_an_anonymous_caller_is_refused_before_its_body_is_read(client: TestClie
 def test_each_route_has_its_own_limit(client: TestClient, tenant: Tenant) -> None:
     assert body_limit("/webhooks/whatsapp/abc") == WEBHOOK_BODY_LIMIT
     assert body_limit("/api/v1/contacts/import") == MAX_IMPORT_BYTES
+    assert body_limit("/api/v1/contacts/imports") == MAX_BACKGROUND_IMPORT_BYTES
     assert body_limit("/api/v1/whatsapp-numbers/7/media") > 100 * 1024 * 1024
     assert body_limit("/api/v1/workspace") == JSON_BODY_LIMIT
     # A CSV of 3 MB is fine for the import, which a JSON route would refuse.

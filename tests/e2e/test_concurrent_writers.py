@@ -278,3 +278,51 @@ def test_a_large_import_lets_other_writers_in_between_its_batches(stack: Stack) 
 def contacts_stored(tidings: Tidings) -> int:
     with tidings.db.reading() as session:
         return int(session.execute(text("SELECT count(*) FROM contacts")).scalar_one())
+
+
+def test_a_background_import_is_answered_at_once_and_writers_go_in_between_its_batches(
+    stack: Stack,
+) -> None:
+    """60,000 rows sent to ``/contacts/imports``: the answer comes before any row is read,
+    the worker reads the file batch by batch, and webhooks and agents' writes are answered
+    while it does."""
+    rows = "".join(f"+88697{i:07d},Background {i}\n" for i in range(60_000))
+    answer = stack.api.post(
+        "/api/v1/contacts/imports",
+        content=("phone,name\n" + rows).encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert answer.status_code == 202, answer.text
+    location = answer.headers["location"]
+    assert contacts_stored(stack.tidings) == 0
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            stack.worker.run_once()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while stack.api.get(location).json()["rows"] == 0:
+            assert time.monotonic() < deadline, "the worker did not start the import"
+            time.sleep(0.02)
+        for i in range(5):
+            raw = json.dumps(webhook_batch(98, i)).encode()
+            headers = {
+                "content-type": "application/json",
+                "x-hub-signature-256": sign(CONFIG.app_secret, raw),
+            }
+            assert CONFIG.webhook_url is not None
+            assert httpx.post(CONFIG.webhook_url, content=raw, headers=headers).status_code == 200
+            created = stack.api.post("/api/v1/contacts", json={"name": f"Walk-in {i}"})
+            assert created.status_code == 201, created.text
+        assert stack.api.get(location).json()["status"] == "running", "writes waited for it"
+        while (progress := stack.api.get(location).json())["status"] == "running":
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert (progress["status"], progress["created"], progress["failed"]) == ("done", 60_000, 0)

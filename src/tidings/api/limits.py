@@ -18,7 +18,7 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from tidings.api.middleware import HttpMiddleware
-from tidings.contacts.routes import MAX_IMPORT_BYTES
+from tidings.contacts.routes import MAX_BACKGROUND_IMPORT_BYTES, MAX_IMPORT_BYTES
 from tidings.messaging.domain import MB, MEDIA_LIMITS
 
 KB = 1024
@@ -40,6 +40,7 @@ class BodyLimit:
 BODY_LIMITS = (
     BodyLimit(re.compile(r"^/webhooks/whatsapp/[^/]+$"), WEBHOOK_BODY_LIMIT),
     BodyLimit(re.compile(r"^/api/v1/contacts/import$"), MAX_IMPORT_BYTES),
+    BodyLimit(re.compile(r"^/api/v1/contacts/imports$"), MAX_BACKGROUND_IMPORT_BYTES),
     BodyLimit(
         re.compile(r"^/api/v1/whatsapp-numbers/[^/]+/media$"),
         max(limit for _, limit in MEDIA_LIMITS.values()) + MULTIPART_OVERHEAD,

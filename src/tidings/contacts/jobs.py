@@ -36,6 +36,15 @@ DEFAULT_BATCH = 2000
 ERROR_COLUMNS = ("line", "column", "value", "code", "message")
 
 
+@dataclass(frozen=True)
+class Place:
+    """How far into a CSV text an import has read: characters and lines, both counted from
+    the start of the text, so that an import can stop after any batch and resume exactly."""
+
+    offset: int = 0
+    line: int = 0
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
@@ -45,10 +54,19 @@ class ImportReport:
     problems: list[tuple[int, RowProblem]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error_file: Path | None = None
+    place: Place = Place()
+    finished: bool = False  # the end of the text was reached
 
     @property
     def failed(self) -> int:
         return len({line for line, _ in self.problems})
+
+
+class BatchDone(Protocol):
+    """Told of each batch inside the batch's own transaction: what it did, and where the
+    import stands after it (the background import keeps its progress with its rows)."""
+
+    def __call__(self, session: Session, batch: ImportReport, /) -> None: ...
 
 
 def import_csv(
@@ -61,16 +79,27 @@ def import_csv(
     column_map: dict[str, str] | None = None,
     batch_size: int = DEFAULT_BATCH,
     on_progress: Callable[[int], None] | None = None,
+    resume_at: Place | None = None,
+    keep_going: Callable[[], bool] | None = None,
+    on_batch: BatchDone | None = None,
 ) -> ImportReport:
-    """Import contacts from an open CSV text stream.
+    """Import contacts from an open CSV text stream, batch by batch.
+
+    ``resume_at`` continues where an earlier call stopped (the stream must be seekable, with
+    character offsets: an ``io.StringIO``); ``keep_going`` is asked before every batch after
+    the first, and a ``False`` stops the import there (``finished`` stays false).
 
     Raises:
         TidingsError: for a file-level problem (header, encoding, CSV syntax), with the line.
     """
-    reader = csv.reader(stream)
+    lines = _Lines(stream)
+    reader = csv.reader(lines)
     header = _next_row(reader)
     if header is None:
         raise invalid("empty_file", "the file is empty", field="line 1")
+    if resume_at is not None and resume_at.offset > lines.offset:
+        stream.seek(resume_at.offset)
+        lines.offset, lines.line = resume_at.offset, resume_at.line
     specs_holder: dict[str, FieldSpec] = {}
 
     def _plan(session: Session) -> ColumnPlan:
@@ -78,8 +107,14 @@ def import_csv(
         return csv_format.plan_columns(header, explicit=column_map or {}, specs=specs_holder)
 
     plan = run_batch(_plan)
-    report = ImportReport(warnings=list(plan.warnings))
-    for batch in _batches(reader, batch_size):
+    report = ImportReport(warnings=list(plan.warnings), place=Place(lines.offset, lines.line))
+    first = True
+    for batch, place in _batches(reader, lines, batch_size):
+        if not first and keep_going is not None and not keep_going():
+            report.problems.sort(key=lambda item: item[0])
+            return report
+        first = False
+        done = ImportReport(rows=len(batch), place=place)
         valid: list[ContactRow] = []
         for line, values in batch:
             parsed = csv_format.parse_row(
@@ -88,23 +123,52 @@ def import_csv(
             if isinstance(parsed, ContactRow):
                 valid.append(parsed)
             else:
-                report.problems.extend((line, p) for p in parsed)
+                done.problems.extend((line, p) for p in parsed)
 
-        def _write(session: Session, rows: list[ContactRow] = valid) -> csv_import.BatchOutcome:
-            return csv_import.write_rows(
+        def _write(
+            session: Session, rows: list[ContactRow] = valid, done: ImportReport = done
+        ) -> None:
+            outcome = csv_import.write_rows(
                 session, workspace=workspace, rows=rows, source=source, now=clock.now()
             )
+            done.created, done.updated = outcome.created, outcome.updated
+            done.unchanged = outcome.unchanged
+            done.problems.extend(outcome.errors)
+            done.problems.sort(key=lambda item: item[0])
+            if on_batch is not None:
+                on_batch(session, done)
 
-        outcome = run_batch(_write)
-        report.rows += len(batch)
-        report.created += outcome.created
-        report.updated += outcome.updated
-        report.unchanged += outcome.unchanged
-        report.problems.extend(outcome.errors)
+        run_batch(_write)
+        report.rows += done.rows
+        report.created += done.created
+        report.updated += done.updated
+        report.unchanged += done.unchanged
+        report.problems.extend(done.problems)
+        report.place = place
         if on_progress is not None:
             on_progress(report.rows)
+    report.place, report.finished = Place(lines.offset, lines.line), True
     report.problems.sort(key=lambda item: item[0])
     return report
+
+
+class _Lines:
+    """A text stream's lines, counting the characters and lines the CSV reader has taken
+    (it takes exactly the lines of one record at a time, never more)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.offset, self.line = stream, 0, 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        text = self.stream.readline()
+        if not text:
+            raise StopIteration
+        self.offset += len(text)
+        self.line += 1
+        return text
 
 
 def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
@@ -118,10 +182,12 @@ def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
         ) from None
 
 
-def _batches(reader: Iterator[list[str]], size: int) -> Iterator[list[tuple[int, list[str]]]]:
+def _batches(
+    reader: Iterator[list[str]], lines: _Lines, size: int
+) -> Iterator[tuple[list[tuple[int, list[str]]], Place]]:
     batch: list[tuple[int, list[str]]] = []
-    line = 1
     while True:
+        line = lines.line
         try:
             values = next(reader)
         except StopIteration:
@@ -136,15 +202,14 @@ def _batches(reader: Iterator[list[str]], size: int) -> Iterator[list[tuple[int,
             raise invalid(
                 "bad_csv", f"CSV syntax error: {error}", field=f"line {line + 1}"
             ) from None
-        line = getattr(reader, "line_num", line + 1)
         if not any(v.strip() for v in values):
             continue
-        batch.append((line, values))
+        batch.append((lines.line, values))
         if len(batch) >= size:
-            yield batch
+            yield batch, Place(lines.offset, lines.line)
             batch = []
     if batch:
-        yield batch
+        yield batch, Place(lines.offset, lines.line)
 
 
 def error_report_path(source: Path) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, IdType, WorkspaceOwned
+from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned
 
 
 class Contact(WorkspaceOwned, Base):
@@ -183,3 +183,36 @@ class ContactMerge(WorkspaceOwned, Base):
     merged_at: Mapped[datetime]
     undone_at: Mapped[datetime | None]
     restored_id: Mapped[int | None] = mapped_column(IdType)  # the merged contact, back
+
+
+class ContactImport(WorkspaceOwned, Base):
+    """A CSV file sent to be imported in the background: the file itself (compressed) until
+    it is done, how far the worker has read, and what it did so far. Each batch of rows and
+    the progress it made are committed together, so a worker that dies mid-file is followed
+    by another that resumes at the next row: nothing is skipped, nothing counted twice."""
+
+    __tablename__ = "contact_imports"
+    __table_args__ = (Index("ix_contact_imports_due", "status", "id"),)
+
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
+    source: Mapped[str] = mapped_column(String(64))  # who sent it: api:<key>, web:<agent>
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    column_map: Mapped[dict[str, Any]]
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)  # zlib; emptied once finished
+    size_bytes: Mapped[int]
+    offset: Mapped[int] = mapped_column(default=0)  # characters of the text read
+    line: Mapped[int] = mapped_column(default=0)  # lines of the text read
+    rows: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    problems: Mapped[list[Any]] = mapped_column(JsonType, default=list)  # the first ones
+    warnings: Mapped[list[Any]] = mapped_column(JsonType, default=list)
+    error: Mapped[str | None] = mapped_column(String(1000))  # why the file stopped
+    error_field: Mapped[str | None] = mapped_column(String(64))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tidings.api.deps import CallerContext, Context, decode_cursor, encode_cursor
-from tidings.contacts import jobs, repository, service
+from tidings.contacts import imports, jobs, repository, service
 from tidings.contacts.csv_import import write_export
 from tidings.contacts.domain import (
     Channel,
@@ -26,7 +26,7 @@ from tidings.contacts.domain import (
     prepare_custom_fields,
     tag_key,
 )
-from tidings.contacts.orm import ContactEvent, ContactMerge
+from tidings.contacts.orm import ContactEvent, ContactImport, ContactMerge
 from tidings.contacts.schemas import (
     ConsentIn,
     ConsentRead,
@@ -42,6 +42,8 @@ from tidings.contacts.schemas import (
     EventIn,
     EventPage,
     EventRead,
+    ImportJobPage,
+    ImportJobRead,
     ImportProblem,
     ImportResult,
     ListIn,
@@ -61,6 +63,7 @@ from tidings.workspaces.service import policy_for
 
 router = APIRouter(tags=["contacts"])
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
+MAX_BACKGROUND_IMPORT_BYTES = 100 * 1024 * 1024
 # Rows per transaction of an import through the API: each holds SQLite's writer for
 # a fraction of a second, and other writers go in between.
 API_IMPORT_BATCH = 1000
@@ -247,9 +250,7 @@ async def import_contacts(request: Request, ctx: CallerContext) -> ImportResult:
             run_batch=run_batch,
             clock=tidings.clock,
             source=ctx.source,
-            column_map=dict(
-                p.split("=", 1) for p in request.query_params.getlist("map") if "=" in p
-            ),
+            column_map=_column_map(request),
             batch_size=API_IMPORT_BATCH,
         )
     )
@@ -265,6 +266,78 @@ async def import_contacts(request: Request, ctx: CallerContext) -> ImportResult:
             for line, p in report.problems[:MAX_PROBLEMS_SHOWN]
         ],
     )
+
+
+@router.post("/contacts/imports", status_code=202)
+async def queue_import(
+    request: Request,
+    response: Response,
+    ctx: Context,
+    name: Annotated[
+        str | None, Query(max_length=200, description="The file's name, to tell imports apart.")
+    ] = None,
+) -> ImportJobRead:
+    """Import a CSV body (``text/csv``, UTF-8, up to 100 MB) in the background: answered at
+    once with the import, whose progress ``GET /contacts/imports/{id}`` gives until it is
+    ``done`` (or ``failed``, with the line). Same columns and ``map=`` as
+    ``/contacts/import``; the header is checked before the answer."""
+    body = await request.body()  # read in full before the transaction opened
+    job = await run_in_threadpool(
+        partial(
+            imports.queue_import,
+            ctx.session,
+            workspace=ctx.workspace,
+            body=body,
+            column_map=_column_map(request),
+            file_name=name,
+            source=ctx.source,
+            now=ctx.now,
+        )
+    )
+    response.headers["Location"] = f"/api/v1/contacts/imports/{job.id}"
+    return _import_job(job)
+
+
+@router.get("/contacts/imports")
+def list_imports(
+    ctx: Context, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> ImportJobPage:
+    """The workspace's imports, newest first."""
+    rows = imports.list_imports(
+        ctx.session, ctx.workspace, before_id=decode_cursor(cursor), limit=limit
+    )
+    next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return ImportJobPage(items=[_import_job(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/contacts/imports/{import_id}")
+def read_import(import_id: int, ctx: Context) -> ImportJobRead:
+    return _import_job(imports.get_import_or_404(ctx.session, ctx.workspace, import_id))
+
+
+def _import_job(job: ContactImport) -> ImportJobRead:
+    return ImportJobRead(
+        id=job.id,
+        status=job.status,
+        file_name=job.file_name,
+        size_bytes=job.size_bytes,
+        rows=job.rows,
+        created=job.created,
+        updated=job.updated,
+        unchanged=job.unchanged,
+        failed=job.failed,
+        warnings=list(job.warnings),
+        problems=[ImportProblem(**p) for p in job.problems],
+        error=job.error,
+        error_field=job.error_field,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _column_map(request: Request) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in request.query_params.getlist("map") if "=" in p)
 
 
 @router.get("/contacts/{contact_id}")

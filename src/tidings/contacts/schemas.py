@@ -247,6 +247,32 @@ class ImportResult(BaseModel):
     problems: list[ImportProblem]
 
 
+class ImportJobRead(BaseModel):
+    """A CSV import running in the background: where it stands and what it did so far."""
+
+    id: int
+    status: str = Field(description="queued, running, done or failed")
+    file_name: str | None
+    size_bytes: int
+    rows: int = Field(description="data rows read so far")
+    created: int
+    updated: int
+    unchanged: int
+    failed: int = Field(description="rows refused; the first 500 are in problems")
+    warnings: list[str]
+    problems: list[ImportProblem]
+    error: str | None = Field(description="why the file stopped, when it failed")
+    error_field: str | None = Field(description="where: the line")
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class ImportJobPage(BaseModel):
+    items: list[ImportJobRead]
+    next_cursor: str | None
+
+
 class DuplicateRead(BaseModel):
     first: ContactRead
     second: ContactRead
