@@ -7,6 +7,11 @@ number of writers, on the database given.
 
     python -m bench.concurrent_writers                      # SQLite, 20 writers, 30 s
     python -m bench.concurrent_writers --database-url postgresql://postgres@127.0.0.1:5432/test
+    python -m bench.concurrent_writers --import-rows 200000  # + a third run beside an import
+
+With ``--import-rows``, a third run repeats the load while the embedded worker imports a CSV
+of that many rows sent to ``/contacts/imports``: the writers' latency beside the second run's
+tells whether a large import holds anyone up.
 """
 
 from __future__ import annotations
@@ -126,6 +131,28 @@ def web_agent(base: str, tally: Tally, until: float, _index: int) -> None:
                 tally.timed(web.post, path, json=note, headers=csrf)
 
 
+def background_import(base: str, key: str, rows: int) -> tuple[str, float]:
+    """Send a CSV of ``rows`` new contacts to ``/contacts/imports``; its address, and how
+    long the answer took."""
+    body = "phone,name,tags\n" + "".join(f"+88696{i:07d},Imported {i},csv\n" for i in range(rows))
+    started = time.perf_counter()
+    answer = httpx.post(
+        f"{base}/api/v1/contacts/imports",
+        content=body.encode(),
+        headers={"Authorization": f"Bearer {key}", "content-type": "text/csv"},
+        timeout=300,
+    )
+    answer.raise_for_status()
+    return base + answer.headers["location"], time.perf_counter() - started
+
+
+def import_progress(location: str, key: str) -> dict[str, object]:
+    found: dict[str, object] = httpx.get(
+        location, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ).json()
+    return found
+
+
 def run_load(base: str, key: str, webhook: str, writers: int, seconds: float, pid: int) -> None:
     tally = Tally()
     until = time.monotonic() + seconds
@@ -162,6 +189,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--writers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--import-rows", type=int, default=0)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
     port = free_port()
@@ -193,6 +221,22 @@ def main() -> None:
         print(f"tidings serve --demo on {database}; {machine()}; {args.seconds:g} s each")
         run_load(base, key, webhook, 1, args.seconds, server.pid)
         run_load(base, key, webhook, args.writers, args.seconds, server.pid)
+        if args.import_rows:
+            location, answered = background_import(base, key, args.import_rows)
+            started = time.perf_counter()
+            print(
+                f"a {args.import_rows:,}-row CSV sent to /contacts/imports: 202 in {answered:.2f} s"
+            )
+            run_load(base, key, webhook, args.writers, args.seconds, server.pid)
+            during = import_progress(location, key)
+            while (progress := import_progress(location, key))["status"] in ("queued", "running"):
+                time.sleep(0.5)
+            took = time.perf_counter() - started
+            print(
+                f"the import: {during['rows']:,} rows read during the load; {progress['status']}"
+                f" with {progress['created']:,} created, {progress['failed']} refused,"
+                f" {took:.1f} s from the answer to the end"
+            )
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)

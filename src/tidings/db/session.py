@@ -37,8 +37,11 @@ class WriterQueue:
     writer that keeps coming back (the worker's batches) can starve one that waits (a webhook
     request) past the busy timeout. Here writers queue in arrival order, except that a
     request goes before waiting background work — unless that work has already waited
-    ``BACKGROUND_PATIENCE``, so it is delayed under load, never stopped. Other processes
-    still meet SQLite's busy timeout.
+    ``BACKGROUND_PATIENCE`` or seen ``FOREGROUND_SHARE`` requests go first, so it is delayed
+    under load, never stopped, and keeps a share of the turns however many requests come
+    (with patience alone, a worker under a steady stream of requests got one turn a second:
+    a pass over its dozen sources took twenty). Other processes still meet SQLite's busy
+    timeout.
 
     A turn belongs to the ticket that took it, not to a thread: a web request takes its turn
     on one thread, runs its route on another and commits on a third, while those threads
@@ -46,28 +49,40 @@ class WriterQueue:
     """
 
     BACKGROUND_PATIENCE = 1.0  # seconds
+    FOREGROUND_SHARE = 16  # requests that may go before a waiting background writer
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._waiting: list[tuple[bool, float, int]] = []  # (background, since, ticket)
+        # (background, since, ticket, turns granted when it came)
+        self._waiting: list[tuple[bool, float, int, int]] = []
         self._tickets = itertools.count()
         self._holder: int | None = None
+        self._granted = 0
 
-    def _next(self) -> tuple[bool, float, int]:
+    def _next(self) -> tuple[bool, float, int, int]:
         now = time.monotonic()
-        overdue = [w for w in self._waiting if w[0] and now - w[1] > self.BACKGROUND_PATIENCE]
+        overdue = [
+            w
+            for w in self._waiting
+            if w[0]
+            and (
+                now - w[1] > self.BACKGROUND_PATIENCE
+                or self._granted - w[3] >= self.FOREGROUND_SHARE
+            )
+        ]
         foreground = [w for w in self._waiting if not w[0]]
         return min(overdue or foreground or self._waiting, key=lambda w: w[2])
 
     def acquire(self, *, background: bool = False) -> int:
         """Wait for the turn; return the ticket that :meth:`release` gives back."""
         with self._condition:
-            entry = (background, time.monotonic(), next(self._tickets))
+            entry = (background, time.monotonic(), next(self._tickets), self._granted)
             self._waiting.append(entry)
             while self._holder is not None or self._next() != entry:
                 self._condition.wait(timeout=self.BACKGROUND_PATIENCE)
             self._waiting.remove(entry)
             self._holder = entry[2]
+            self._granted += 1
             return entry[2]
 
     def release(self, ticket: int) -> None:

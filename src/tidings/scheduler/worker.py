@@ -32,7 +32,10 @@ HEARTBEAT = PeriodicJob("worker.heartbeat", timedelta(seconds=5))
 HEARTBEAT_SECONDS = 5.0
 MAX_BATCHES_PER_PASS = 50
 PASS_SECONDS = 2.0  # work before the loop looks at its periodic jobs again
-YIELD_LIMIT = 2.0  # seconds a batch may wait for requests to finish: delayed, never stopped
+# Seconds a pass may spend waiting for requests to finish, all its batches together: under a
+# steady stream of requests the worker is delayed, never stopped (a wait per batch made a
+# pass of a dozen sources last half a minute, and work at the end of the list never ran).
+YIELD_LIMIT = 2.0
 
 
 class WorkSource(Protocol):
@@ -128,6 +131,8 @@ class Worker:
     yield_to: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
+        self._yield_until = 0.0
+        self._tried_slots: dict[str, datetime] = {}
         self.worker_id, _, _ = service.worker_identity()
         self.started_at = self.clock.now()
         self.periodic = [PeriodicTask(HEARTBEAT, self._beat), *self.periodic]
@@ -149,6 +154,7 @@ class Worker:
         handled = 0
         self._run_due_periodic()
         since_periodic = time.monotonic()
+        self._yield_until = since_periodic + YIELD_LIMIT
         for source in self.sources:
             # A source may take fewer rows per batch than asked: a batch that full means more.
             limit = min(self.batch_size, getattr(source, "batch_limit", self.batch_size))
@@ -178,16 +184,19 @@ class Worker:
     def _give_way(self) -> None:
         if self.yield_to is None:
             return
-        deadline = time.monotonic() + YIELD_LIMIT
-        while self.yield_to() and time.monotonic() < deadline:
+        while self.yield_to() and time.monotonic() < self._yield_until:
             time.sleep(0.002)
 
     def _run_periodic(self, task: PeriodicTask) -> None:
         now = self.clock.now()
+        slot = task.job.slot_for(now)
+        if self._tried_slots.get(task.job.name) == slot:
+            return  # this slot is taken, by this worker or another: no transaction to learn it
         with self.db.transaction(background=True) as session:
             run = service.claim_periodic_slot(
                 session, job=task.job, worker_id=self.worker_id, now=now
             )
+            self._tried_slots[task.job.name] = slot
             if run is None:
                 return
             try:
