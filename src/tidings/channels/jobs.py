@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tidings.channels import service as channel_service
-from tidings.channels.domain import InboundMessage, UnreadableUpdateError
+from tidings.channels.domain import (
+    DeliveryStatus,
+    InboundMessage,
+    StatusUpdate,
+    UnreadableUpdateError,
+)
 from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.channels.whatsapp.webhook import parse_webhook
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 MEDIA_JOB = "whatsapp.media_download"
 MAX_ATTEMPTS = 6
 BATCH_LIMIT = 25
+STATUS_BATCH = 500
 SPLIT_LIMIT = 5
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
@@ -98,7 +105,10 @@ class InboundEventSource:
     batch_limit: int = BATCH_LIMIT
 
     def run_batch(self, session: Session, *, now: datetime, limit: int) -> int:
-        # Short transactions: on SQLite each batch holds the one write lock webhooks need.
+        # Short transactions: on SQLite each batch holds the one write lock webhooks need. A
+        # customer's message costs a dozen statements, a plain status (sent, delivered, read)
+        # a share of a few per batch: a batch takes up to ``limit`` of the first kind and up
+        # to STATUS_BATCH rows in all.
         limit = min(limit, BATCH_LIMIT)
         rows = session.scalars(
             select(WhatsAppInboundEvent)
@@ -111,32 +121,131 @@ class InboundEventSource:
                 ),
             )
             .order_by(WhatsAppInboundEvent.id)
-            .limit(limit)
+            .limit(STATUS_BATCH)
             .with_for_update(skip_locked=True)
         ).all()
         seen: dict[int, Workspace | None] = {}  # one lookup per workspace for the batch
-        for row in rows:
-            try:
-                with session.begin_nested():
-                    process_event(session, row, now=now, workspaces_seen=seen)
+        plain, others = _plain_statuses(session, rows, seen)
+        one_by_one = others[:limit]
+        handled = len(plain) + len(one_by_one)
+        if plain:
+            one_by_one += self._apply_together(session, plain, now)
+        for row in sorted(one_by_one, key=lambda r: r.id):
+            self._process_one(session, row, now, seen)
+        return handled
+
+    def _apply_together(
+        self,
+        session: Session,
+        plain: list[tuple[WhatsAppInboundEvent, StatusUpdate]],
+        now: datetime,
+    ) -> list[WhatsAppInboundEvent]:
+        """Apply the plain statuses of the batch at once; return the rows to take one by one
+        instead: those whose message is not here (retried as ever), or all of them when the
+        batch as a whole failed."""
+        try:
+            with session.begin_nested():
+                unknown = messaging.apply_statuses(
+                    session, [(row.number_id, status) for row, status in plain], now=now
+                )
+        except Exception:
+            log.exception("statuses applied together failed; taking them one by one")
+            return [row for row, _ in plain]
+        retry = []
+        for row, status in plain:
+            if (row.number_id, status.message_id) in unknown:
+                retry.append(row)
+            else:
                 row.processed_at, row.last_error = now, None
-            except UnreadableUpdateError as error:
-                row.attempts += 1
-                row.last_error = f"not understood: {error}"[:4000]
-                _quarantine(row, now)
-            except Exception as error:  # retried, then quarantined or (not ours) given up
-                row.attempts += 1
-                row.last_error = _reason(error)
-                row.retry_at = now + retry_delay(row.attempts, base=RETRY_BASE, cap=RETRY_CAP)
-                if isinstance(error, messaging.UnknownMessageError):
-                    log.info("status for unknown message %s; retrying later", error)
-                    if row.attempts >= MAX_ATTEMPTS:
-                        row.processed_at = now
-                    continue
-                log.exception("inbound WhatsApp event %s failed", row.id)
+        return retry
+
+    def _process_one(
+        self,
+        session: Session,
+        row: WhatsAppInboundEvent,
+        now: datetime,
+        seen: dict[int, Workspace | None],
+    ) -> None:
+        try:
+            with session.begin_nested():
+                process_event(session, row, now=now, workspaces_seen=seen)
+            row.processed_at, row.last_error = now, None
+        except UnreadableUpdateError as error:
+            row.attempts += 1
+            row.last_error = f"not understood: {error}"[:4000]
+            _quarantine(row, now)
+        except Exception as error:  # retried, then quarantined or (not ours) given up
+            row.attempts += 1
+            row.last_error = _reason(error)
+            row.retry_at = now + retry_delay(row.attempts, base=RETRY_BASE, cap=RETRY_CAP)
+            if isinstance(error, messaging.UnknownMessageError):
+                log.info("status for unknown message %s; retrying later", error)
                 if row.attempts >= MAX_ATTEMPTS:
-                    _quarantine(row, now)
-        return len(rows)
+                    row.processed_at = now
+                return
+            log.exception("inbound WhatsApp event %s failed", row.id)
+            if row.attempts >= MAX_ATTEMPTS:
+                _quarantine(row, now)
+
+
+PROGRESS = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.PLAYED}
+)
+
+
+def _plain_statuses(
+    session: Session, rows: Sequence[WhatsAppInboundEvent], seen: dict[int, Workspace | None]
+) -> tuple[list[tuple[WhatsAppInboundEvent, StatusUpdate]], list[WhatsAppInboundEvent]]:
+    """The rows that are one status of progress each (no error, of a known workspace), and
+    the others, in order. A message with any other report in the batch has all its reports
+    taken one by one, so that they apply in the order they came."""
+    plain: list[tuple[WhatsAppInboundEvent, StatusUpdate]] = []
+    others: list[WhatsAppInboundEvent] = []
+    reported_otherwise: set[tuple[int, str]] = set()
+    for row in rows:
+        status = _plain_status(session, row, seen)
+        if status is None:
+            others.append(row)
+            reported_otherwise.update(_status_keys(row))
+        else:
+            plain.append((row, status))
+    kept = []
+    for row, status in plain:
+        if (row.number_id, status.message_id) in reported_otherwise:
+            others.append(row)
+        else:
+            kept.append((row, status))
+    others.sort(key=lambda r: r.id)
+    return kept, others
+
+
+def _plain_status(
+    session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None]
+) -> StatusUpdate | None:
+    if row.kind != "status" or channel_service.RAW_TEXT in row.payload:
+        return None
+    if row.workspace_id not in seen:
+        seen[row.workspace_id] = workspaces.get_workspace(session, row.workspace_id)
+    if seen[row.workspace_id] is None:
+        return None
+    try:
+        batch = parse_webhook(row.payload)
+    except (TidingsError, UnreadableUpdateError):
+        return None
+    if batch.messages or len(batch.statuses) != 1:
+        return None
+    [status] = batch.statuses
+    return status if status.status in PROGRESS and not status.errors else None
+
+
+def _status_keys(row: WhatsAppInboundEvent) -> set[tuple[int, str]]:
+    """The messages a row reports on, as far as its JSON says (a row that does not parse
+    says nothing)."""
+    try:
+        batch = parse_webhook(row.payload)
+    except (TidingsError, UnreadableUpdateError):
+        return set()
+    return {(row.number_id, status.message_id) for status in batch.statuses}
 
 
 def _quarantine(row: WhatsAppInboundEvent, now: datetime) -> None:

@@ -175,6 +175,29 @@ def message_by_provider_id(session: Session, number_id: int, provider_id: str) -
     )
 
 
+def messages_by_provider_ids(
+    session: Session, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], Message]:
+    """The messages these ``(number_id, provider_message_id)`` name, found in one query per
+    number (and per 500 ids)."""
+    by_number: dict[int, list[str]] = defaultdict(list)
+    for number_id, provider_id in keys:
+        by_number[number_id].append(provider_id)
+    found: dict[tuple[int, str], Message] = {}
+    for number_id, provider_ids in by_number.items():
+        for start in range(0, len(provider_ids), 500):
+            rows = session.scalars(
+                select(Message).where(
+                    Message.number_id == number_id,
+                    Message.provider_message_id.in_(provider_ids[start : start + 500]),
+                )
+            )
+            for row in rows:
+                assert row.provider_message_id is not None
+                found[number_id, row.provider_message_id] = row
+    return found
+
+
 def message_by_idempotency_key(session: Session, workspace: Workspace, key: str) -> Message | None:
     return session.scalar(
         select(Message).where(Message.workspace_id == workspace.id, Message.idempotency_key == key)

@@ -8,6 +8,7 @@ transaction. The dispatcher (``tidings.messaging.dispatch``) sends it after the 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -244,12 +245,35 @@ def last_inbound_of_contacts(session: Session, contact_ids: list[int]) -> dict[i
     return repository.last_inbound_of_contacts(session, contact_ids)
 
 
-def announce(session: Session, message: Message, event_type: str, *, now: datetime) -> None:
+def announce(
+    session: Session,
+    message: Message,
+    event_type: str,
+    *,
+    now: datetime,
+    into: list[webhooks.Announcement] | None = None,
+) -> None:
     """Tell the workspace's webhook subscribers about a message's progress (X1):
-    ``message.sent`` when the provider took it, ``message.status`` for each later state."""
+    ``message.sent`` when the provider took it, ``message.status`` for each later state.
+    With ``into``, the announcement (the message as it is now) is collected there, for the
+    caller to publish many at once."""
+    announcement = announcement_of(message, event_type, now=now)
+    if into is not None:
+        into.append(announcement)
+        return
     webhooks.publish(
         session,
         workspace_id=message.workspace_id,
+        event_type=announcement.event_type,
+        event_id=announcement.event_id,
+        occurred_at=announcement.occurred_at,
+        data=announcement.data,
+        now=now,
+    )
+
+
+def announcement_of(message: Message, event_type: str, *, now: datetime) -> webhooks.Announcement:
+    return webhooks.Announcement(
         event_type=event_type,
         event_id=f"msg_{message.id}_{message.status}",
         occurred_at=now,
@@ -274,7 +298,6 @@ def announce(session: Session, message: Message, event_type: str, *, now: dateti
                 "failed_at": _iso_or_none(message.failed_at),
             }
         },
-        now=now,
     )
 
 
@@ -583,14 +606,49 @@ def apply_status(session: Session, *, number_id: int, update: StatusUpdate, now:
     return _charge_if_delivered(session, message) or changed
 
 
+def apply_statuses(
+    session: Session, updates: Sequence[tuple[int, StatusUpdate]], *, now: datetime
+) -> set[tuple[int, str]]:
+    """:func:`apply_status` for many reports at once, in order, each by the same rule: the
+    messages found in one query per number, their contacts' countries in one, announcements
+    published per workspace in one statement, and every change written in one flush.
+    Returns the ``(number_id, message_id)`` of reports whose message is not here (the caller
+    handles them one by one, as :func:`apply_status` would refuse them)."""
+    unknown: set[tuple[int, str]] = set()
+    with session.no_autoflush:
+        found = repository.messages_by_provider_ids(
+            session, {(number_id, update.message_id) for number_id, update in updates}
+        )
+        places = contacts.countries(session, {m.contact_id for m in found.values()})
+        announced: dict[int, list[webhooks.Announcement]] = defaultdict(list)
+        for number_id, update in updates:
+            message = found.get((number_id, update.message_id))
+            if message is None:
+                unknown.add((number_id, update.message_id))
+                continue
+            if update.pricing_category or update.pricing_type:
+                message.pricing_category = update.pricing_category or message.pricing_category
+                message.pricing_type = update.pricing_type or message.pricing_type
+            _apply_reported(session, message, update, now, into=announced[message.workspace_id])
+            _charge_if_delivered(session, message, country_of=places)
+    for workspace_id, events in announced.items():
+        if events:
+            webhooks.publish_many(session, workspace_id=workspace_id, events=events, now=now)
+    session.flush()
+    return unknown
+
+
 CHARGED_STATUSES = frozenset(
     {MessageStatus.DELIVERED.value, MessageStatus.READ.value, MessageStatus.PLAYED.value}
 )
 
 
-def _charge_if_delivered(session: Session, message: Message) -> bool:
+def _charge_if_delivered(
+    session: Session, message: Message, *, country_of: Mapping[int, str | None] | None = None
+) -> bool:
     """Per-message pricing (P9): a message costs something once delivered, at the rate of
-    the category WhatsApp applied and the recipient's country; free types cost 0."""
+    the category WhatsApp applied and the recipient's country (looked up unless given in
+    ``country_of``); free types cost 0."""
     if message.cost is not None or message.status not in CHARGED_STATUSES:
         return False
     category: str | None
@@ -602,7 +660,9 @@ def _charge_if_delivered(session: Session, message: Message) -> bool:
         category, pricing_type = message.pricing_category, message.pricing_type
     workspace = workspaces.get_workspace(session, message.workspace_id)
     policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
-    country = contacts.countries(session, [message.contact_id]).get(message.contact_id)
+    if country_of is None or message.contact_id not in country_of:
+        country_of = contacts.countries(session, [message.contact_id])
+    country = country_of.get(message.contact_id)
     message.cost = costs.charge(
         policy, country=country, pricing_type=pricing_type, category=category
     )
@@ -611,7 +671,12 @@ def _charge_if_delivered(session: Session, message: Message) -> bool:
 
 
 def _apply_reported(
-    session: Session, message: Message, update: StatusUpdate, now: datetime
+    session: Session,
+    message: Message,
+    update: StatusUpdate,
+    now: datetime,
+    *,
+    into: list[webhooks.Announcement] | None = None,
 ) -> bool:
     reported = (
         MessageStatus(update.status.value)
@@ -651,7 +716,7 @@ def _apply_reported(
                 provider_code=error.code,
             )
             return True
-        fail_message(session, message, reason=plan.reason, now=now, code=error.code)
+        fail_message(session, message, reason=plan.reason, now=now, code=error.code, into=into)
         message.failed_at = at
         return True
     changed = next_outbound_status(current, reported)
@@ -663,7 +728,9 @@ def _apply_reported(
         return False
     message.status = changed.value
     for earlier, column in STATUS_TIMES.items():
-        if earlier == MessageStatus.FAILED:
+        # A failure fills no progress time (it used to raise here, for a "failed" report
+        # without an error: the update was retried, then quarantined).
+        if earlier == MessageStatus.FAILED or changed not in PROGRESS_ORDER:
             continue
         if (
             PROGRESS_ORDER.index(earlier) <= PROGRESS_ORDER.index(changed)
@@ -675,7 +742,7 @@ def _apply_reported(
         keep_error(message, None, "failed without an error code", "")
     message.updated_at = now
     trace(session, message, outcome=changed.value, reason=f"WhatsApp reported {changed}", now=now)
-    announce(session, message, "message.status", now=now)
+    announce(session, message, "message.status", now=now, into=into)
     return True
 
 
@@ -694,7 +761,13 @@ def keep_error(message: Message, code: int | None, title: str, details: str) -> 
 
 
 def fail_message(
-    session: Session, message: Message, *, reason: str, now: datetime, code: int | None
+    session: Session,
+    message: Message,
+    *,
+    reason: str,
+    now: datetime,
+    code: int | None,
+    into: list[webhooks.Announcement] | None = None,
 ) -> None:
     message.status = MessageStatus.FAILED.value
     message.status_reason = reason[:300]
@@ -702,7 +775,7 @@ def fail_message(
     message.failed_at = now
     message.updated_at = now
     trace(session, message, outcome="failed", reason=reason, now=now, provider_code=code)
-    announce(session, message, "message.status", now=now)
+    announce(session, message, "message.status", now=now, into=into)
 
 
 def _provider(message: Message) -> str:
