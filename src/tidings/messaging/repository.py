@@ -179,17 +179,18 @@ def messages_by_provider_ids(
     session: Session, keys: Iterable[tuple[int, str]]
 ) -> dict[tuple[int, str], Message]:
     """The messages these ``(number_id, provider_message_id)`` name, found in one query per
-    number (and per 500 ids)."""
+    number (and per 500 ids, bound as one parameter)."""
     by_number: dict[int, list[str]] = defaultdict(list)
     for number_id, provider_id in keys:
         by_number[number_id].append(provider_id)
     found: dict[tuple[int, str], Message] = {}
     for number_id, provider_ids in by_number.items():
         for start in range(0, len(provider_ids), 500):
+            chunk = provider_ids[start : start + 500]
             rows = session.scalars(
                 select(Message).where(
                     Message.number_id == number_id,
-                    Message.provider_message_id.in_(provider_ids[start : start + 500]),
+                    among(session, Message.provider_message_id, chunk),
                 )
             )
             for row in rows:
