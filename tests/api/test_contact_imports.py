@@ -146,4 +146,4 @@ def test_an_import_belongs_to_its_workspace(
     assert unseen.status_code == 404
     assert client.get(f"{API}/contacts/imports", headers=other.headers()).json()["items"] == []
     beyond = client.get(f"{API}/contacts/imports/{2**63}", headers=tenant.headers())
-    assert beyond.status_code in (404, 422)
+    assert beyond.status_code == 404 and beyond.json()["error"]["code"] == "not_found"
