@@ -151,12 +151,12 @@ class InboundEventSource:
         except Exception:
             log.exception("statuses applied together failed; taking them one by one")
             return [row for row, _ in plain]
-        retry = []
-        for row, status in plain:
-            if (row.number_id, status.message_id) in unknown:
-                retry.append(row)
-            else:
-                row.processed_at, row.last_error = now, None
+        retry = [row for row, status in plain if (row.number_id, status.message_id) in unknown]
+        left = {row.id for row in retry}
+        # One statement for the batch, not one per row through the unit of work.
+        channel_service.mark_processed(
+            session, [row.id for row, _ in plain if row.id not in left], now=now
+        )
         return retry
 
     def _process_one(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -41,7 +41,7 @@ from tidings.channels.whatsapp.webhook import (
     split_webhook,
     verify_signature,
 )
-from tidings.db.base import insert_new, table_of
+from tidings.db.base import among, insert_new, table_of
 from tidings.kernel.errors import TidingsError, conflict, invalid, not_found
 from tidings.kernel.sealing import SecretBox
 from tidings.workspaces.orm import Workspace
@@ -481,3 +481,14 @@ def replay_quarantined(session: Session, workspace: Workspace, *, ids: Sequence[
 def numbers_throughput(session: Session, number_ids: Sequence[int]) -> dict[int, float | None]:
     """Each number's own throughput tier (messages/s), None where the workspace's applies."""
     return {n.id: n.throughput_per_second for n in repository.numbers_by_ids(session, number_ids)}
+
+
+def mark_processed(session: Session, event_ids: list[int], *, now: datetime) -> None:
+    """Mark these intake rows processed, in one statement."""
+    if event_ids:
+        session.execute(
+            update(WhatsAppInboundEvent)
+            .where(among(session, WhatsAppInboundEvent.id, event_ids))
+            .values(processed_at=now, last_error=None)
+            .execution_options(synchronize_session=False)
+        )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from tidings.channels import service as channels
@@ -21,6 +22,7 @@ from tidings.channels.domain import StatusUpdate
 from tidings.channels.whatsapp.errors import classify_whatsapp_error
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import Channel, ConsentPurpose, ConsentStatus
+from tidings.db.base import bulk_insert, bulk_update, table_of
 from tidings.kernel.errors import invalid, not_found
 from tidings.messaging import activity, costs, inbox, registry, repository
 from tidings.messaging.domain import (
@@ -69,6 +71,17 @@ def resend_by_default(purpose: Purpose) -> bool:
     return purpose != Purpose.MARKETING
 
 
+@dataclass
+class Gathered:
+    """What reports applied together leave to be written at once: their traces, and their
+    webhook announcements by workspace."""
+
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    announced: dict[int, list[webhooks.Announcement]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+
 def trace(
     session: Session,
     message: Message,
@@ -77,18 +90,21 @@ def trace(
     reason: str,
     now: datetime,
     provider_code: int | None = None,
+    into: Gathered | None = None,
 ) -> None:
-    session.add(
-        SendTrace(
-            workspace_id=message.workspace_id,
-            message_id=message.id,
-            contact_id=message.contact_id,
-            outcome=outcome,
-            reason=reason[:500],
-            provider_code=provider_code,
-            at=now,
-        )
-    )
+    row = {
+        "workspace_id": message.workspace_id,
+        "message_id": message.id,
+        "contact_id": message.contact_id,
+        "outcome": outcome,
+        "reason": reason[:500],
+        "provider_code": provider_code,
+        "at": now,
+    }
+    if into is not None:
+        into.traces.append(row)
+    else:
+        session.add(SendTrace(**row))
 
 
 @dataclass(frozen=True)
@@ -251,15 +267,15 @@ def announce(
     event_type: str,
     *,
     now: datetime,
-    into: list[webhooks.Announcement] | None = None,
+    into: Gathered | None = None,
 ) -> None:
     """Tell the workspace's webhook subscribers about a message's progress (X1):
     ``message.sent`` when the provider took it, ``message.status`` for each later state.
-    With ``into``, the announcement (the message as it is now) is collected there, for the
+    With ``into``, the announcement (the message as it is now) is gathered there, for the
     caller to publish many at once."""
     announcement = announcement_of(message, event_type, now=now)
     if into is not None:
-        into.append(announcement)
+        into.announced[message.workspace_id].append(announcement)
         return
     webhooks.publish(
         session,
@@ -615,12 +631,12 @@ def apply_statuses(
     Returns the ``(number_id, message_id)`` of reports whose message is not here (the caller
     handles them one by one, as :func:`apply_status` would refuse them)."""
     unknown: set[tuple[int, str]] = set()
+    gathered = Gathered()
     with session.no_autoflush:
         found = repository.messages_by_provider_ids(
             session, {(number_id, update.message_id) for number_id, update in updates}
         )
         places = contacts.countries(session, {m.contact_id for m in found.values()})
-        announced: dict[int, list[webhooks.Announcement]] = defaultdict(list)
         for number_id, update in updates:
             message = found.get((number_id, update.message_id))
             if message is None:
@@ -629,13 +645,30 @@ def apply_statuses(
             if update.pricing_category or update.pricing_type:
                 message.pricing_category = update.pricing_category or message.pricing_category
                 message.pricing_type = update.pricing_type or message.pricing_type
-            _apply_reported(session, message, update, now, into=announced[message.workspace_id])
+            _apply_reported(session, message, update, now, into=gathered)
             _charge_if_delivered(session, message, country_of=places)
-    for workspace_id, events in announced.items():
-        if events:
-            webhooks.publish_many(session, workspace_id=workspace_id, events=events, now=now)
-    session.flush()
+        _write_states(session, list(found.values()))
+    bulk_insert(session, table_of(SendTrace), gathered.traces)
+    for workspace_id, events in gathered.announced.items():
+        webhooks.publish_many(session, workspace_id=workspace_id, events=events, now=now)
     return unknown
+
+
+def _write_states(session: Session, messages: list[Message]) -> None:
+    """Write what changed on these messages in one statement (PostgreSQL) or one
+    ``executemany`` (SQLite), instead of the unit of work's statement per message; the
+    messages leave the session, whose copies would be stale."""
+    changed = [m for m in messages if inspect(m).committed_state]
+    if not changed:
+        return
+    columns = sorted({name for m in changed for name in inspect(m).committed_state})
+    bulk_update(
+        session,
+        table_of(Message),
+        [{"id": m.id, **{name: getattr(m, name) for name in columns}} for m in changed],
+    )
+    for message in changed:
+        session.expunge(message)
 
 
 CHARGED_STATUSES = frozenset(
@@ -676,7 +709,7 @@ def _apply_reported(
     update: StatusUpdate,
     now: datetime,
     *,
-    into: list[webhooks.Announcement] | None = None,
+    into: Gathered | None = None,
 ) -> bool:
     reported = (
         MessageStatus(update.status.value)
@@ -714,6 +747,7 @@ def _apply_reported(
                 reason=plan.reason,
                 now=now,
                 provider_code=error.code,
+                into=into,
             )
             return True
         fail_message(session, message, reason=plan.reason, now=now, code=error.code, into=into)
@@ -741,7 +775,14 @@ def _apply_reported(
         message.failed_at = at
         keep_error(message, None, "failed without an error code", "")
     message.updated_at = now
-    trace(session, message, outcome=changed.value, reason=f"WhatsApp reported {changed}", now=now)
+    trace(
+        session,
+        message,
+        outcome=changed.value,
+        reason=f"WhatsApp reported {changed}",
+        now=now,
+        into=into,
+    )
     announce(session, message, "message.status", now=now, into=into)
     return True
 
@@ -767,14 +808,14 @@ def fail_message(
     reason: str,
     now: datetime,
     code: int | None,
-    into: list[webhooks.Announcement] | None = None,
+    into: Gathered | None = None,
 ) -> None:
     message.status = MessageStatus.FAILED.value
     message.status_reason = reason[:300]
     message.next_attempt_at = None
     message.failed_at = now
     message.updated_at = now
-    trace(session, message, outcome="failed", reason=reason, now=now, provider_code=code)
+    trace(session, message, outcome="failed", reason=reason, now=now, provider_code=code, into=into)
     announce(session, message, "message.status", now=now, into=into)
 
 
