@@ -308,6 +308,7 @@ def test_a_background_import_is_answered_at_once_and_writers_go_in_between_its_b
         while stack.api.get(location).json()["rows"] == 0:
             assert time.monotonic() < deadline, "the worker did not start the import"
             time.sleep(0.02)
+        answered_while_running = 0
         for i in range(5):
             raw = json.dumps(webhook_batch(98, i)).encode()
             headers = {
@@ -318,7 +319,10 @@ def test_a_background_import_is_answered_at_once_and_writers_go_in_between_its_b
             assert httpx.post(CONFIG.webhook_url, content=raw, headers=headers).status_code == 200
             created = stack.api.post("/api/v1/contacts", json={"name": f"Walk-in {i}"})
             assert created.status_code == 201, created.text
-        assert stack.api.get(location).json()["status"] == "running", "writes waited for it"
+            answered_while_running += stack.api.get(location).json()["status"] == "running"
+        # At least the first webhook and write were answered before the import was done
+        # (all of them, on a quiet machine): they did not wait for it to finish.
+        assert answered_while_running >= 1, "the writes waited for the import"
         while (progress := stack.api.get(location).json())["status"] == "running":
             assert time.monotonic() < deadline, progress
             time.sleep(0.1)
