@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.contacts.domain import (
+    STANDARD_FIELDS,
     Channel,
     ConsentPurpose,
     FieldSpec,
@@ -19,20 +20,6 @@ from tidings.contacts.domain import (
 )
 from tidings.kernel.errors import TidingsError, invalid
 
-STANDARD_FIELDS = (
-    "name",
-    "first_name",
-    "last_name",
-    "phone",
-    "email",
-    "locale",
-    "timezone",
-    "country",
-    "lifecycle_stage",
-    "score",
-    "lead_source",
-    "do_not_contact",
-)
 COLLECTIONS = ("tags", "lists")
 IGNORE = "ignore"
 # Columns our own export writes that an import skips without a warning.

@@ -18,8 +18,8 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
-from tidings.contacts.csv_format import STANDARD_FIELDS, ContactRow, RowProblem, guarded_cell
-from tidings.contacts.domain import PHONE_COUNTRY, LifecycleStage, tag_key
+from tidings.contacts.csv_format import ContactRow, RowProblem, guarded_cell
+from tidings.contacts.domain import PHONE_COUNTRY, STANDARD_FIELDS, LifecycleStage, tag_key
 from tidings.contacts.orm import (
     Consent,
     Contact,

@@ -382,6 +382,21 @@ class FieldSpec:
 
 # Not a contact column: the phone's region, used as the country when none is known.
 PHONE_COUNTRY = "phone_country"
+# A contact's own fields that a person, an import or another system may set.
+STANDARD_FIELDS = (
+    "name",
+    "first_name",
+    "last_name",
+    "phone",
+    "email",
+    "locale",
+    "timezone",
+    "country",
+    "lifecycle_stage",
+    "score",
+    "lead_source",
+    "do_not_contact",
+)
 TEXT_LIMITS = {"name": 200, "first_name": 100, "last_name": 100, "lead_source": 64}
 SCORE_RANGE = (-1_000_000, 1_000_000)
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from tidings.automation import service as automation
 from tidings.conditions.domain import error_path
 from tidings.contacts import service as contacts
+from tidings.contacts.domain import STANDARD_FIELDS
 from tidings.crm_sync.domain import (
     CUSTOM_PREFIX,
     NAME,
@@ -699,23 +700,6 @@ def get_record_or_404(
 
 # --- the API's upsert, newer wins ---------------------------------------------------------------
 
-JUDGED_FIELDS = frozenset(
-    {
-        "name",
-        "first_name",
-        "last_name",
-        "phone",
-        "email",
-        "locale",
-        "timezone",
-        "country",
-        "lifecycle_stage",
-        "score",
-        "lead_source",
-        "do_not_contact",
-    }
-)
-
 
 @dataclass(frozen=True)
 class DatedUpsert:
@@ -744,7 +728,7 @@ def upsert_newer_wins(
     kept: list[str] = []
 
     def keep_newer(contact: Any, given: Any) -> dict[str, Any]:
-        offered = {k: v for k, v in given.items() if k in JUDGED_FIELDS}
+        offered = {k: v for k, v in given.items() if k in STANDARD_FIELDS}
         if given.get("custom_fields"):
             offered["custom_fields"] = given["custom_fields"]
         theirs = contacts.stored_values(session, workspace, offered)
