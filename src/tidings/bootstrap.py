@@ -22,12 +22,8 @@ from tidings.automation.engine import RulesEngine, run_scheduled_rules
 from tidings.automation.engine import webhook_gave_up as rule_webhook_gave_up
 from tidings.broadcasts.jobs import BroadcastPlanner
 from tidings.channels.email.smtp import SmtpPool
-from tidings.channels.jobs import (
-    MEDIA_JOB,
-    DeliverySplitter,
-    InboundEventSource,
-    MediaDownloader,
-)
+from tidings.channels.inbound import MEDIA_JOB
+from tidings.channels.jobs import DeliverySplitter, InboundEventSource, MediaDownloader
 from tidings.channels.service import WebhookDirectory
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.contacts.imports import ContactImportRunner

@@ -131,14 +131,20 @@ def failing_intake(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Filing a message fails (a fault injected where the database would fail) while the
     switch is on."""
     switch = [True]
-    real = jobs.record_inbound_message
+    one, many = jobs.record_inbound_message, jobs.record_inbound_messages
 
-    def record(*args: Any, **kwargs: Any) -> int:
+    def record(*args: Any, **kwargs: Any) -> Any:
         if switch[0]:
             raise RuntimeError("the contacts table is locked by a migration")
-        return real(*args, **kwargs)
+        return one(*args, **kwargs)
+
+    def record_together(*args: Any, **kwargs: Any) -> Any:
+        if switch[0]:  # the batch fails too: each message is then taken on its own
+            raise RuntimeError("the contacts table is locked by a migration")
+        return many(*args, **kwargs)
 
     monkeypatch.setattr(jobs, "record_inbound_message", record)
+    monkeypatch.setattr(jobs, "record_inbound_messages", record_together)
     return switch
 
 

@@ -28,33 +28,33 @@ from tidings.channels.domain import (
     StatusUpdate,
     UnreadableUpdateError,
 )
+from tidings.channels.inbound import (
+    Received,
+    record_inbound_message,
+    record_inbound_messages,
+    sender_keys,
+)
 from tidings.channels.orm import WhatsAppInboundEvent, WhatsAppWebhookDelivery
 from tidings.channels.whatsapp.client import CloudApiClient
 from tidings.channels.whatsapp.webhook import parse_webhook
-from tidings.contacts import service as contacts
-from tidings.contacts.domain import TEXT_LIMITS, name_parts
 from tidings.kernel.errors import TidingsError
 from tidings.kernel.sealing import SecretBox
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
 from tidings.messaging.domain import INBOUND_MEDIA_LIMIT
 from tidings.messaging.media import MediaStore, store_inbound
-from tidings.scheduler import service as scheduler
 from tidings.scheduler.domain import retry_delay
 from tidings.scheduler.orm import BackgroundJob
 from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
 log = logging.getLogger(__name__)
-MEDIA_JOB = "whatsapp.media_download"
 MAX_ATTEMPTS = 6
 BATCH_LIMIT = 25
 STATUS_BATCH = 500
 SPLIT_LIMIT = 5
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
-BSUID_SYSTEM = "whatsapp_bsuid"
-WA_ID_SYSTEM = "whatsapp"
 
 
 @dataclass
@@ -126,13 +126,56 @@ class InboundEventSource:
         ).all()
         seen: dict[int, Workspace | None] = {}  # one lookup per workspace for the batch
         plain, others = _plain_statuses(session, rows, seen)
+        messages, others = _plain_messages(session, others, seen)
         one_by_one = others[:limit]
-        handled = len(plain) + len(one_by_one)
+        handled = len(plain) + len(messages) + len(one_by_one)
         if plain:
             one_by_one += self._apply_together(session, plain, now)
+        if messages:
+            one_by_one += self._record_together(session, messages, others, seen, now)
         for row in sorted(one_by_one, key=lambda r: r.id):
             self._process_one(session, row, now, seen)
         return handled
+
+    def _record_together(
+        self,
+        session: Session,
+        messages: list[tuple[WhatsAppInboundEvent, InboundMessage]],
+        others: list[WhatsAppInboundEvent],
+        seen: dict[int, Workspace | None],
+        now: datetime,
+    ) -> list[WhatsAppInboundEvent]:
+        """Record the batch's single-message updates together, per workspace; return the rows
+        to take one by one instead (what the batch path leaves, or all when it failed)."""
+        # A sender with another update taken one by one in this batch (or a later one) keeps
+        # all their messages on that path, in order.
+        held_back = frozenset(key for row in others for key in _sender_keys(row))
+        by_id = {row.id: row for row, _ in messages}
+        left: list[WhatsAppInboundEvent] = []
+        by_workspace: dict[int, list[Received]] = {}
+        for row, message in messages:
+            by_workspace.setdefault(row.workspace_id, []).append(
+                Received(row.id, row.number_id, message)
+            )
+        for workspace_id, received in by_workspace.items():
+            workspace = seen[workspace_id]
+            assert workspace is not None  # _plain_messages keeps known workspaces only
+            try:
+                with session.begin_nested():
+                    outcome = record_inbound_messages(
+                        session,
+                        workspace=workspace,
+                        received=received,
+                        held_back=held_back,
+                        now=now,
+                    )
+            except Exception:
+                log.exception("messages recorded together failed; taking them one by one")
+                left.extend(by_id[item.key] for item in received)
+                continue
+            channel_service.mark_processed(session, outcome.done, now=now)
+            left.extend(by_id[key] for key in outcome.left)
+        return left
 
     def _apply_together(
         self,
@@ -206,7 +249,8 @@ def _plain_statuses(
         status = _plain_status(session, row, seen)
         if status is None:
             others.append(row)
-            reported_otherwise.update(_status_keys(row))
+            if row.kind == "status":  # a message's row reports on no status
+                reported_otherwise.update(_status_keys(row))
         else:
             plain.append((row, status))
     kept = []
@@ -236,6 +280,48 @@ def _plain_status(
         return None
     [status] = batch.statuses
     return status if status.status in PROGRESS and not status.errors else None
+
+
+def _plain_messages(
+    session: Session, rows: Sequence[WhatsAppInboundEvent], seen: dict[int, Workspace | None]
+) -> tuple[list[tuple[WhatsAppInboundEvent, InboundMessage]], list[WhatsAppInboundEvent]]:
+    """The rows that are one customer message each (of a known workspace), and the others."""
+    plain: list[tuple[WhatsAppInboundEvent, InboundMessage]] = []
+    others: list[WhatsAppInboundEvent] = []
+    for row in rows:
+        message = _plain_message(session, row, seen)
+        if message is None:
+            others.append(row)
+        else:
+            plain.append((row, message))
+    return plain, others
+
+
+def _plain_message(
+    session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None]
+) -> InboundMessage | None:
+    if row.kind != "message" or channel_service.RAW_TEXT in row.payload:
+        return None
+    if row.workspace_id not in seen:
+        seen[row.workspace_id] = workspaces.get_workspace(session, row.workspace_id)
+    if seen[row.workspace_id] is None:
+        return None
+    try:
+        batch = parse_webhook(row.payload)
+    except (TidingsError, UnreadableUpdateError):
+        return None
+    if batch.statuses or len(batch.messages) != 1:
+        return None
+    return batch.messages[0]
+
+
+def _sender_keys(row: WhatsAppInboundEvent) -> set[str]:
+    """The keys of the senders of a row's messages, as far as its JSON says."""
+    try:
+        batch = parse_webhook(row.payload)
+    except (TidingsError, UnreadableUpdateError):
+        return set()
+    return {key for message in batch.messages for key in sender_keys(message)}
 
 
 def _status_keys(row: WhatsAppInboundEvent) -> set[tuple[int, str]]:
@@ -315,164 +401,6 @@ def _file_again(session: Session, row: WhatsAppInboundEvent, now: datetime) -> N
         raise UnreadableUpdateError("entry", error.message) from None
     if row.event_key in unstorable:
         raise UnreadableUpdateError("update", "it still cannot be stored")
-
-
-def record_inbound_message(
-    session: Session,
-    *,
-    workspace: Workspace,
-    message: InboundMessage,
-    number_id: int,
-    now: datetime,
-) -> int:
-    """Find or create the sender's contact, put the message on its timeline once; its id."""
-    # A new contact is created with its WhatsApp name and lead source (I6) in one go.
-    lead_source = "ad_referral" if message.referral is not None else "whatsapp"
-    on_create: dict[str, Any] = {"lead_source": lead_source, **_profile_names(message)}
-    contact, created = _sender_contact(session, workspace, message, now, on_create)
-    # The WhatsApp profile name only fills blanks: a name a person or the CRM set is never
-    # overwritten (each of name, first and last name on its own).
-    blanks = {
-        field: value
-        for field, value in _profile_names(message).items()
-        if getattr(contact, field) is None
-    }
-    if not created and blanks:
-        contact = contacts.update_contact(
-            session,
-            workspace=workspace,
-            contact_id=contact.id,
-            data=blanks,
-            source="whatsapp",
-            now=now,
-        )
-    contact_id: int = contact.id
-    properties: dict[str, Any] = {
-        "wamid": message.message_id,
-        "type": message.kind.value,
-        "text": message.text,
-        "number_id": number_id,
-    }
-    if message.location is not None:
-        properties["location"] = {
-            "latitude": message.location.latitude,
-            "longitude": message.location.longitude,
-            "name": message.location.name,
-            "address": message.location.address,
-        }
-    if message.referral is not None:
-        properties["referral"] = {
-            "source_type": message.referral.source_type,
-            "source_id": message.referral.source_id,
-            "headline": message.referral.headline,
-            "ctwa_clid": message.referral.ctwa_clid,
-        }
-    occurred = min(message.sent_at, now) if message.sent_at is not None else now
-    contacts.record_event(
-        session,
-        workspace=workspace,
-        contact=contact,
-        event_type="message.received",
-        occurred_at=occurred,
-        properties=properties,
-        source="whatsapp",
-        idempotency_key=f"whatsapp:{message.message_id}",
-        now=now,
-    )
-    row = inbox.record_inbound(
-        session,
-        workspace=workspace,
-        number_id=number_id,
-        contact_id=contact_id,
-        message=message,
-        content=message.raw,
-        now=now,
-    )
-    if row is not None:
-        messaging.honour_keywords(
-            session,
-            workspace=workspace,
-            contact_id=contact_id,
-            number_id=number_id,
-            text=message.text,
-            message_id=message.message_id,
-            now=now,
-        )
-    if row is not None and message.media is not None:
-        scheduler.enqueue_job(
-            session,
-            kind=MEDIA_JOB,
-            payload={
-                "message_id": row.id,
-                "number_id": number_id,
-                "media_id": message.media.media_id,
-                "mime_type": message.media.mime_type,
-            },
-            workspace_id=workspace.id,
-            idempotency_key=f"whatsapp-media:{row.id}",
-            max_attempts=5,
-            now=now,
-        )
-    return contact_id
-
-
-def _profile_names(message: InboundMessage) -> dict[str, str]:
-    """The contact's name fields from the sender's WhatsApp profile name, where it has one."""
-    profile = (message.sender.profile_name or "").strip()
-    if not profile:
-        return {}
-    first, last = name_parts(profile)
-    found = {"name": profile[: TEXT_LIMITS["name"]]}
-    if first:
-        found["first_name"] = first
-    if last:
-        found["last_name"] = last
-    return found
-
-
-def _sender_contact(
-    session: Session,
-    workspace: Workspace,
-    message: InboundMessage,
-    now: datetime,
-    on_create: dict[str, Any],
-) -> tuple[Any, bool]:
-    """The sender's contact row and whether it was created (with ``on_create`` then).
-
-    Matched by BSUID, then phone, then the raw ``wa_id``: phone fields may be missing (username
-    users) or not a valid number, and identity must not depend on them alone.
-    """
-    sender = message.sender
-    external: dict[str, str] = {}
-    if sender.user_id:
-        external[BSUID_SYSTEM] = sender.user_id
-    if sender.wa_id:
-        external[WA_ID_SYSTEM] = sender.wa_id
-    data: dict[str, Any] = {"external_ids": external}
-    if sender.phone_e164:
-        try:
-            return contacts.upsert_contact(
-                session,
-                workspace=workspace,
-                data={**data, "phone": sender.phone_e164},
-                match_on=["external_id", "phone"],
-                source="whatsapp",
-                now=now,
-                on_create=on_create,
-            )
-        except TidingsError as error:
-            if error.code != "invalid_phone":
-                raise
-            log.info("sender %s has no valid phone number; matched by WhatsApp id", sender.key)
-    return contacts.upsert_contact(
-        session,
-        workspace=workspace,
-        data=data,
-        match_on=["external_id"],
-        source="whatsapp",
-        now=now,
-        on_create=on_create,
-    )
 
 
 @dataclass

@@ -127,7 +127,7 @@ def contact_ids_by_phone(
         return {}
     rows = session.execute(
         select(Contact.phone, Contact.id).where(
-            Contact.workspace_id == workspace.id, Contact.phone.in_(wanted)
+            Contact.workspace_id == workspace.id, among(session, Contact.phone, wanted)
         )
     )
     return {phone: contact_id for phone, contact_id in rows if phone is not None}
@@ -157,7 +157,7 @@ def contact_ids_by_external_id(
         select(ExternalId.external_id, ExternalId.contact_id).where(
             ExternalId.workspace_id == workspace.id,
             ExternalId.system == system,
-            ExternalId.external_id.in_(wanted),
+            among(session, ExternalId.external_id, wanted),
         )
     )
     # A Result has .keys(), so dict(rows) would treat it as a mapping of column names.

@@ -585,6 +585,35 @@ def status_after_inbound(status: ConversationStatus) -> ConversationStatus:
     return status
 
 
+@dataclass(frozen=True)
+class InboxState:
+    """The part of a conversation a customer's message changes."""
+
+    status: str
+    unread_count: int
+    last_inbound_at: datetime | None
+    last_message_at: datetime | None
+    snoozed_until: datetime | None
+
+
+def after_inbound(state: InboxState, sent_at: datetime) -> InboxState:
+    """A customer's message sent at ``sent_at`` arrived: the window clock (P1) and the last
+    message time move to it, never backwards; one more unread; a resolved or snoozed
+    conversation reopens (and is no longer snoozed)."""
+    status = status_after_inbound(ConversationStatus(state.status))
+    return InboxState(
+        status=status.value,
+        unread_count=state.unread_count + 1,
+        last_inbound_at=_later(state.last_inbound_at, sent_at),
+        last_message_at=_later(state.last_message_at, sent_at),
+        snoozed_until=None if status == ConversationStatus.OPEN else state.snoozed_until,
+    )
+
+
+def _later(current: datetime | None, moment: datetime) -> datetime:
+    return moment if current is None or moment > current else current
+
+
 def automation_pause_until(replied_at: datetime, pause: timedelta) -> datetime:
     """When a human agent replies, automation for that contact waits this long (I3)."""
     return replied_at + pause

@@ -8,7 +8,7 @@ assign, label, annotate and resolve conversations through these functions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,17 +16,18 @@ from sqlalchemy.orm import Session
 
 from tidings.channels.domain import InboundMessage
 from tidings.contacts import service as contacts
-from tidings.db.base import insert_new, table_of
+from tidings.db.base import allocate_ids, bulk_insert, bulk_update, insert_new, table_of
 from tidings.kernel.errors import conflict, invalid, not_found
 from tidings.kernel.templating import check_template, render_template
 from tidings.messaging import repository
 from tidings.messaging.domain import (
     ConversationStatus,
+    InboxState,
+    after_inbound,
     automation_pause_until,
     check_label,
     check_shortcut,
     check_snooze,
-    status_after_inbound,
 )
 from tidings.messaging.orm import (
     Conversation,
@@ -108,16 +109,123 @@ def record_inbound(
         updated_at=now,
     )
     session.add(row)
-    if conversation.last_inbound_at is None or sent_at > conversation.last_inbound_at:
-        conversation.last_inbound_at = sent_at
-    _touch(conversation, sent_at)
-    conversation.unread_count += 1
-    conversation.status = status_after_inbound(ConversationStatus(conversation.status)).value
-    if conversation.status == ConversationStatus.OPEN:
-        conversation.snoozed_until = None
-    conversation.updated_at = now
+    _note_inbound(conversation, sent_at, now)
     session.flush()
     return row
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A customer's message for :func:`record_inbound_many`: which number got it, from whom."""
+
+    number_id: int
+    contact_id: int
+    message: InboundMessage
+
+
+def record_inbound_many(
+    session: Session, *, workspace: Workspace, arrivals: Sequence[Arrival], now: datetime
+) -> list[tuple[Arrival, int]]:
+    """:func:`record_inbound` for many messages at once, with the same outcome as taking them
+    in order one by one: each message stored once, its conversation created on first contact,
+    the window clock moved forward, unread counted, a resolved or snoozed conversation
+    reopened. A few statements per batch: the stored ids in one query per number, the
+    conversations in one (held for update on PostgreSQL), the messages in one insert, the
+    conversations' changes in one flush. Returns the arrivals stored now with their ids."""
+    present = repository.provider_ids_present(
+        session, [(a.number_id, a.message.message_id) for a in arrivals]
+    )
+    fresh: list[Arrival] = []
+    for arrival in arrivals:
+        key = (arrival.number_id, arrival.message.message_id)
+        if key not in present:
+            present.add(key)  # a second copy in the same batch is the same message
+            fresh.append(arrival)
+    if not fresh:
+        return []
+    pairs = {(a.number_id, a.contact_id) for a in fresh}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    conversations = repository.inbox_states(session, workspace.id, pairs, lock=postgres)
+    missing = sorted(pairs - set(conversations))
+    if missing:
+        # ON CONFLICT: two workers receiving the same new customer at once create one.
+        bulk_insert(
+            session,
+            table_of(Conversation),
+            [
+                {
+                    "workspace_id": workspace.id,
+                    "number_id": number_id,
+                    "contact_id": contact_id,
+                    "status": ConversationStatus.OPEN.value,
+                    "unread_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for number_id, contact_id in missing
+            ],
+            skip_conflicts=True,
+        )
+        conversations.update(repository.inbox_states(session, workspace.id, missing, lock=postgres))
+    table = table_of(Message)
+    ids = allocate_ids(session, table, len(fresh))
+    rows = []
+    for arrival, message_id in zip(fresh, ids, strict=True):
+        message = arrival.message
+        conversation_id, state = conversations[arrival.number_id, arrival.contact_id]
+        sent_at = min(message.sent_at, now) if message.sent_at is not None else now
+        rows.append(
+            {
+                "id": message_id,
+                "workspace_id": workspace.id,
+                "channel": "whatsapp",
+                "conversation_id": conversation_id,
+                "contact_id": arrival.contact_id,
+                "number_id": arrival.number_id,
+                "direction": "in",
+                "kind": message.kind.value,
+                "text": message.text,
+                "content": dict(message.raw),
+                "status": "received",
+                "provider_message_id": message.message_id,
+                "reply_to": message.reply_to or message.reaction_to,
+                "resend_if_uncertain": False,
+                "attempts": 0,
+                "created_at": sent_at,
+                "updated_at": now,
+            }
+        )
+        conversations[arrival.number_id, arrival.contact_id] = (
+            conversation_id,
+            after_inbound(state, sent_at),
+        )
+    bulk_insert(session, table, rows)
+    bulk_update(
+        session,
+        table_of(Conversation),
+        [
+            {"id": conversation_id, **asdict(state), "updated_at": now}
+            for conversation_id, state in conversations.values()
+        ],
+    )
+    return list(zip(fresh, ids, strict=True))
+
+
+def _note_inbound(conversation: Conversation, sent_at: datetime, now: datetime) -> None:
+    """What one customer message does to its conversation (as :func:`record_inbound_many`)."""
+    state = after_inbound(
+        InboxState(
+            status=conversation.status,
+            unread_count=conversation.unread_count,
+            last_inbound_at=conversation.last_inbound_at,
+            last_message_at=conversation.last_message_at,
+            snoozed_until=conversation.snoozed_until,
+        ),
+        sent_at,
+    )
+    for name, value in asdict(state).items():
+        setattr(conversation, name, value)
+    conversation.updated_at = now
 
 
 def _touch(conversation: Conversation, at: datetime) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tidings.db.base import among, insert_new, table_of
-from tidings.messaging.domain import SlotGrant, grant_slots
+from tidings.messaging.domain import InboxState, SlotGrant, grant_slots
 from tidings.messaging.orm import (
     Conversation,
     ConversationLabel,
@@ -173,6 +173,71 @@ def message_by_provider_id(session: Session, number_id: int, provider_id: str) -
             Message.number_id == number_id, Message.provider_message_id == provider_id
         )
     )
+
+
+def provider_ids_present(session: Session, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these ``(number_id, provider_message_id)`` are stored: one narrow query per
+    number (and per 500 ids)."""
+    by_number: dict[int, list[str]] = defaultdict(list)
+    for number_id, provider_id in keys:
+        by_number[number_id].append(provider_id)
+    present: set[tuple[int, str]] = set()
+    for number_id, provider_ids in by_number.items():
+        for start in range(0, len(provider_ids), 500):
+            rows = session.scalars(
+                select(Message.provider_message_id).where(
+                    Message.number_id == number_id,
+                    among(session, Message.provider_message_id, provider_ids[start : start + 500]),
+                )
+            )
+            present.update((number_id, provider_id) for provider_id in rows if provider_id)
+    return present
+
+
+def inbox_states(
+    session: Session, workspace_id: int, pairs: Iterable[tuple[int, int]], *, lock: bool
+) -> dict[tuple[int, int], tuple[int, InboxState]]:
+    """The id and inbox state of the conversations of these ``(number_id, contact_id)``
+    pairs, as plain values (no ORM objects to go stale under a set-based write); with
+    ``lock`` held for update, in id order, so two workers never wait on each other in a
+    circle."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    table = table_of(Conversation)
+    query = (
+        select(
+            table.c.id,
+            table.c.number_id,
+            table.c.contact_id,
+            table.c.status,
+            table.c.unread_count,
+            table.c.last_inbound_at,
+            table.c.last_message_at,
+            table.c.snoozed_until,
+        )
+        .where(
+            table.c.workspace_id == workspace_id,
+            among(session, table.c.contact_id, sorted({c for _, c in wanted})),
+        )
+        .order_by(table.c.id)
+    )
+    if lock:
+        query = query.with_for_update()
+    found: dict[tuple[int, int], tuple[int, InboxState]] = {}
+    for row in session.execute(query):
+        if (row.number_id, row.contact_id) in wanted:
+            found[row.number_id, row.contact_id] = (
+                row.id,
+                InboxState(
+                    status=row.status,
+                    unread_count=row.unread_count,
+                    last_inbound_at=row.last_inbound_at,
+                    last_message_at=row.last_message_at,
+                    snoozed_until=row.snoozed_until,
+                ),
+            )
+    return found
 
 
 def messages_by_provider_ids(

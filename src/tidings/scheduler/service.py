@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from tidings.db.base import insert_new, table_of
+from tidings.db.base import bulk_insert, insert_new, table_of
 from tidings.scheduler.domain import PeriodicJob, retry_delay
 from tidings.scheduler.orm import BackgroundJob, PeriodicRun, WorkerHeartbeat
 
@@ -116,6 +116,38 @@ def enqueue_job(
     session.add(job)
     session.flush()
     return job
+
+
+def enqueue_jobs(
+    session: Session,
+    *,
+    kind: str,
+    jobs: Sequence[tuple[int | None, dict[str, Any], str]],
+    now: datetime,
+    max_attempts: int = 3,
+) -> None:
+    """Queue many jobs of one kind in one statement: ``(workspace_id, payload,
+    idempotency_key)`` each; a key already queued keeps its first job (as
+    :func:`enqueue_job`)."""
+    bulk_insert(
+        session,
+        table_of(BackgroundJob),
+        [
+            {
+                "workspace_id": workspace_id,
+                "kind": kind,
+                "payload": payload,
+                "state": "queued",
+                "due_at": now,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "idempotency_key": key,
+                "created_at": now,
+            }
+            for workspace_id, payload, key in jobs
+        ],
+        skip_conflicts=True,
+    )
 
 
 def claim_jobs(

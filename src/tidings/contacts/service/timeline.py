@@ -39,6 +39,11 @@ def caused_at_depth(depth: int) -> Iterator[None]:
         _CAUSATION_DEPTH.reset(token)
 
 
+def causation_depth() -> int:
+    """How many rule firings deep the events written now are (see :func:`caused_at_depth`)."""
+    return _CAUSATION_DEPTH.get()
+
+
 def log_event(
     session: Session,
     workspace: Workspace,
