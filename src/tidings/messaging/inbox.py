@@ -8,7 +8,7 @@ assign, label, annotate and resolve conversations through these functions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,30 +143,22 @@ def record_inbound_many(
             fresh.append(arrival)
     if not fresh:
         return []
+    workspace_id = workspace.id
     pairs = {(a.number_id, a.contact_id) for a in fresh}
     postgres = session.get_bind().dialect.name == "postgresql"
-    conversations = repository.inbox_states(session, workspace.id, pairs, lock=postgres)
+    conversations = repository.inbox_states(session, workspace_id, pairs, lock=postgres)
     missing = sorted(pairs - set(conversations))
-    if missing:
-        # ON CONFLICT: two workers receiving the same new customer at once create one.
-        bulk_insert(
-            session,
-            table_of(Conversation),
-            [
-                {
-                    "workspace_id": workspace.id,
-                    "number_id": number_id,
-                    "contact_id": contact_id,
-                    "status": ConversationStatus.OPEN.value,
-                    "unread_count": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for number_id, contact_id in missing
-            ],
-            skip_conflicts=True,
+    # A new conversation is inserted with its state after the batch, under an id reserved
+    # now. Another worker creating it at this very moment makes the insert fail: the caller
+    # then takes the messages one by one, which find that conversation.
+    opened = dict(
+        zip(missing, allocate_ids(session, table_of(Conversation), len(missing)), strict=True)
+    )
+    for pair, conversation_id in opened.items():
+        conversations[pair] = (
+            conversation_id,
+            InboxState(ConversationStatus.OPEN.value, 0, None, None, None),
         )
-        conversations.update(repository.inbox_states(session, workspace.id, missing, lock=postgres))
     table = table_of(Message)
     ids = allocate_ids(session, table, len(fresh))
     rows = []
@@ -177,7 +169,7 @@ def record_inbound_many(
         rows.append(
             {
                 "id": message_id,
-                "workspace_id": workspace.id,
+                "workspace_id": workspace_id,
                 "channel": "whatsapp",
                 "conversation_id": conversation_id,
                 "contact_id": arrival.contact_id,
@@ -199,16 +191,45 @@ def record_inbound_many(
             conversation_id,
             after_inbound(state, sent_at),
         )
+    new_ids = set(opened.values())
+    bulk_insert(
+        session,
+        table_of(Conversation),
+        [
+            {
+                "id": conversation_id,
+                "workspace_id": workspace_id,
+                "number_id": number_id,
+                "contact_id": contact_id,
+                **_inbox_values(state),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for (number_id, contact_id), (conversation_id, state) in conversations.items()
+            if conversation_id in new_ids
+        ],
+    )
     bulk_insert(session, table, rows)
     bulk_update(
         session,
         table_of(Conversation),
         [
-            {"id": conversation_id, **asdict(state), "updated_at": now}
+            {"id": conversation_id, **_inbox_values(state), "updated_at": now}
             for conversation_id, state in conversations.values()
+            if conversation_id not in new_ids
         ],
     )
     return list(zip(fresh, ids, strict=True))
+
+
+def _inbox_values(state: InboxState) -> dict[str, Any]:
+    return {
+        "status": state.status,
+        "unread_count": state.unread_count,
+        "last_inbound_at": state.last_inbound_at,
+        "last_message_at": state.last_message_at,
+        "snoozed_until": state.snoozed_until,
+    }
 
 
 def _note_inbound(conversation: Conversation, sent_at: datetime, now: datetime) -> None:
@@ -223,7 +244,7 @@ def _note_inbound(conversation: Conversation, sent_at: datetime, now: datetime) 
         ),
         sent_at,
     )
-    for name, value in asdict(state).items():
+    for name, value in _inbox_values(state).items():
         setattr(conversation, name, value)
     conversation.updated_at = now
 

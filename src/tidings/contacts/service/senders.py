@@ -231,11 +231,12 @@ def _create(
     external: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     depth = causation_depth()
+    workspace_id = workspace.id
     for (members, fields), contact_id in zip(new, ids, strict=True):
         row: dict[str, Any] = dict.fromkeys(STANDARD_FIELDS)
         row.update(
             id=contact_id,
-            workspace_id=workspace.id,
+            workspace_id=workspace_id,
             lifecycle_stage=LifecycleStage.LEAD.value,
             score=0,
             custom_fields={},
@@ -248,7 +249,7 @@ def _create(
         rows.append(row)
         external.extend(
             {
-                "workspace_id": workspace.id,
+                "workspace_id": workspace_id,
                 "contact_id": contact_id,
                 "system": system,
                 "external_id": value,
@@ -257,7 +258,7 @@ def _create(
         )
         events.append(
             {
-                "workspace_id": workspace.id,
+                "workspace_id": workspace_id,
                 "contact_id": contact_id,
                 "event_type": "contact.created",
                 "occurred_at": now,
