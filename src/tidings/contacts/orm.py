@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned
+from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned, workspace_through_parent
 
 
 class Contact(WorkspaceOwned, Base):
@@ -118,6 +118,7 @@ class ExternalId(WorkspaceOwned, Base):
         UniqueConstraint("contact_id", "system"),
     )
 
+    workspace_id: Mapped[int] = workspace_through_parent()
     contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
     system: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(200))
@@ -156,6 +157,7 @@ class ContactEvent(WorkspaceOwned, Base):
         UniqueConstraint("workspace_id", "idempotency_key"),
     )
 
+    workspace_id: Mapped[int] = workspace_through_parent()
     contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime]

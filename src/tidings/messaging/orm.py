@@ -19,7 +19,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned
+from tidings.db.base import Base, IdType, JsonType, WorkspaceOwned, workspace_through_parent
 
 
 class Conversation(WorkspaceOwned, Base):
@@ -36,6 +36,7 @@ class Conversation(WorkspaceOwned, Base):
         Index("ix_conversations_changes", "workspace_id", "updated_at"),
     )
 
+    workspace_id: Mapped[int] = workspace_through_parent()
     contact_id: Mapped[int] = mapped_column(IdType, ForeignKey("contacts.id", ondelete="CASCADE"))
     number_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("whatsapp_numbers.id", ondelete="CASCADE")
@@ -96,6 +97,7 @@ class Message(WorkspaceOwned, Base):
         ),
     )
 
+    workspace_id: Mapped[int] = workspace_through_parent()
     channel: Mapped[str] = mapped_column(String(16), default="whatsapp", server_default="whatsapp")
     # WhatsApp only (None for e-mail).
     conversation_id: Mapped[int | None] = mapped_column(
@@ -212,6 +214,7 @@ class SendTrace(WorkspaceOwned, Base):
         Index("ix_send_traces_contact", "contact_id", "at"),
     )
 
+    workspace_id: Mapped[int] = workspace_through_parent()
     message_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("messages.id", ondelete="CASCADE")
     )
