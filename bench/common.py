@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tidings.bootstrap import Tidings, build
@@ -21,6 +25,59 @@ from tidings.workspaces import service as workspaces
 from tidings.workspaces.orm import Workspace
 
 BENCH_DB = "tidings_bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Every benchmark's clock: a weekday at 11:00 in Taipei (03:00 UTC), inside every default
+# window, so that quiet hours never decide a figure by the hour the benchmark ran.
+PINNED = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+
+@dataclass
+class Figures:
+    """One timed run: how many items, wall seconds, CPU seconds of this process and of the
+    database server's backends (PostgreSQL; 0 on SQLite, which runs in this process)."""
+
+    items: int
+    wall: float
+    process_cpu: float
+    server_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.wall
+
+    def line(self, name: str, unit: str = "item") -> str:
+        per = max(self.items, 1)
+        return (
+            f"{name:<34} {self.rate:10,.0f}/s   CPU {self.process_cpu / per * 1e6:7.1f} µs"
+            f" + server {self.server_cpu / per * 1e6:6.1f} µs per {unit}"
+            f"   ({self.items:,} in {self.wall:.2f} s)"
+        )
+
+
+def backend_cpu(engine: Engine) -> float:
+    """CPU seconds of the database server's backends serving the benchmark's database."""
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    with engine.connect() as connection:
+        pids = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        total = 0.0
+        for pid in pids:
+            stat = Path(f"/proc/{pid}/stat")
+            if stat.exists():
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return total
+
+
+def measure(installation: Tidings, work: Callable[[], object], items: int) -> Figures:
+    """Run ``work`` and time it: wall, this process's CPU, the database backends' CPU."""
+    server_before = backend_cpu(installation.db.engine)
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    work()
+    wall, cpu = time.perf_counter() - wall_before, time.process_time() - cpu_before
+    return Figures(items, wall, cpu, backend_cpu(installation.db.engine) - server_before)
 
 
 def fresh_installation(database_url: str | None) -> Tidings:
@@ -98,8 +155,6 @@ def simulated_number(
 
 
 def machine() -> str:
-    import os
-
     parts = [
         platform.node(),
         f"{os.cpu_count()} cores",

@@ -15,15 +15,18 @@ the batch, one ``UPDATE … FROM`` and one ``INSERT … SELECT`` per batch), wit
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
-from bench.common import fresh_installation, machine, make_workspace, simulated_number
+from bench.common import (
+    PINNED,
+    fresh_installation,
+    machine,
+    make_workspace,
+    measure,
+    simulated_number,
+)
 from tidings.bootstrap import Tidings
 from tidings.channels import service as channels
 from tidings.channels.jobs import InboundEventSource
@@ -33,51 +36,7 @@ from tidings.messaging.orm import Message
 from tidings.scheduler.worker import Worker
 from tidings.simulator.server import SimulatorConfig
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STATUSES_PER_POST = 50
-PINNED = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)  # 11:00 in Taipei
-
-
-@dataclass
-class Figures:
-    statuses: int
-    wall: float
-    process_cpu: float
-    server_cpu: float
-
-    def line(self, name: str) -> str:
-        per = max(self.statuses, 1)
-        rate, cpu = self.statuses / self.wall, self.process_cpu / per * 1e6
-        return (
-            f"{name:<34} {rate:10,.0f}/s   CPU {cpu:7.1f} µs"
-            f" + server {self.server_cpu / per * 1e6:6.1f} µs per status"
-            f"   ({self.statuses:,} in {self.wall:.2f} s)"
-        )
-
-
-def backend_cpu(engine: Engine) -> float:
-    """CPU seconds of the database server's backends serving the benchmark's database."""
-    if engine.dialect.name != "postgresql":
-        return 0.0
-    with engine.connect() as connection:
-        pids = connection.execute(
-            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        ).scalars()
-        total = 0.0
-        for pid in pids:
-            stat = Path(f"/proc/{pid}/stat")
-            if stat.exists():
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        return total
-
-
-def measure(installation: Tidings, work: callable, statuses: int) -> Figures:  # type: ignore[valid-type]
-    server_before = backend_cpu(installation.db.engine)
-    cpu_before, wall_before = time.process_time(), time.perf_counter()
-    work()
-    wall, cpu = time.perf_counter() - wall_before, time.process_time() - cpu_before
-    return Figures(statuses, wall, cpu, backend_cpu(installation.db.engine) - server_before)
 
 
 def sent_messages(installation: Tidings, workspace_id: int, number_id: int, count: int) -> None:
@@ -200,15 +159,16 @@ def drain(installation: Tidings) -> None:
 def floor(installation: Tidings, batch: int) -> None:
     """The same rows written by set-based SQL per batch of intake rows, no Python per row."""
     postgres = installation.db.engine.dialect.name == "postgresql"
+    # An intake row holds a whole webhook body with one update.
     status_of = (
-        "payload->'value'->'statuses'->0->>'status'"
+        "payload->'entry'->0->'changes'->0->'value'->'statuses'->0->>'status'"
         if postgres
-        else "json_extract(payload, '$.value.statuses[0].status')"
+        else "json_extract(payload, '$.entry[0].changes[0].value.statuses[0].status')"
     )
     id_of = (
-        "payload->'value'->'statuses'->0->>'id'"
+        "payload->'entry'->0->'changes'->0->'value'->'statuses'->0->>'id'"
         if postgres
-        else "json_extract(payload, '$.value.statuses[0].id')"
+        else "json_extract(payload, '$.entry[0].changes[0].value.statuses[0].id')"
     )
     now = installation.clock.now()
     while True:
@@ -289,8 +249,14 @@ def main() -> None:
         )
     reset(installation)
     floor_run = measure(installation, lambda: floor(installation, 500), statuses)
-    print(tidings_run.line("Tidings (InboundEventSource)"))
-    print(floor_run.line("floor (set-based SQL, no Python)"))
+    with installation.db.reading() as session:
+        floor_states = dict(
+            session.execute(text("SELECT status, count(*) FROM messages GROUP BY status")).all()
+        )
+    # The floor counts only if it wrote what Tidings wrote.
+    assert floor_states == states, (floor_states, states)
+    print(tidings_run.line("Tidings (InboundEventSource)", "status"))
+    print(floor_run.line("floor (set-based SQL, no Python)", "status"))
     print(f"Tidings is {tidings_run.wall / floor_run.wall:.1f}× the floor's time; states {states}")
     installation.close()
 
