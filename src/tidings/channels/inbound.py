@@ -23,8 +23,6 @@ from sqlalchemy.orm import Session
 from tidings.channels.domain import InboundMessage
 from tidings.contacts import service as contacts
 from tidings.contacts.domain import TEXT_LIMITS, name_parts
-from tidings.contacts.orm import ContactEvent
-from tidings.db.base import bulk_insert, table_of
 from tidings.kernel.errors import TidingsError
 from tidings.messaging import inbox
 from tidings.messaging import service as messaging
@@ -111,25 +109,21 @@ def record_inbound_messages(
         ],
         now=now,
     )
-    depth = contacts.causation_depth()
-    bulk_insert(
+    contacts.record_events(
         session,
-        table_of(ContactEvent),
-        [
-            {
-                "workspace_id": workspace.id,
-                "contact_id": found.contact_of[item.key],
-                "event_type": RECEIVED,
-                "occurred_at": _occurred(item.message, now),
-                "received_at": now,
-                "source": "whatsapp",
-                "properties": _received_properties(item.message, item.number_id),
-                "idempotency_key": _event_key(item.message),
-                "depth": depth,
-            }
+        workspace=workspace,
+        events=[
+            contacts.NewEvent(
+                contact_id=found.contact_of[item.key],
+                event_type=RECEIVED,
+                occurred_at=_occurred(item.message, now),
+                properties=_received_properties(item.message, item.number_id),
+                idempotency_key=_event_key(item.message),
+            )
             for item in taken
         ],
-        skip_conflicts=True,
+        source="whatsapp",
+        now=now,
     )
     media = [
         _media_job(workspace, message_id, arrival.number_id, arrival.message)

@@ -92,11 +92,12 @@ from tidings.contacts.service.records import (
 from tidings.contacts.service.senders import Sender, SendersFound, find_or_create_senders
 from tidings.contacts.service.timeline import (
     EVENT_TYPE_MAX,
-    causation_depth,
+    NewEvent,
     caused_at_depth,
     customers_acquired,
     log_event,
     record_event,
+    record_events,
 )
 
 __all__ = [
@@ -107,6 +108,7 @@ __all__ = [
     "ContactFilter",
     "ContactView",
     "Member",
+    "NewEvent",
     "NotAudienceConditionError",
     "Profile",
     "Sender",
@@ -117,7 +119,6 @@ __all__ = [
     "audience_countries",
     "audience_criteria",
     "audience_page",
-    "causation_depth",
     "caused_at_depth",
     "change_list_by_name",
     "consents_of",
@@ -163,6 +164,7 @@ __all__ = [
     "opt_out",
     "profiles",
     "record_event",
+    "record_events",
     "remove_tag",
     "sending_facts",
     "set_activity",

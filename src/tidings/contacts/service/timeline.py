@@ -5,9 +5,10 @@ Runs inside the caller's transaction and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from tidings.contacts.orm import (
     Contact,
     ContactEvent,
 )
+from tidings.db.base import bulk_insert, table_of
 from tidings.kernel.errors import invalid
 from tidings.workspaces.orm import Workspace
 
@@ -114,6 +116,50 @@ def record_event(
     session.add(event)
     session.flush()
     return event, True
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event reported from outside, for :func:`record_events`."""
+
+    contact_id: int
+    event_type: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+    idempotency_key: str
+
+
+def record_events(
+    session: Session,
+    *,
+    workspace: Workspace,
+    events: Sequence[NewEvent],
+    source: str,
+    now: datetime,
+) -> None:
+    """:func:`record_event` for many events at once, in one insert: a key already recorded
+    keeps its first event. The caller has checked the types and times (its own, not a
+    user's)."""
+    depth = _CAUSATION_DEPTH.get()
+    bulk_insert(
+        session,
+        table_of(ContactEvent),
+        [
+            {
+                "workspace_id": workspace.id,
+                "contact_id": event.contact_id,
+                "event_type": event.event_type,
+                "occurred_at": event.occurred_at,
+                "received_at": now,
+                "source": source,
+                "properties": event.properties,
+                "idempotency_key": event.idempotency_key,
+                "depth": depth,
+            }
+            for event in events
+        ],
+        skip_conflicts=True,
+    )
 
 
 ORDER_EVENT = "order.placed"
