@@ -93,11 +93,9 @@ def record_inbound_messages(
         now=now,
     )
     if found.left:
+        undecided = set(found.left)
         withheld.update(
-            key
-            for item in taken
-            if item.key in set(found.left)
-            for key in sender_keys(item.message)
+            key for item in taken if item.key in undecided for key in sender_keys(item.message)
         )
         taken = _closed_over_senders(taken, withheld, outcome)
     stored = inbox.record_inbound_many(

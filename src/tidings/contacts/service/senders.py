@@ -64,11 +64,10 @@ class Sender:
 
 @dataclass
 class SendersFound:
-    """What became of a batch of senders: the contact of each sender answered here, which of
-    those contacts were created now, and the senders left for the one-by-one path."""
+    """What became of a batch of senders: the contact of each sender answered here, and the
+    senders left for the one-by-one path."""
 
     contact_of: dict[Hashable, int] = field(default_factory=dict)
-    created: set[int] = field(default_factory=set)
     left: list[Hashable] = field(default_factory=list)
 
 
@@ -169,6 +168,7 @@ def _existing(
             session.execute(
                 select(ContactAlias.kind, ContactAlias.value).where(
                     ContactAlias.workspace_id == workspace.id,
+                    ContactAlias.kind.in_(sorted(wanted)),  # the unique index's order
                     among(session, ContactAlias.value, sorted({value for _, value in every})),
                 )
             ).all()
@@ -270,7 +270,6 @@ def _create(
             }
         )
         found.contact_of.update((member.key, contact_id) for member in members)
-        found.created.add(contact_id)
     bulk_insert(session, contacts_table, rows)
     bulk_insert(session, table_of(ExternalId), external)
     bulk_insert(session, table_of(ContactEvent), events)
