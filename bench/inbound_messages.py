@@ -39,10 +39,10 @@ from bench.common import (
     measure,
     simulated_number,
 )
+from bench.status_updates import file_posts
 from tidings.bootstrap import Tidings
 from tidings.channels import inbound
 from tidings.channels import jobs as channel_jobs
-from tidings.channels import service as channels
 from tidings.channels.jobs import InboundEventSource
 from tidings.kernel.clock import VirtualClock
 from tidings.scheduler.worker import Worker
@@ -107,20 +107,6 @@ def posts(messages: int, at: datetime) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def file_posts(installation: Tidings, workspace_id: int, number_id: int, bodies: list[Any]) -> None:
-    now = installation.clock.now()
-    with installation.db.transaction() as session:
-        for body in bodies:
-            channels.file_updates(
-                session,
-                workspace_id=workspace_id,
-                number_id=number_id,
-                received_at=now,
-                payload=body,
-                now=now,
-            )
 
 
 def drain(installation: Tidings) -> None:

@@ -27,6 +27,7 @@ from tidings.channels.domain import (
     InboundMessage,
     StatusUpdate,
     UnreadableUpdateError,
+    WebhookBatch,
 )
 from tidings.channels.inbound import (
     Received,
@@ -266,20 +267,28 @@ def _plain_statuses(
 def _plain_status(
     session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None]
 ) -> StatusUpdate | None:
-    if row.kind != "status" or channel_service.RAW_TEXT in row.payload:
+    batch = _single(session, row, seen, "status")
+    if batch is None or batch.messages or len(batch.statuses) != 1:
+        return None
+    [status] = batch.statuses
+    return status if status.status in PROGRESS and not status.errors else None
+
+
+def _single(
+    session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None], kind: str
+) -> WebhookBatch | None:
+    """A row of this kind, of a known workspace, parsed; None for any other (kept as text,
+    of a deleted workspace, unreadable): those go one by one."""
+    if row.kind != kind or channel_service.RAW_TEXT in row.payload:
         return None
     if row.workspace_id not in seen:
         seen[row.workspace_id] = workspaces.get_workspace(session, row.workspace_id)
     if seen[row.workspace_id] is None:
         return None
     try:
-        batch = parse_webhook(row.payload)
+        return parse_webhook(row.payload)
     except (TidingsError, UnreadableUpdateError):
         return None
-    if batch.messages or len(batch.statuses) != 1:
-        return None
-    [status] = batch.statuses
-    return status if status.status in PROGRESS and not status.errors else None
 
 
 def _plain_messages(
@@ -300,17 +309,8 @@ def _plain_messages(
 def _plain_message(
     session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None]
 ) -> InboundMessage | None:
-    if row.kind != "message" or channel_service.RAW_TEXT in row.payload:
-        return None
-    if row.workspace_id not in seen:
-        seen[row.workspace_id] = workspaces.get_workspace(session, row.workspace_id)
-    if seen[row.workspace_id] is None:
-        return None
-    try:
-        batch = parse_webhook(row.payload)
-    except (TidingsError, UnreadableUpdateError):
-        return None
-    if batch.statuses or len(batch.messages) != 1:
+    batch = _single(session, row, seen, "message")
+    if batch is None or batch.statuses or len(batch.messages) != 1:
         return None
     return batch.messages[0]
 
