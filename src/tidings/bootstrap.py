@@ -220,9 +220,12 @@ class Tidings:
 
 
 def _recover_in_flight(session: Session, now: datetime, *, lease: timedelta) -> None:
-    """Take back the sends of workers whose heartbeat is older than the lease."""
-    alive = scheduler_service.live_workers(session, now=now, within=lease)
-    messaging.recover_in_flight(session, now=now, live_workers=[w.worker_id for w in alive])
+    """Take back the sends of workers whose heartbeat is older than the lease. The worker
+    running this is alive whatever its last beat says (a stalled heartbeat thread, or a clock
+    that runs faster than the beats): it never takes back its own sends mid-flight."""
+    alive = {w.worker_id for w in scheduler_service.live_workers(session, now=now, within=lease)}
+    alive.add(scheduler_service.worker_identity()[0])
+    messaging.recover_in_flight(session, now=now, live_workers=sorted(alive))
 
 
 def _clock_of(settings: Settings) -> Clock:

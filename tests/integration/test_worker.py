@@ -148,20 +148,15 @@ def test_a_long_drain_stops_every_two_seconds_for_the_periodic_jobs(
     assert len(runs) >= 4, runs  # not once for the whole drain
 
 
-def test_a_dead_workers_sends_are_recovered_once_its_lease_runs_out_not_before(
-    tidings: Tidings, clock: VirtualClock
-) -> None:
-    """Recovery keys on who claimed a send and whether that worker still beats: seconds after
-    a crash, instead of minutes of age; a live worker's slow send is never taken from it."""
+def _sends_claimed_by(tidings: Tidings, clock: VirtualClock, claimers: list[str]) -> None:
+    """One e-mail per claimer, left ``sending`` under that worker's claim, never on the wire."""
     from tests.conftest import make_tenant
-    from tidings.messaging import service as messaging
+    from tidings.contacts import service as contacts
     from tidings.messaging.orm import Message
+    from tidings.workspaces import service as workspaces
 
     tenant = make_tenant(tidings, "lease-shop")
     with tidings.db.transaction() as session:
-        from tidings.contacts import service as contacts
-        from tidings.workspaces import service as workspaces
-
         workspace = workspaces.get_workspace(session, tenant.workspace_id)
         assert workspace is not None
         contact, _ = contacts.upsert_contact(
@@ -172,7 +167,7 @@ def test_a_dead_workers_sends_are_recovered_once_its_lease_runs_out_not_before(
             source="api",
             now=clock.now(),
         )
-        for claimer in ("host-a:1", "host-b:2"):
+        for claimer in claimers:
             session.add(
                 Message(
                     workspace_id=workspace.id,
@@ -188,10 +183,50 @@ def test_a_dead_workers_sends_are_recovered_once_its_lease_runs_out_not_before(
                     updated_at=clock.now(),
                 )
             )
+
+
+def _claims(tidings: Tidings) -> dict[str | None, str]:
+    from tidings.messaging.orm import Message
+
+    with tidings.db.reading() as session:
+        return dict(session.execute(select(Message.claimed_by, Message.status)).all())
+
+
+def test_a_dead_workers_sends_are_recovered_once_its_lease_runs_out_not_before(
+    tidings: Tidings, clock: VirtualClock
+) -> None:
+    """Recovery keys on who claimed a send and whether that worker still beats: seconds after
+    a crash, instead of minutes of age; a live worker's slow send is never taken from it."""
+    from tidings.messaging import service as messaging
+
+    _sends_claimed_by(tidings, clock, ["host-a:1", "host-b:2"])
     with tidings.db.transaction() as session:
         # host-a still beats; host-b's heartbeat is older than the lease: it died.
         recovered = messaging.recover_in_flight(session, now=clock.now(), live_workers=["host-a:1"])
     assert recovered == 1
-    with tidings.db.reading() as session:
-        states = dict(session.execute(select(Message.claimed_by, Message.status)).all())
-    assert states == {"host-a:1": "sending", None: "queued"}  # never on the wire: sent again
+    assert _claims(tidings) == {"host-a:1": "sending", None: "queued"}  # sent again
+
+
+def test_the_recovering_worker_never_takes_back_its_own_sends_whatever_its_last_beat(
+    tidings: Tidings, clock: VirtualClock
+) -> None:
+    """A stalled heartbeat thread, or a virtual clock running faster than the beats, leaves
+    this worker's beat older than the lease; it is alive all the same, since it is the one
+    running the recovery, and its sends in flight stay its own."""
+    this_worker = service.worker_identity()[0]
+    _sends_claimed_by(tidings, clock, [this_worker, "host-b:2"])
+    recovery = next(t for t in tidings.periodic if t.job.name == "messaging.recover_in_flight")
+    with tidings.db.transaction() as session:
+        session.add(
+            WorkerHeartbeat(
+                worker_id=this_worker,
+                hostname="here",
+                pid=1,
+                started_at=clock.now() - timedelta(hours=1),
+                last_seen_at=clock.now() - timedelta(hours=1),
+                processed=0,
+            )
+        )
+    with tidings.db.transaction() as session:
+        recovery.run(session, clock.now())
+    assert _claims(tidings) == {this_worker: "sending", None: "queued"}
