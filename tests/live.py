@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 
 from tests.conftest import Tenant
 from tidings.api.app import create_app
+from tidings.api.serving import GRACEFUL_SHUTDOWN_SECONDS, GracefulServer
 from tidings.bootstrap import Tidings
 from tidings.channels import service as channels
 from tidings.kernel.clock import VirtualClock
@@ -26,9 +26,7 @@ from tidings.workspaces import service as workspaces
 
 @contextmanager
 def serve_app(tidings: Tidings) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(tidings), host="127.0.0.1", port=0, log_level="warning")
-    )
+    server = GracefulServer(create_app(tidings), host="127.0.0.1", port=0, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -40,7 +38,8 @@ def serve_app(tidings: Tidings) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=GRACEFUL_SHUTDOWN_SECONDS + 5)
+        assert not thread.is_alive(), "the server did not stop"
 
 
 def fast_config(**changes: Any) -> SimulatorConfig:

@@ -3,11 +3,16 @@ needs the session's CSRF token, and signing out ends it at once."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
+import httpx
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
+from tidings.api.app import create_app
+from tidings.api.serving import GracefulServer
 from tidings.bootstrap import Tidings
 from tidings.kernel.clock import VirtualClock
 from tidings.workspaces import service as workspaces
@@ -236,3 +241,34 @@ def test_sign_in_attempts_are_forgotten_after_the_retention_period(
         assert prune_sign_in_records(session, now=clock.now(), keep_days=90) == 0
     # The worker runs it on its own, with the operator's retention period.
     assert any(t.job.name == "audit.prune_sign_ins" for t in tidings.periodic)
+
+
+def test_stopping_the_server_ends_an_open_live_feed_at_once(
+    tidings: Tidings, tenant: Tenant
+) -> None:
+    """A browser's live feed never ends by itself; a restart or a deploy must not wait on it
+    (uvicorn waits for every open response): the feed ends, and the browser reconnects."""
+    agent(tidings, tenant)
+    server = GracefulServer(create_app(tidings), host="127.0.0.1", port=0, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "Tidings did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    # A read timeout well under the feed's 15 s keep-alive: a feed left open fails the test.
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as browser:
+        signed_in = browser.post(
+            "/app/login",
+            data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": PASSWORD},
+        )
+        assert signed_in.status_code == 303
+        with browser.stream("GET", "/app/stream") as feed:
+            lines = feed.iter_lines()
+            assert next(lines) == "retry: 2000"
+            server.should_exit = True
+            rest = list(lines)
+    assert "event: change" in rest  # what it had to say before the end
+    thread.join(timeout=10)
+    assert not thread.is_alive()

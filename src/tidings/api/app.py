@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -71,6 +72,7 @@ def create_app(installation: Tidings) -> FastAPI:
         dependencies=[Depends(guard_inputs)],
     )
     app.state.tidings = installation
+    app.state.closing = threading.Event()  # see tidings.api.serving
     install_error_handlers(app)
     app.add_middleware(ActivityCounter, activity=installation.activity)
     # Outermost: bodies are read (and limited) before a request counts as in flight.

@@ -7,9 +7,9 @@ import threading
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from tidings.api.app import create_app
+from tidings.api.serving import GracefulServer
 from tidings.bootstrap import Tidings
 from tidings.cli.common import console, installation, require_schema
 from tidings.cli.contacts import contacts_app
@@ -117,12 +117,12 @@ def serve(
         if thread is not None:
             thread.start()
         try:
-            uvicorn.run(
+            GracefulServer(
                 create_app(inst),
                 host=chosen_host,
                 port=chosen_port,
                 log_level=settings.log_level.lower(),
-            )
+            ).run()
         finally:
             if embedded is not None and thread is not None:
                 embedded.stop()

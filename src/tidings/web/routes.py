@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from tidings.api.deps import SESSION_COOKIE
+from tidings.api.serving import is_closing
 from tidings.bootstrap import Tidings
 from tidings.kernel.errors import TidingsError
 from tidings.messaging import inbox
@@ -225,7 +226,9 @@ async def stream(request: Request) -> Response:
     async def events() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         last, quiet = "", 0.0
-        while not await request.is_disconnected():
+        # Until the browser leaves or the server stops (the browser then reconnects after
+        # the retry, to whichever process answers).
+        while not is_closing(request) and not await request.is_disconnected():
             current = await run_in_threadpool(mark)
             if current != last:
                 last, quiet = current, 0.0
