@@ -92,6 +92,17 @@ class DeliverySplitter:
         return len(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An intake row as a batch claims it: what deciding its path needs."""
+
+    id: int
+    workspace_id: int
+    number_id: int
+    kind: str
+    payload: dict[str, Any]
+
+
 @dataclass
 class InboundEventSource:
     """Processes stored WhatsApp updates; each row in a savepoint so one failure spares the rest.
@@ -111,20 +122,24 @@ class InboundEventSource:
         # a share of a few per batch: a batch takes up to ``limit`` of the first kind and up
         # to STATUS_BATCH rows in all.
         limit = min(limit, BATCH_LIMIT)
-        rows = session.scalars(
-            select(WhatsAppInboundEvent)
-            .where(
-                WhatsAppInboundEvent.processed_at.is_(None),
-                WhatsAppInboundEvent.quarantined_at.is_(None),
-                or_(
-                    WhatsAppInboundEvent.retry_at.is_(None),
-                    WhatsAppInboundEvent.retry_at <= now,
-                ),
+        pending = WhatsAppInboundEvent
+        # Claimed as plain values: most rows of a busy batch are decided from their JSON and
+        # written in bulk; only the rows taken one by one are loaded as objects.
+        rows = [
+            Pending(*row)
+            for row in session.execute(
+                select(pending.id, pending.workspace_id, pending.number_id, pending.kind)
+                .add_columns(pending.payload)
+                .where(
+                    pending.processed_at.is_(None),
+                    pending.quarantined_at.is_(None),
+                    or_(pending.retry_at.is_(None), pending.retry_at <= now),
+                )
+                .order_by(pending.id)
+                .limit(STATUS_BATCH)
+                .with_for_update(skip_locked=True)
             )
-            .order_by(WhatsAppInboundEvent.id)
-            .limit(STATUS_BATCH)
-            .with_for_update(skip_locked=True)
-        ).all()
+        ]
         seen: dict[int, Workspace | None] = {}  # one lookup per workspace for the batch
         plain, others = _plain_statuses(session, rows, seen)
         messages, others = _plain_messages(session, others, seen)
@@ -134,25 +149,25 @@ class InboundEventSource:
             one_by_one += self._apply_together(session, plain, now)
         if messages:
             one_by_one += self._record_together(session, messages, others, seen, now)
-        for row in sorted(one_by_one, key=lambda r: r.id):
+        for row in channel_service.inbound_events(session, sorted(r.id for r in one_by_one)):
             self._process_one(session, row, now, seen)
         return handled
 
     def _record_together(
         self,
         session: Session,
-        messages: list[tuple[WhatsAppInboundEvent, InboundMessage]],
-        others: list[WhatsAppInboundEvent],
+        messages: list[tuple[Pending, InboundMessage]],
+        others: list[Pending],
         seen: dict[int, Workspace | None],
         now: datetime,
-    ) -> list[WhatsAppInboundEvent]:
+    ) -> list[Pending]:
         """Record the batch's single-message updates together, per workspace; return the rows
         to take one by one instead (what the batch path leaves, or all when it failed)."""
         # A sender with another update taken one by one in this batch (or a later one) keeps
         # all their messages on that path, in order.
         held_back = frozenset(key for row in others for key in _sender_keys(row))
         by_id = {row.id: row for row, _ in messages}
-        left: list[WhatsAppInboundEvent] = []
+        left: list[Pending] = []
         by_workspace: dict[int, list[Received]] = {}
         for row, message in messages:
             by_workspace.setdefault(row.workspace_id, []).append(
@@ -181,9 +196,9 @@ class InboundEventSource:
     def _apply_together(
         self,
         session: Session,
-        plain: list[tuple[WhatsAppInboundEvent, StatusUpdate]],
+        plain: list[tuple[Pending, StatusUpdate]],
         now: datetime,
-    ) -> list[WhatsAppInboundEvent]:
+    ) -> list[Pending]:
         """Apply the plain statuses of the batch at once; return the rows to take one by one
         instead: those whose message is not here (retried as ever), or all of them when the
         batch as a whole failed."""
@@ -238,13 +253,13 @@ PROGRESS = frozenset(
 
 
 def _plain_statuses(
-    session: Session, rows: Sequence[WhatsAppInboundEvent], seen: dict[int, Workspace | None]
-) -> tuple[list[tuple[WhatsAppInboundEvent, StatusUpdate]], list[WhatsAppInboundEvent]]:
+    session: Session, rows: Sequence[Pending], seen: dict[int, Workspace | None]
+) -> tuple[list[tuple[Pending, StatusUpdate]], list[Pending]]:
     """The rows that are one status of progress each (no error, of a known workspace), and
     the others, in order. A message with any other report in the batch has all its reports
     taken one by one, so that they apply in the order they came."""
-    plain: list[tuple[WhatsAppInboundEvent, StatusUpdate]] = []
-    others: list[WhatsAppInboundEvent] = []
+    plain: list[tuple[Pending, StatusUpdate]] = []
+    others: list[Pending] = []
     reported_otherwise: set[tuple[int, str]] = set()
     for row in rows:
         status = _plain_status(session, row, seen)
@@ -265,7 +280,7 @@ def _plain_statuses(
 
 
 def _plain_status(
-    session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None]
+    session: Session, row: Pending, seen: dict[int, Workspace | None]
 ) -> StatusUpdate | None:
     batch = _single(session, row, seen, "status")
     if batch is None or batch.messages or len(batch.statuses) != 1:
@@ -275,7 +290,7 @@ def _plain_status(
 
 
 def _single(
-    session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None], kind: str
+    session: Session, row: Pending, seen: dict[int, Workspace | None], kind: str
 ) -> WebhookBatch | None:
     """A row of this kind, of a known workspace, parsed; None for any other (kept as text,
     of a deleted workspace, unreadable): those go one by one."""
@@ -292,11 +307,11 @@ def _single(
 
 
 def _plain_messages(
-    session: Session, rows: Sequence[WhatsAppInboundEvent], seen: dict[int, Workspace | None]
-) -> tuple[list[tuple[WhatsAppInboundEvent, InboundMessage]], list[WhatsAppInboundEvent]]:
+    session: Session, rows: Sequence[Pending], seen: dict[int, Workspace | None]
+) -> tuple[list[tuple[Pending, InboundMessage]], list[Pending]]:
     """The rows that are one customer message each (of a known workspace), and the others."""
-    plain: list[tuple[WhatsAppInboundEvent, InboundMessage]] = []
-    others: list[WhatsAppInboundEvent] = []
+    plain: list[tuple[Pending, InboundMessage]] = []
+    others: list[Pending] = []
     for row in rows:
         message = _plain_message(session, row, seen)
         if message is None:
@@ -307,7 +322,7 @@ def _plain_messages(
 
 
 def _plain_message(
-    session: Session, row: WhatsAppInboundEvent, seen: dict[int, Workspace | None]
+    session: Session, row: Pending, seen: dict[int, Workspace | None]
 ) -> InboundMessage | None:
     batch = _single(session, row, seen, "message")
     if batch is None or batch.statuses or len(batch.messages) != 1:
@@ -315,7 +330,7 @@ def _plain_message(
     return batch.messages[0]
 
 
-def _sender_keys(row: WhatsAppInboundEvent) -> set[str]:
+def _sender_keys(row: Pending) -> set[str]:
     """The keys of the senders of a row's messages, as far as its JSON says."""
     try:
         batch = parse_webhook(row.payload)
@@ -324,7 +339,7 @@ def _sender_keys(row: WhatsAppInboundEvent) -> set[str]:
     return {key for message in batch.messages for key in sender_keys(message)}
 
 
-def _status_keys(row: WhatsAppInboundEvent) -> set[tuple[int, str]]:
+def _status_keys(row: Pending) -> set[tuple[int, str]]:
     """The messages a row reports on, as far as its JSON says (a row that does not parse
     says nothing)."""
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -492,3 +492,14 @@ def mark_processed(session: Session, event_ids: list[int], *, now: datetime) -> 
             .values(processed_at=now, last_error=None)
             .execution_options(synchronize_session=False)
         )
+
+
+def inbound_events(session: Session, ids: list[int]) -> Sequence[WhatsAppInboundEvent]:
+    """These intake rows as objects, in id order (the batch that claimed them holds them)."""
+    if not ids:
+        return []
+    return session.scalars(
+        select(WhatsAppInboundEvent)
+        .where(among(session, WhatsAppInboundEvent.id, ids))
+        .order_by(WhatsAppInboundEvent.id)
+    ).all()

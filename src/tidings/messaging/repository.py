@@ -19,7 +19,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from tidings.db.base import among, insert_new, table_of
 from tidings.messaging.domain import InboxState, SlotGrant, grant_slots
@@ -253,10 +253,13 @@ def messages_by_provider_ids(
         for start in range(0, len(provider_ids), 500):
             chunk = provider_ids[start : start + 500]
             rows = session.scalars(
-                select(Message).where(
+                select(Message)
+                .where(
                     Message.number_id == number_id,
                     among(session, Message.provider_message_id, chunk),
                 )
+                # A report never reads what was sent; parsing it was a fifth of the work.
+                .options(defer(Message.content))
             )
             for row in rows:
                 assert row.provider_message_id is not None
