@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -69,6 +70,51 @@ def backend_cpu(engine: Engine) -> float:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
                 total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         return total
+
+
+def server_cpu(engine: Engine) -> float:
+    """CPU seconds of the whole PostgreSQL server on this host: its live processes and those
+    that have exited (the postmaster's reaped children) — for work whose connections close
+    before it is timed, such as worker processes (0 on SQLite). Includes the WAL writer and
+    the checkpointer, which the work keeps busy; in a quiet run nothing else is there."""
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    with engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    postmaster = int(_stat(backend)[1])
+    fields = _stat(postmaster)
+    total = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS  # reaped children
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = _stat(int(entry.name))
+            except OSError:
+                continue
+            if int(child[1]) == postmaster:
+                total += (int(child[11]) + int(child[12])) / CLOCK_TICKS
+    return total
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: [state, ppid, …] (field 3 onward)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def measure_processes(engine: Engine, work: Callable[[], object], items: int) -> Figures:
+    """Like :func:`measure`, for work that may run in child processes and close its own
+    connections: this process's CPU and its finished children's, and the server's."""
+    server_before = server_cpu(engine)
+    children_before = _children_cpu()
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    work()
+    wall, cpu = time.perf_counter() - wall_before, time.process_time() - cpu_before
+    cpu += _children_cpu() - children_before
+    return Figures(items, wall, cpu, server_cpu(engine) - server_before)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(installation: Tidings, work: Callable[[], object], items: int) -> Figures:

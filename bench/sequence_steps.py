@@ -31,11 +31,19 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
 from bench.broadcast_planning import TEMPLATE, fill
-from bench.common import fresh_installation, machine, make_workspace
+from bench.common import (
+    PINNED,
+    Figures,
+    fresh_installation,
+    machine,
+    make_workspace,
+    measure_processes,
+)
 from tidings.bootstrap import Tidings, build, tune_garbage_collector
 from tidings.channels import service as channels
 from tidings.contacts.orm import Contact
 from tidings.db.base import among, table_of
+from tidings.kernel.clock import VirtualClock
 from tidings.sequences import service as sequences
 from tidings.sequences.jobs import SequenceRunner, advance_enrollments, claim_due
 from tidings.sequences.orm import Enrollment, StepRunRecord
@@ -110,6 +118,7 @@ def run_steps(database_url: str, limit: int) -> None:
     """One worker process: claim and advance due enrollments until none is left."""
     tune_garbage_collector()
     inst = build(load_settings(database_url=database_url, demo=True))
+    inst.clock = VirtualClock(PINNED)
     runner = SequenceRunner()
     while True:
         with inst.db.transaction(background=True) as session:
@@ -170,6 +179,7 @@ def procrastinate_run(database_url: str, enrollment_ids: list[int], concurrency:
     import procrastinate  # the baseline's own dependency, not the product's
 
     inst = build(load_settings(database_url=database_url, demo=True))
+    inst.clock = VirtualClock(PINNED)
     conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(False)
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
 
@@ -192,21 +202,24 @@ def procrastinate_run(database_url: str, enrollment_ids: list[int], concurrency:
     return took
 
 
-def timed_run(database_url: str, workers: int, limit: int) -> float:
-    started = time.perf_counter()
-    if workers == 1:
-        run_steps(database_url, limit)
-    else:
+def timed_run(inst: Tidings, workers: int, limit: int, steps: int) -> Figures:
+    """The due steps run by ``workers`` processes (one: this process), timed with the CPU of
+    this process, its worker processes and the database server."""
+    url = inst.settings.database_url
+
+    def work() -> None:
+        if workers == 1:
+            run_steps(url, limit)
+            return
         spawn = multiprocessing.get_context("spawn")
-        processes = [
-            spawn.Process(target=run_steps, args=(database_url, limit)) for _ in range(workers)
-        ]
+        processes = [spawn.Process(target=run_steps, args=(url, limit)) for _ in range(workers)]
         for process in processes:
             process.start()
         for process in processes:
             process.join()
             assert process.exitcode == 0
-    return time.perf_counter() - started
+
+    return measure_processes(inst.db.engine, work, steps)
 
 
 def main() -> None:
@@ -220,6 +233,7 @@ def main() -> None:
     tune_garbage_collector()
     os.environ.setdefault("TIDINGS_SECRET_KEY", "bench-secret-0123456789")
     inst = fresh_installation(args.database_url or None)
+    inst.clock = VirtualClock(PINNED)  # every step due at the same weekday hour, each run
     url = inst.settings.database_url
     if args.procrastinate and inst.db.engine.dialect.name != "postgresql":
         parser.error("--procrastinate needs --database-url postgresql://…")
@@ -235,7 +249,7 @@ def main() -> None:
     # The straightforward way first, on contacts of its own: one step per transaction.
     enroll(inst, workspace.id, baseline_ids)
     analyze(inst)
-    baseline = timed_run(url, 1, 1)
+    baseline = timed_run(inst, 1, 1, len(baseline_ids))
     queued = 0.0
     if queued_ids:
         enroll(inst, workspace.id, queued_ids)
@@ -252,7 +266,7 @@ def main() -> None:
     enroll(inst, workspace.id, ours_ids)
     analyze(inst)
     print(f"  {len(ours_ids):,} enrollments due; running", file=sys.stderr)
-    ours = timed_run(url, args.workers, BATCH)
+    ours = timed_run(inst, args.workers, BATCH, len(ours_ids))
 
     with inst.db.reading() as session:
         outcomes = dict(
@@ -268,24 +282,34 @@ def main() -> None:
         )
     assert left == 0, f"{left} enrollments still due"
     assert (ran or 0) >= total, f"only {ran} steps ran"
-    rate, base_rate = args.contacts / ours, len(baseline_ids) / baseline
     table = Table(
         title=f"Sequence steps · {inst.db.engine.dialect.name} · {args.workers} worker(s) · "
-        f"{args.contacts:,} contacts · {machine()}"
+        f"{args.contacts:,} contacts · clock pinned at {PINNED:%Y-%m-%d %H:%M} UTC · {machine()}"
     )
-    for column in ("way", "steps", "seconds", "steps/s", "× baseline"):
+    for column in ("way", "steps", "seconds", "steps/s", "CPU µs/step", "server µs/step",
+                   "× baseline"):  # fmt: skip
         table.add_column(column, justify="right")
-    table.add_row("Tidings runner (batches of 500)", f"{args.contacts:,}", f"{ours:.1f}",
-                  f"{rate:,.0f}", f"{rate / base_rate:.1f}×")  # fmt: skip
-    table.add_row("one step per transaction", f"{len(baseline_ids):,}", f"{baseline:.1f}",
-                  f"{base_rate:,.0f}", "1.0×")  # fmt: skip
+
+    def row(way: str, run: Figures) -> None:
+        table.add_row(
+            way,
+            f"{run.items:,}",
+            f"{run.wall:.1f}",
+            f"{run.rate:,.0f}",
+            f"{run.process_cpu / run.items * 1e6:,.1f}",
+            f"{run.server_cpu / run.items * 1e6:,.1f}",
+            f"{run.rate / baseline.rate:.1f}×",
+        )
+
+    row("Tidings runner (batches of 500)", ours)
+    row("one step per transaction", baseline)
     if queued_ids:
         queue_rate = len(queued_ids) / queued
         table.add_row(f"procrastinate, one task per step ({args.workers} at a time)",
-                      f"{len(queued_ids):,}", f"{queued:.1f}", f"{queue_rate:,.0f}",
-                      f"{queue_rate / base_rate:.1f}×")  # fmt: skip
-        table.caption = f"Tidings runner ÷ procrastinate: {rate / queue_rate:.1f}×"
-    Console().print(table)
+                      f"{len(queued_ids):,}", f"{queued:.1f}", f"{queue_rate:,.0f}", "", "",
+                      f"{queue_rate / baseline.rate:.1f}×")  # fmt: skip
+        table.caption = f"Tidings runner ÷ procrastinate: {ours.rate / queue_rate:.1f}×"
+    Console(width=200).print(table)
     Console().print(f"step outcomes: {dict(sorted(outcomes.items(), key=lambda kv: -kv[1])[:6])}")
     inst.close()
 

@@ -637,6 +637,7 @@ def apply_statuses(
             session, {(number_id, update.message_id) for number_id, update in updates}
         )
         places = contacts.countries(session, {m.contact_id for m in found.values()})
+        policies: dict[int, WorkspacePolicy] = {}
         for number_id, update in updates:
             message = found.get((number_id, update.message_id))
             if message is None:
@@ -646,7 +647,7 @@ def apply_statuses(
                 message.pricing_category = update.pricing_category or message.pricing_category
                 message.pricing_type = update.pricing_type or message.pricing_type
             _apply_reported(session, message, update, now, into=gathered)
-            _charge_if_delivered(session, message, country_of=places)
+            _charge_if_delivered(session, message, country_of=places, policies=policies)
         _write_states(session, list(found.values()))
     bulk_insert(session, table_of(SendTrace), gathered.traces)
     for workspace_id, events in gathered.announced.items():
@@ -677,11 +678,16 @@ CHARGED_STATUSES = frozenset(
 
 
 def _charge_if_delivered(
-    session: Session, message: Message, *, country_of: Mapping[int, str | None] | None = None
+    session: Session,
+    message: Message,
+    *,
+    country_of: Mapping[int, str | None] | None = None,
+    policies: dict[int, WorkspacePolicy] | None = None,
 ) -> bool:
     """Per-message pricing (P9): a message costs something once delivered, at the rate of
     the category WhatsApp applied and the recipient's country (looked up unless given in
-    ``country_of``); free types cost 0."""
+    ``country_of``); free types cost 0. ``policies`` keeps each workspace's rate card for
+    the next message of a batch."""
     if message.cost is not None or message.status not in CHARGED_STATUSES:
         return False
     category: str | None
@@ -691,8 +697,12 @@ def _charge_if_delivered(
         return False  # the pricing comes with a later report
     else:
         category, pricing_type = message.pricing_category, message.pricing_type
-    workspace = workspaces.get_workspace(session, message.workspace_id)
-    policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+    policies = {} if policies is None else policies
+    policy = policies.get(message.workspace_id)
+    if policy is None:
+        workspace = workspaces.get_workspace(session, message.workspace_id)
+        policy = workspaces.policy_for(workspace) if workspace else WorkspacePolicy()
+        policies[message.workspace_id] = policy
     if country_of is None or message.contact_id not in country_of:
         country_of = contacts.countries(session, [message.contact_id])
     country = country_of.get(message.contact_id)

@@ -91,7 +91,7 @@ def parse_webhook(payload: Any) -> WebhookBatch:
     _check_envelope(payload)
     batch = WebhookBatch()
     for entry in payload["entry"]:
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             continue
         account_id = str(entry.get("id", ""))
         for change in _list(entry.get("changes")):
@@ -100,14 +100,14 @@ def parse_webhook(payload: Any) -> WebhookBatch:
 
 
 def _check_envelope(payload: Any) -> None:
-    if not isinstance(payload, Mapping) or not isinstance(payload.get("entry"), list):
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
         raise TidingsError("bad_webhook", "expected an object with an 'entry' list", "entry", 400)
 
 
 def _parse_change(batch: WebhookBatch, account_id: str, change: Mapping[str, Any]) -> None:
     field_name = str(change.get("field", ""))
     value = change.get("value")
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return
     if field_name != "messages":
         batch.others.append(OtherUpdate(account_id, field_name, value))
@@ -240,7 +240,7 @@ def _location(body: Mapping[str, Any]) -> Location | None:
 
 
 def _referral(raw: Any) -> Referral | None:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         return None
     return Referral(
         source_type=str(raw.get("source_type", "unknown")),
@@ -357,7 +357,7 @@ def _required_id(raw: Any, where: str) -> str:
 def _shape(raw: Any) -> str:
     if raw is None:
         return "missing"
-    if isinstance(raw, Mapping):
+    if isinstance(raw, dict):
         return "an object"
     if isinstance(raw, list):
         return "a list"
@@ -384,11 +384,11 @@ def _storable_text(text: str) -> str:
 
 
 def _map(raw: Any) -> Mapping[str, Any]:
-    return raw if isinstance(raw, Mapping) else {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def _list(raw: Any) -> Sequence[Mapping[str, Any]]:
-    return [item for item in raw if isinstance(item, Mapping)] if isinstance(raw, list) else []
+    return [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
 
 
 @dataclass(frozen=True)
