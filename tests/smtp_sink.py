@@ -65,9 +65,11 @@ class SinkHandler:
             self.arrived.notify_all()
         return "250 Message accepted for delivery"
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        """The mails received once there are ``count``; fails the test if they never come."""
         with self.arrived:
-            self.arrived.wait_for(lambda: len(self.received) >= count, timeout=timeout)
+            arrived = self.arrived.wait_for(lambda: len(self.received) >= count, timeout=timeout)
+            assert arrived, f"{len(self.received)} mails arrived in {timeout} s, not {count}"
             return list(self.received)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,15 +100,32 @@ def test_serve_demo_answers_with_a_seeded_workspace_and_a_live_worker(
 
 
 def test_worker_stops_gracefully_on_sigterm(env: dict[str, str]) -> None:
+    """SIGTERM once the worker says it runs (however long start-up takes under load)."""
     tidings(env, "init")
     process = subprocess.Popen(
-        [*TIDINGS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*TIDINGS, "worker"],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    time.sleep(3)
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
+    reader.start()
+    seen: list[str] = []
+    while not any("running; Ctrl-C stops it" in line for line in seen):
+        try:
+            seen.append(lines.get(timeout=60))
+        except queue.Empty:
+            process.kill()
+            pytest.fail(f"the worker did not say it runs within 60 s: {seen}")
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "stopped" in output
+    assert process.wait(timeout=30) == 0, seen
+    reader.join(timeout=10)  # it ends with the output
+    while not lines.empty():
+        seen.append(lines.get())
+    assert any("stopped" in line for line in seen), seen
 
 
 @pytest.mark.parametrize("after", [0.3, 0.8, 1.5])
