@@ -263,11 +263,7 @@ def test_orders_reach_the_timeline_with_skus_and_custom_objects_are_kept(
     }
     assert push(client, tenant, [shipped], "orders")["updated"] == 1
     events = client.get(f"{API}/contacts/{contact_id}/events", headers=tenant.headers()).json()
-    kinds = (
-        [e["type"] for e in events["items"]]
-        if isinstance(events, dict)
-        else [e["type"] for e in events]
-    )
+    kinds = [e["type"] for e in events["items"]]
     assert "order.placed" in kinds and "order.shipped" in kinds
     stored = client.get(
         f"{API}/connectors/hubspot/objects/order/SO-1001", headers=tenant.headers()

@@ -194,6 +194,12 @@ def test_a_sentence_with_the_word_stop_is_not_an_opt_out(
     contact_id = contact_of(client, tenant, conversation_id)
     contact = client.get(f"{API}/contacts/{contact_id}", headers=tenant.headers()).json()
     assert contact["consents"] == []
+    # The control: the sentence was read and recorded, it just was no keyword.
+    thread = client.get(
+        f"{API}/conversations/{conversation_id}/messages", headers=tenant.headers()
+    ).json()["items"]
+    assert "Please don't stop the parcel, I want it" in [m["text"] for m in thread]
+    assert [m for m in thread if m["origin"] == "system"] == []
 
 
 def test_send_traces_of_another_workspaces_contact_are_not_found(

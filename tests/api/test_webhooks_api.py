@@ -381,15 +381,15 @@ def test_products_name_skus_and_refuse_clashes(client: TestClient, tenant: Tenan
         headers=headers,
     )
     assert clash.status_code == 409 and clash.json()["error"]["field"] == "aliases"
-    for body, field in (
-        ({"sku": "bad sku!", "name": "x"}, "sku"),
-        ({"sku": "A1", "name": ""}, "name"),
-        ({"sku": "A1", "name": "x", "price": "12,50"}, "price"),
-        ({"sku": "A1", "name": "x", "currency": "baht"}, "currency"),
-        ({"sku": "APL-IP15PM", "name": "Other"}, "sku"),
+    for body, field, status in (
+        ({"sku": "bad sku!", "name": "x"}, "sku", 422),
+        ({"sku": "A1", "name": ""}, "name", 422),
+        ({"sku": "A1", "name": "x", "price": "12,50"}, "price", 422),
+        ({"sku": "A1", "name": "x", "currency": "baht"}, "currency", 422),
+        ({"sku": "APL-IP15PM", "name": "Other"}, "sku", 409),  # taken
     ):
         answer = client.post(f"{API}/products", json=body, headers=headers)
-        assert answer.status_code in (409, 422), body
+        assert answer.status_code == status, body
         assert answer.json()["error"]["field"] == field, body
 
 
@@ -437,7 +437,7 @@ def test_messages_sent_and_delivered_and_sequence_steps_reach_subscribers(
         json={"contact_ids": [contact["id"]]},
         headers=tenant.headers(),
     )
-    assert enrolled.status_code in (200, 201), enrolled.text
+    assert enrolled.status_code == 200, enrolled.text
     pump(tidings, 3)
     steps = hook.of_type("sequence.step")
     assert steps, "the first step ran and was announced"

@@ -90,4 +90,6 @@ def test_errors_name_the_file_line_and_field(env: dict[str, str], tmp_path: Path
     assert zone.returncode == 2 and "--timezone" in zone.stderr
     missing = tidings(env, "sequences", "export", "Nothing", str(tmp_path / "x.yaml"))
     assert missing.returncode == 2 and "no sequence named 'Nothing'" in missing.stderr
-    assert tidings(env, "sequences", "list").stdout.count("│") == 0  # nothing half-imported
+    listed = tidings(env, "sequences", "list")
+    assert listed.returncode == 0 and "version" in listed.stdout, listed.stderr  # the header
+    assert listed.stdout.count("│") == 0  # and no row: nothing half-imported
