@@ -203,6 +203,7 @@ def test_a_post_that_cannot_be_split_is_quarantined_whole_and_split_on_replay(
     assert quarantine(client, tenant)["total"] == 0
 
 
+@pytest.mark.postgres_only
 def test_on_postgresql_an_update_the_database_refuses_is_kept_as_text_beside_the_rest(
     client: TestClient,
     tidings: Tidings,
@@ -211,9 +212,8 @@ def test_on_postgresql_an_update_the_database_refuses_is_kept_as_text_beside_the
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The last line of defence: had a character slipped past the cleaning, the batch is filed
-    update by update, and the refused one is kept quarantined as escaped JSON text."""
-    if tidings.db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite stores any text; the refusal is PostgreSQL's")
+    update by update, and the refused one is kept quarantined as escaped JSON text. (SQLite
+    stores any text: the refusal is PostgreSQL's.)"""
     monkeypatch.setattr("tidings.channels.whatsapp.webhook.storable", lambda value: value)
     body = batch("wamid.ok", "wamid.nul")
     body["entry"][0]["changes"][0]["value"]["messages"][1]["text"]["body"] = "a\x00b"
