@@ -10,6 +10,7 @@ ledger, readable over HTTP: the witness end-to-end tests and benchmarks count ag
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import hmac
@@ -417,7 +418,8 @@ class Simulator:
         media: dict[str, Any] = {
             "id": media_id,
             "mime_type": mime_type,
-            "sha256": hashlib.sha256(data).hexdigest(),
+            # Base64, as Meta's webhooks write it (the contract's examples), not hex.
+            "sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
         }
         if caption:
             media["caption"] = caption
