@@ -92,7 +92,7 @@ def test_faults_duplicates_and_reordering_lose_nothing_and_double_nothing(
             final = all(m["status"] in {"read", "failed"} for m in messages)
             return final and stack.simulator.simulator.webhooks.pending() == 0
 
-        stack.drain(settled, advance_seconds=120, timeout=40)
+        stack.drain(settled, advance_seconds=120, timeout=90)
         sent = outbound(stack)
         ledger = stack.ledger()
         accepted = Counter(e["message_id"] for e in ledger if e["outcome"] == "accepted")
