@@ -258,6 +258,60 @@ def test_bad_rules_and_conditions_are_refused_naming_the_field(
     assert answer.status_code == 422 and answer.json()["error"]["field"] == "terms"
 
 
+def test_a_rule_or_segment_naming_a_keyword_group_that_does_not_exist_is_refused(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """A rule on the keyword ผ่อน ("instalments") saved without its group would never fire:
+    refused naming the field until the group exists; a group in use cannot be deleted."""
+    headers = tenant.headers()
+    tag = [{"do": "add_tag", "tag": "instalments"}]
+    on_keyword = {
+        "name": "Instalments",
+        "definition": {"trigger": {"on": "keyword", "keyword": "ผ่อน"}, "actions": tag},
+    }
+    counted = {
+        "name": "Asks twice",
+        "definition": {
+            "trigger": {"on": "message_received"},
+            "condition": {"keyword": "ผ่อน", "at_least": 2, "within": "7d"},
+            "actions": tag,
+        },
+    }
+    segment = {
+        "name": "Instalment askers",
+        "condition": {"keyword": "ผ่อน", "at_least": 1, "within": "30d"},
+    }
+    for path, body, field in (
+        ("rules", on_keyword, "definition.trigger.keyword"),
+        ("rules", counted, "definition.condition.keyword"),
+        ("segments", segment, "condition.keyword"),
+    ):
+        answer = client.post(f"{API}/{path}", json=body, headers=headers)
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["field"]) == ("unknown_keyword_group", field)
+        assert "ผ่อน" in error["message"]
+    assert client.get(f"{API}/rules", headers=headers).json() == []  # nothing half-saved
+
+    terms = {"terms": ["ผ่อน", "ผ่อนได้ไหม", "分期"]}
+    assert client.put(f"{API}/keywords/ผ่อน", json=terms, headers=headers).status_code == 200
+    for path, body in (("rules", on_keyword), ("rules", counted), ("segments", segment)):
+        answer = client.post(f"{API}/{path}", json=body, headers=headers)
+        assert answer.status_code == 201, answer.text
+
+    in_use = client.delete(f"{API}/keywords/ผ่อน", headers=headers)
+    assert in_use.status_code == 409, in_use.text
+    message = in_use.json()["error"]["message"]
+    assert "'Instalments'" in message and "'Asks twice'" in message
+    assert "'Instalment askers'" in message
+    for rule in client.get(f"{API}/rules", headers=headers).json():
+        client.delete(f"{API}/rules/{rule['id']}", headers=headers)
+    for found in client.get(f"{API}/segments", headers=headers).json():
+        client.delete(f"{API}/segments/{found['id']}", headers=headers)
+    assert client.delete(f"{API}/keywords/ผ่อน", headers=headers).status_code == 204
+    assert client.delete(f"{API}/keywords/ผ่อน", headers=headers).status_code == 404
+
+
 def test_segment_members_enter_and_leave_with_timeline_events(
     client: TestClient, tidings: Tidings, tenant: Tenant
 ) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tidings.automation.answers import StoreInfo, check_hours
-from tidings.automation.domain import OnSchedule, RuleDefinition, next_run
+from tidings.automation.domain import OnKeyword, OnSchedule, RuleDefinition, next_run
 from tidings.automation.facts import facts_of, sources_for
 from tidings.automation.language import KeywordGroupTerms, KeywordIndex, check_terms, normalise
 from tidings.automation.orm import (
@@ -32,6 +32,7 @@ from tidings.conditions.domain import (
     Condition,
     FieldIs,
     InSegment,
+    KeywordSaid,
     count_parts,
     error_path,
     evaluate,
@@ -103,7 +104,11 @@ def check_condition(
         )
     specs = contacts.field_specs(session, workspace)
     known_segments = {s.key for s in list_segments(session, workspace)}
+    groups: set[str] | None = None  # read once, if a keyword is named
     for node in walk(condition):
+        if isinstance(node, KeywordSaid):
+            groups = groups if groups is not None else keyword_group_names(session, workspace)
+            check_keyword_group(node.keyword, groups, field=f"{field}.keyword")
         unknown_field = (
             isinstance(node, FieldIs)
             and node.field not in contacts.CONDITION_FIELDS
@@ -347,7 +352,7 @@ def save_keyword_group(
         cleaned = check_terms(terms)
     except ValueError as error:
         raise invalid("invalid_terms", str(error), field="terms") from None
-    key = fold(" ".join(name.split()))
+    key = group_key(name)
     group = session.scalar(
         select(KeywordGroup).where(
             KeywordGroup.workspace_id == workspace.id, KeywordGroup.name == key
@@ -361,15 +366,72 @@ def save_keyword_group(
     return group
 
 
+def group_key(name: str) -> str:
+    """How a keyword group's name is kept and compared: folded, single-spaced."""
+    return fold(" ".join(name.split()))
+
+
+def keyword_group_names(session: Session, workspace: Workspace) -> set[str]:
+    return set(
+        session.scalars(select(KeywordGroup.name).where(KeywordGroup.workspace_id == workspace.id))
+    )
+
+
+def check_keyword_group(keyword: str, groups: set[str], *, field: str) -> None:
+    """A rule or segment that names a group that does not exist would never fire or match:
+    refused, naming the field, instead of saved silently.
+
+    Raises:
+        TidingsError: 422 ``unknown_keyword_group``.
+    """
+    if group_key(keyword) not in groups:
+        known = ", ".join(sorted(groups)[:10]) or "none yet"
+        raise invalid(
+            "unknown_keyword_group",
+            f"no keyword group {keyword!r} (groups: {known}); create it with its words first",
+            field=field,
+        )
+
+
 def delete_keyword_group(session: Session, workspace: Workspace, name: str) -> None:
+    """Remove a group no rule or segment names.
+
+    Raises:
+        TidingsError: 404 for an unknown group, 409 naming what still uses it.
+    """
+    key = group_key(name)
     group = session.scalar(
         select(KeywordGroup).where(
-            KeywordGroup.workspace_id == workspace.id, KeywordGroup.name == fold(name.strip())
+            KeywordGroup.workspace_id == workspace.id, KeywordGroup.name == key
         )
     )
     if group is None:
         raise not_found("keyword group", field="name")
+    users = [f"rule {r.name!r}" for r in list_rules(session, workspace) if key in _rule_keywords(r)]
+    users += [
+        f"segment {s.name!r}"
+        for s in list_segments(session, workspace)
+        if key in _condition_keywords(CONDITION.validate_python(s.condition))
+    ]
+    if users:
+        raise conflict(
+            "keyword_group_in_use",
+            f"keyword group {group.name!r} is used by {', '.join(users)}",
+            field="name",
+        )
     session.delete(group)
+
+
+def _rule_keywords(rule: Rule) -> set[str]:
+    definition = RuleDefinition.model_validate(rule.definition)
+    found = _condition_keywords(definition.condition) if definition.condition else set()
+    if isinstance(definition.trigger, OnKeyword):
+        found.add(group_key(definition.trigger.keyword))
+    return found
+
+
+def _condition_keywords(condition: Any) -> set[str]:
+    return {group_key(n.keyword) for n in walk(condition) if isinstance(n, KeywordSaid)}
 
 
 def keyword_index(session: Session, workspace_id: int) -> KeywordIndex:
@@ -395,6 +457,12 @@ def parse_rule(session: Session, workspace: Workspace, data: Any) -> RuleDefinit
             _message(first),
             field=error_path(first["loc"], data, root="definition", tag_keys=TAGS),
         ) from None
+    if isinstance(definition.trigger, OnKeyword):
+        check_keyword_group(
+            definition.trigger.keyword,
+            keyword_group_names(session, workspace),
+            field="definition.trigger.keyword",
+        )
     if definition.condition is not None:
         check_condition(session, workspace, definition.condition, field="definition.condition")
     return definition
