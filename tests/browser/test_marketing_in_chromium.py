@@ -227,3 +227,47 @@ def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
     expect(page.locator("#cancel")).to_be_hidden()
     shot(page, "broadcasts", tmp_path)
     expect(page.locator("#broadcast-list")).to_contain_text("finished")
+
+
+def test_a_marketer_makes_a_thai_keyword_group_tries_a_message_and_cannot_drop_it_in_use(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant
+) -> None:
+    """On a phone, in Thai: the group ผ่อน ("instalments") with its words, one per line; a
+    customer's sentence tried against it is cut into words and sets it off; a group a rule
+    uses stays, with the reason."""
+    page = signed_in_page(browser, stack, tenant, add_marketer(tidings, tenant))
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{stack.app_url}/app/rules?lang=th")
+    expect(page.locator("#keyword-list").locator("xpath=preceding-sibling::h2[1]")).to_have_text(
+        "กลุ่มคำสำคัญ"
+    )
+    page.click("#new-keywords")
+    page.fill("#keyword-name", "ผ่อน")
+    page.fill("#keyword-terms", "ผ่อน\nผ่อนได้ไหม\n\n分期")
+    page.click("#keyword-form button[type=submit]")
+    expect(page.locator("#keyword-title")).to_have_text("ผ่อน")
+    expect(page.locator("#keyword-count")).to_have_text("3 คำ")
+    # On a phone the list hides behind the open group; it is there when going back.
+    expect(page.locator("#keyword-list li[data-name='ผ่อน']")).to_have_count(1)
+
+    # By keyboard: type the customer's sentence and press Enter.
+    page.fill("#keyword-sample", "อยากผ่อนได้ไหมคะ")
+    page.press("#keyword-sample", "Enter")
+    expect(page.locator("#keyword-hits")).to_have_attribute("data-groups", "ผ่อน")
+    expect(page.locator("#keyword-words")).to_contain_text("ผ่อน")
+    page.fill("#keyword-sample", "ขอบคุณค่ะ")
+    page.press("#keyword-sample", "Enter")
+    expect(page.locator("#keyword-hits")).to_have_text("ไม่ตรงกับกลุ่มใด")
+
+    rule = {
+        "name": "Instalment plan",
+        "definition": {
+            "trigger": {"on": "keyword", "keyword": "ผ่อน"},
+            "actions": [{"do": "add_tag", "tag": "instalments"}],
+        },
+    }
+    assert stack.api.post("/api/v1/rules", json=rule).status_code == 201
+    page.click("#keyword-delete")
+    expect(page.locator("#keyword-error")).to_contain_text("Instalment plan")
+    page.reload()
+    expect(page.locator("#keyword-list li[data-name='ผ่อน']")).to_be_visible()

@@ -10,6 +10,21 @@ DEFAULT = "en"
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
+        "keyword_groups": "Keyword groups",
+        "new_keyword_group": "New keyword group",
+        "no_keyword_groups": "No keyword groups yet.",
+        "group_name": "Group name",
+        "group_terms": "Words and phrases, one per line, in any language",
+        "group_help": (
+            "A rule or segment names a group; a customer's message sets it off when it"
+            " contains one of these words. Thai and Chinese are cut into words first."
+        ),
+        "try_message": "Try a message",
+        "try_it": "Try",
+        "read_as": "Read as: {words}",
+        "sets_off": "Sets off: {groups}",
+        "sets_off_nothing": "Sets off no group.",
+        "terms_count": "{n} words",
         "lists_word": "Lists",
         "lifecycle": "Lifecycle stage",
         "tag_filter": "With tags (comma-separated)",
@@ -330,6 +345,21 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "Language",
     },
     "th": {
+        "keyword_groups": "กลุ่มคำสำคัญ",
+        "new_keyword_group": "กลุ่มคำสำคัญใหม่",
+        "no_keyword_groups": "ยังไม่มีกลุ่มคำสำคัญ",
+        "group_name": "ชื่อกลุ่ม",
+        "group_terms": "คำหรือวลี บรรทัดละหนึ่งรายการ ภาษาใดก็ได้",
+        "group_help": (
+            "กฎหรือกลุ่มลูกค้าอ้างถึงกลุ่มคำนี้ เมื่อข้อความของลูกค้ามีคำใดคำหนึ่งในนี้"
+            " กลุ่มจะถูกเรียกใช้ ข้อความภาษาไทยและจีนจะถูกตัดคำก่อน"
+        ),
+        "try_message": "ลองพิมพ์ข้อความ",
+        "try_it": "ลอง",
+        "read_as": "ตัดคำได้เป็น: {words}",
+        "sets_off": "ตรงกับกลุ่ม: {groups}",
+        "sets_off_nothing": "ไม่ตรงกับกลุ่มใด",
+        "terms_count": "{n} คำ",
         "lists_word": "รายชื่อ",
         "lifecycle": "สถานะลูกค้า",
         "tag_filter": "มีแท็ก (คั่นด้วยจุลภาค)",
@@ -642,6 +672,20 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "ภาษา",
     },
     "zh-Hant": {
+        "keyword_groups": "關鍵字群組",
+        "new_keyword_group": "新關鍵字群組",
+        "no_keyword_groups": "尚無關鍵字群組。",
+        "group_name": "群組名稱",
+        "group_terms": "字詞或片語，每行一個，任何語言皆可",
+        "group_help": (
+            "規則或分群會指定一個群組；顧客的訊息含有其中任一字詞時即觸發。泰文與中文會先斷詞。"
+        ),
+        "try_message": "試一則訊息",
+        "try_it": "試試看",
+        "read_as": "斷詞結果：{words}",
+        "sets_off": "觸發群組：{groups}",
+        "sets_off_nothing": "未觸發任何群組。",
+        "terms_count": "{n} 個字詞",
         "lists_word": "名單",
         "lifecycle": "客戶階段",
         "tag_filter": "具有標籤（以逗號分隔）",

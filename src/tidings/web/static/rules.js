@@ -1,6 +1,8 @@
 // Rules and segments: a rule's definition in the condition language with a live count of the
 // contacts its condition matches now, turning it on and off, and its recent runs (traces); a
-// segment's condition with the same live count, its members, a refresh on demand.
+// segment's condition with the same live count, its members, a refresh on demand; keyword
+// groups, their words one per line, and a message tried against them (how it is cut into
+// words, which groups it sets off).
 "use strict";
 
 const EXAMPLE = {
@@ -13,6 +15,7 @@ const EXAMPLE = {
 let current = null; // the rule open, null for a new one
 let counting = null; // the pending count's timer
 let currentSegment = null; // the segment open, null for a new one
+let currentGroup = null; // the keyword group open, null for a new one
 const names = new Map(); // contact id → the name shown for it
 let watching = null; // the open rule's runs, refreshed while it is shown
 const RUNS_EVERY_MS = 2000;
@@ -45,6 +48,7 @@ function show(rule) {
   currentSegment = null;
   $("pick").hidden = true;
   $("segment-detail").hidden = true;
+  $("keyword-detail").hidden = true;
   $("detail").hidden = false;
   $("rules").dataset.view = "thread";
   $("rule-error").hidden = true;
@@ -228,6 +232,7 @@ function showSegment(segment) {
   currentSegment = segment;
   $("pick").hidden = true;
   $("detail").hidden = true;
+  $("keyword-detail").hidden = true;
   $("segment-detail").hidden = false;
   $("rules").dataset.view = "thread";
   $("segment-error").hidden = true;
@@ -285,6 +290,89 @@ async function saveSegment(event) {
   }
 }
 
+// --- keyword groups -------------------------------------------------------------------------
+
+async function listGroups() {
+  const groups = await api("GET", "/keywords");
+  const target = $("keyword-list");
+  target.replaceChildren();
+  if (!groups.length) target.append(element("li", "empty", T.no_keyword_groups));
+  for (const group of groups) {
+    const item = element("li", "conversation");
+    item.dataset.name = group.name;
+    const head = element("span", "name", group.name);
+    head.append(" ", element("span", "badge", T.terms_count.replace("{n}", number(group.terms.length))));
+    item.append(head, element("span", "preview", group.terms.join(" · ")));
+    item.setAttribute("aria-current", String(currentGroup !== null && currentGroup.name === group.name));
+    item.addEventListener("click", () => showGroup(group));
+    target.append(item);
+  }
+  return groups;
+}
+
+function showGroup(group) {
+  clearInterval(watching);
+  current = null;
+  currentSegment = null;
+  currentGroup = group;
+  $("pick").hidden = true;
+  $("detail").hidden = true;
+  $("segment-detail").hidden = true;
+  $("keyword-detail").hidden = false;
+  $("rules").dataset.view = "thread";
+  $("keyword-error").hidden = true;
+  $("keyword-title").textContent = group ? group.name : T.new_keyword_group;
+  $("keyword-count").hidden = !group;
+  $("keyword-delete").hidden = !group;
+  // A group is known by its name: an open group keeps it (a new name is a new group).
+  $("keyword-name").value = group ? group.name : "";
+  $("keyword-name").readOnly = Boolean(group);
+  $("keyword-terms").value = group ? group.terms.join("\n") : "";
+  if (group) $("keyword-count").textContent = T.terms_count.replace("{n}", number(group.terms.length));
+  $("keyword-words").textContent = "";
+  $("keyword-hits").textContent = "";
+  listGroups();
+}
+
+async function saveGroup(event) {
+  event.preventDefault();
+  $("keyword-error").hidden = true;
+  const name = $("keyword-name").value.trim();
+  const terms = $("keyword-terms").value.split("\n").map((line) => line.trim()).filter(Boolean);
+  try {
+    const saved = await api("PUT", `/keywords/${encodeURIComponent(name)}`, { terms });
+    showGroup(saved);
+  } catch (error) {
+    showError($("keyword-error"), error);
+  }
+}
+
+async function removeGroup() {
+  $("keyword-error").hidden = true;
+  try {
+    await api("DELETE", `/keywords/${encodeURIComponent(currentGroup.name)}`);
+  } catch (error) {
+    showError($("keyword-error"), error); // still used by a rule or segment: it says which
+    return;
+  }
+  currentGroup = null;
+  $("keyword-detail").hidden = true;
+  $("pick").hidden = false;
+  await listGroups();
+}
+
+async function tryMessage(event) {
+  event.preventDefault();
+  const text = $("keyword-sample").value;
+  if (!text.trim()) return;
+  const answer = await api("POST", "/keywords/detect", { text });
+  $("keyword-words").textContent = T.read_as.replace("{words}", answer.words.join(" | "));
+  $("keyword-hits").textContent = answer.keywords.length
+    ? T.sets_off.replace("{groups}", answer.keywords.join(", "))
+    : T.sets_off_nothing;
+  $("keyword-hits").dataset.groups = answer.keywords.join(",");
+}
+
 function start() {
   $("new-rule").addEventListener("click", () => {
     clearInterval(watching);
@@ -312,11 +400,16 @@ function start() {
     $("pick").hidden = false;
     await listSegments();
   });
+  $("new-keywords").addEventListener("click", () => showGroup(null));
+  $("keyword-form").addEventListener("submit", saveGroup);
+  $("keyword-delete").addEventListener("click", removeGroup);
+  $("keyword-try").addEventListener("submit", tryMessage);
   for (const back of document.querySelectorAll("[data-back]")) {
     back.addEventListener("click", () => ($("rules").dataset.view = "list"));
   }
   list();
   listSegments();
+  listGroups();
 }
 
 start();
