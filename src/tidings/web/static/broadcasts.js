@@ -1,12 +1,19 @@
 // Broadcasts: create one from an approved template and an audience, with the estimate first
 // (recipients, cost if all are delivered, the batch warning of P6); then its progress, its
-// outcomes and why messages were skipped or deferred, refreshed while it runs.
+// outcomes and why messages were skipped or deferred, refreshed while it runs and, once it has
+// finished, while its messages still move (deliveries and reads come for hours after).
 "use strict";
 
 const ORDER = ["read", "delivered", "sent", "sending", "queued", "deferred", "skipped", "failed", "uncertain"];
 const RUNNING = new Set(["scheduled", "planning", "sending"]);
+// States a message leaves on its own later (a report from WhatsApp); the others are final.
+const MOVING = ["queued", "sending", "accepted", "sent", "delivered"];
+const RUNNING_EVERY_MS = 1500;
+const SETTLING_EVERY_MS = 5000;
+const SETTLING_FOR_MS = 15 * 60 * 1000; // then a reopen refreshes it
 let current = null;
 let polling = null;
+let lastChange = { id: null, figures: "", at: 0 };
 
 async function list() {
   const broadcasts = await api("GET", "/broadcasts");
@@ -113,6 +120,19 @@ async function submit(dryRun) {
 
 async function open(id) {
   clearTimeout(polling);
+  let next = RUNNING_EVERY_MS;
+  try {
+    next = await draw(id);
+  } finally {
+    // A failed refresh (the network, a restart) tries again; it never ends the refreshing.
+    if (next !== null && current !== null && current.id === id) {
+      polling = setTimeout(() => open(id), next);
+    }
+  }
+}
+
+// Draws the broadcast; returns when to look again (null: nothing will change any more).
+async function draw(id) {
   const [broadcast, statistics] = await Promise.all([
     api("GET", `/broadcasts/${id}`),
     api("GET", `/broadcasts/${id}/statistics`),
@@ -127,7 +147,11 @@ async function open(id) {
   $("broadcast-summary").textContent = `${T.recipients.replace("{n}", number(broadcast.recipients))} · ${broadcast.template.name} · ${when(broadcast.send_at)}`;
   drawOutcomes(statistics);
   await list();
-  if (RUNNING.has(broadcast.status)) polling = setTimeout(() => open(id), 1500);
+  if (RUNNING.has(broadcast.status)) return RUNNING_EVERY_MS;
+  const figures = JSON.stringify(statistics.outcomes);
+  if (lastChange.id !== id || lastChange.figures !== figures) lastChange = { id, figures, at: Date.now() };
+  const moving = MOVING.some((status) => statistics.outcomes[status]);
+  return moving && Date.now() - lastChange.at < SETTLING_FOR_MS ? SETTLING_EVERY_MS : null;
 }
 
 function drawOutcomes(statistics) {
