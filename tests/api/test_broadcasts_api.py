@@ -309,3 +309,43 @@ def test_an_audience_may_be_a_condition_and_a_bad_one_is_refused_by_name(
     )
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "audience.condition.field"
+
+
+def test_the_estimate_forecasts_what_planning_then_decides_quiet_hours_included(
+    client: TestClient, tidings: Tidings, tenant: Tenant, number: str, clock: VirtualClock
+) -> None:
+    """Sent at 22:00 in Taipei: the estimate must not say "now" of messages quiet hours will
+    hold until the morning. Its forecast is the planner's own decision, made beforehand."""
+    contact(client, tenant, name="Taipei", phone="0912 345 601")
+    contact(client, tenant, name="Bangkok", phone="+66812345602", timezone="Asia/Bangkok")
+    contact(client, tenant, name="London", phone="+447911123456", timezone="Europe/London")
+    contact(
+        client,
+        tenant,
+        name="Opted out",
+        phone="0912 345 604",
+        consents=[{"channel": "whatsapp", "purpose": "marketing", "status": "opted_out"}],
+    )
+    evening = {"send_at": "2026-11-23T14:00:00Z"}  # 22:00 Taipei, 21:00 Bangkok, 14:00 London
+    estimate = broadcast(client, tenant, dry_run=True, **evening).json()["estimate"]
+    forecast = estimate["forecast"]
+    assert forecast["decided"] == 4
+    assert forecast["outcomes"] == {"queued": 1, "deferred": 2, "skipped": 1}
+    [quiet] = forecast["reasons"]["deferred"]
+    assert "quiet hours" in quiet and forecast["reasons"]["deferred"][quiet] == 2
+    [refusal] = forecast["reasons"]["skipped"]
+    assert refusal == "P5: the contact opted out of marketing messages on whatsapp"
+    assert forecast["first_send_at"] == "2026-11-23T14:00:00.000Z"  # London, at once
+    assert forecast["last_send_at"] == "2026-11-24T02:00:00.000Z"  # 09:00 in Bangkok
+
+    created = broadcast(client, tenant, **evening).json()
+    assert created["estimate"]["forecast"] == forecast
+    clock.advance(timedelta(hours=8))
+    plan(tidings)
+    rows = outgoing(tidings, created["broadcast"]["id"]).values()
+    planned: dict[str, int] = {}
+    for row in rows:
+        planned[row["status"]] = planned.get(row["status"], 0) + 1
+    assert planned == forecast["outcomes"]
+    deferred = {r["status_reason"] for r in rows if r["status"] == "deferred"}
+    assert deferred == {quiet}

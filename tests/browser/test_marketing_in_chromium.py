@@ -210,7 +210,12 @@ def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
     # The estimate first: three recipients, well inside the daily limit.
     page.click("#estimate-button")
     expect(page.locator("#estimate-recipients")).to_have_text("3 recipients")
-    expect(page.locator("#estimate-batches")).to_contain_text("sent at once")
+    expect(page.locator("#estimate-batches")).to_contain_text("one batch")
+    # The sending policy's forecast: 14:00 in Taipei, inside the hours, nobody held back.
+    expect(page.locator("#estimate-forecast [data-kind='queued']")).to_have_text(
+        "3 go out as scheduled"
+    )
+    expect(page.locator("#estimate-forecast [data-kind='deferred']")).to_have_count(0)
     # A condition that is not the condition language is refused, naming the field.
     page.fill("#condition", '{"has_tog": "vip"}')
     page.click("#estimate-button")

@@ -11,6 +11,7 @@ from tidings.broadcasts.schemas import (
     BroadcastIn,
     BroadcastRead,
     EstimateRead,
+    ForecastRead,
     StatisticsRead,
 )
 from tidings.workspaces.domain import Role
@@ -46,6 +47,13 @@ def create_broadcast(body: BroadcastIn, ctx: Context) -> BroadcastCreated:
             reason=estimate.plan.reason,
             expected_cost=estimate.expected_cost,
             currency=estimate.currency,
+            forecast=ForecastRead(
+                decided=estimate.forecast.decided,
+                outcomes=estimate.forecast.outcomes,
+                reasons=estimate.forecast.reasons,
+                first_send_at=estimate.forecast.first_send_at,
+                last_send_at=estimate.forecast.last_send_at,
+            ),
         ),
     )
 

@@ -31,6 +31,18 @@ class BroadcastIn(BaseModel):
     dry_run: bool = Field(False, description="only estimate the audience and the load")
 
 
+class ForecastRead(BaseModel):
+    decided: int = Field(
+        description="recipients decided one by one; beyond them their shares are applied to all"
+    )
+    outcomes: dict[str, int] = Field(description="queued, deferred and skipped recipients")
+    reasons: dict[str, dict[str, int]] = Field(
+        description="deferred and skipped recipients by the sending policy's reason"
+    )
+    first_send_at: Timestamp | None = Field(description="the earliest moment a message goes")
+    last_send_at: Timestamp | None
+
+
 class EstimateRead(BaseModel):
     recipients: int
     expected_interactions: int
@@ -41,6 +53,9 @@ class EstimateRead(BaseModel):
     reason: str
     expected_cost: float = Field(description="if every message is delivered (P9)")
     currency: str
+    forecast: ForecastRead = Field(
+        description="what the sending policy will decide, as planning will decide it"
+    )
 
 
 class BroadcastRead(BaseModel):

@@ -8,7 +8,8 @@ messages' idempotency keys make planning resumable after a crash without sending
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -47,9 +48,12 @@ from tidings.messaging.policy import (
 from tidings.messaging.service import PolicyFacts
 from tidings.webhooks import service as webhooks
 from tidings.workspaces import service as workspaces
+from tidings.workspaces.domain import WorkspacePolicy
 from tidings.workspaces.orm import Workspace
 
 PURPOSES = (Purpose.MARKETING, Purpose.UTILITY)
+FORECAST_LIMIT = 100_000  # recipients an estimate decides one by one (about a second's work)
+FORECAST_PAGE = 5_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,22 @@ class Estimate:
     plan: BatchPlan
     expected_cost: float  # if every message is delivered (P9)
     currency: str
+    forecast: Forecast
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What the sending policy will decide for the recipients when the broadcast reaches
+    them — consent, do-not-contact, caps, quiet hours in each one's zone — decided now by the
+    planner's own code, so an estimate never says "now" of what will wait for the morning.
+    Counts are of the whole audience: exact up to ``FORECAST_LIMIT`` recipients, beyond it
+    the shares of the first ``decided`` applied to all."""
+
+    decided: int
+    outcomes: dict[str, int]  # queued, deferred, skipped
+    reasons: dict[str, dict[str, int]]  # deferred and skipped, by the policy's reason
+    first_send_at: datetime | None  # the earliest moment a message goes, deferred or not
+    last_send_at: datetime | None
 
 
 def create_broadcast(
@@ -111,16 +131,6 @@ def create_broadcast(
     expected_cost = costs.estimate(
         policy, contacts.audience_countries(session, workspace, criteria), category
     )
-    estimate = Estimate(
-        recipients,
-        recipients * policy.interactions_per_recipient,
-        limit,
-        plan,
-        expected_cost,
-        policy.price_currency,
-    )
-    if dry_run:
-        return None, estimate
     broadcast = Broadcast(
         workspace_id=workspace.id,
         name=name,
@@ -141,9 +151,68 @@ def create_broadcast(
         created_at=now,
         updated_at=now,
     )
+    estimate = Estimate(
+        recipients,
+        recipients * policy.interactions_per_recipient,
+        limit,
+        plan,
+        expected_cost,
+        policy.price_currency,
+        forecast(session, workspace, policy, broadcast, criteria, recipients, now=now),
+    )
+    if dry_run:
+        return None, estimate
     session.add(broadcast)
     session.flush()
     return broadcast, estimate
+
+
+def forecast(
+    session: Session,
+    workspace: Workspace,
+    policy: WorkspacePolicy,
+    broadcast: Broadcast,
+    criteria: contacts.ContactFilter,
+    recipients: int,
+    *,
+    now: datetime,
+) -> Forecast:
+    """See :class:`Forecast`; ``broadcast`` need not be stored (nothing is written)."""
+    outcomes: Counter[str] = Counter()
+    reasons: dict[str, Counter[str]] = defaultdict(Counter)
+    moments: list[datetime] = []
+    decided, after = 0, 0
+    while decided < FORECAST_LIMIT:
+        members = contacts.audience_page(
+            session,
+            workspace,
+            criteria,
+            after_id=after,
+            limit=min(FORECAST_PAGE, FORECAST_LIMIT - decided),
+        )
+        if not members:
+            break
+        broadcast.recipients = decided  # where the batches of a large send begin
+        for item in _decide(session, workspace, policy, broadcast, members, now=now):
+            status, at, reason = mass.state_of(item)
+            outcomes[status] += 1
+            if reason is not None:
+                reasons[status][reason] += 1
+            if at is not None:
+                moments.append(at)
+        decided, after = decided + len(members), members[-1].id
+    broadcast.recipients = 0
+    scale = recipients / decided if decided else 0.0
+    return Forecast(
+        decided=decided,
+        outcomes={status: round(n * scale) for status, n in outcomes.items()},
+        reasons={
+            status: {reason: round(n * scale) for reason, n in found.most_common(20)}
+            for status, found in reasons.items()
+        },
+        first_send_at=min(moments, default=None),
+        last_send_at=max(moments, default=None),
+    )
 
 
 def _criteria(
@@ -320,6 +389,35 @@ def plan_chunk(session: Session, broadcast: Broadcast, *, now: datetime, limit: 
     if not members:
         broadcast.status = BroadcastStatus.SENDING.value
         return 0
+    planned = _decide(session, workspace, policy, broadcast, members, now=now)
+    added = mass.queue_planned(
+        session,
+        workspace_id=workspace.id,
+        number_id=broadcast.number_id,
+        origin=Origin.BROADCAST,
+        purpose=Purpose(broadcast.purpose),
+        broadcast_id=broadcast.id,
+        planned=planned,
+        now=now,
+    )
+    broadcast.planned_through = members[-1].id
+    broadcast.recipients += added  # a chunk planned again after a crash adds nobody twice
+    if len(members) < limit:
+        broadcast.status = BroadcastStatus.SENDING.value
+    return len(members)
+
+
+def _decide(
+    session: Session,
+    workspace: Workspace,
+    policy: WorkspacePolicy,
+    broadcast: Broadcast,
+    members: Sequence[contacts.Member],
+    *,
+    now: datetime,
+) -> list[mass.Planned]:
+    """The message and the sending policy's decision for each of these recipients, when the
+    broadcast reaches them: what planning queues, and what the estimate counts beforehand."""
     ids = [m.id for m in members]
     without_phone = contacts.whatsapp_ids(session, [m.id for m in members if not m.phone])
     facts = PolicyFacts.load(session, ids, since=now - history_horizon(policy))
@@ -391,21 +489,7 @@ def plan_chunk(session: Session, broadcast: Broadcast, *, now: datetime, limit: 
                 send_at=due,
             )
         )
-    added = mass.queue_planned(
-        session,
-        workspace_id=workspace.id,
-        number_id=broadcast.number_id,
-        origin=Origin.BROADCAST,
-        purpose=purpose,
-        broadcast_id=broadcast.id,
-        planned=planned,
-        now=now,
-    )
-    broadcast.planned_through = ids[-1]
-    broadcast.recipients += added  # a chunk planned again after a crash adds nobody twice
-    if len(members) < limit:
-        broadcast.status = BroadcastStatus.SENDING.value
-    return len(members)
+    return planned
 
 
 def finish_if_done(session: Session, broadcast: Broadcast, *, now: datetime) -> bool:

@@ -76,7 +76,7 @@ def queue_planned(
     channel = "whatsapp" if number_id else "email"
     rows = []
     for item in fresh:
-        status, at, reason = _state(item)
+        status, at, reason = state_of(item)
         rows.append(
             {
                 "workspace_id": workspace_id,
@@ -128,7 +128,8 @@ def queue_planned(
     return len(rows)
 
 
-def _state(item: Planned) -> tuple[str, datetime | None, str | None]:
+def state_of(item: Planned) -> tuple[str, datetime | None, str | None]:
+    """The outbox state a planned message is written with: status, when, and why."""
     decision = item.decision
     if isinstance(decision, Send):
         return MessageStatus.QUEUED.value, item.send_at, None

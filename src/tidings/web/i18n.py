@@ -10,6 +10,11 @@ DEFAULT = "en"
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
+        "forecast_queued": "{n} go out as scheduled",
+        "forecast_deferred": "{n} wait: {reason}",
+        "forecast_skipped": "{n} are not sent: {reason}",
+        "forecast_window": "Messages go out from {first} to {last}",
+        "forecast_sample": "Forecast from the first {n} recipients",
         "keyword_groups": "Keyword groups",
         "new_keyword_group": "New keyword group",
         "no_keyword_groups": "No keyword groups yet.",
@@ -242,7 +247,7 @@ WORDS: dict[str, dict[str, str]] = {
         "expected_cost": "Expected cost if all are delivered: {cost}",
         "batch_warning": "More than 80% of the number's daily limit ({limit}): sent in "
         "{batches} batches of {size}, one every {hours} h.",
-        "one_batch": "Fits in the number's daily limit ({limit}): sent at once.",
+        "one_batch": "Fits in the number's daily limit ({limit}): one batch.",
         "progress": "Progress",
         "outcomes": "Outcomes",
         "reasons": "Why skipped or deferred",
@@ -345,6 +350,11 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "Language",
     },
     "th": {
+        "forecast_queued": "{n} ส่งตามเวลาที่กำหนด",
+        "forecast_deferred": "{n} ต้องรอ: {reason}",
+        "forecast_skipped": "{n} จะไม่ถูกส่ง: {reason}",
+        "forecast_window": "ข้อความจะส่งออกตั้งแต่ {first} ถึง {last}",
+        "forecast_sample": "คาดการณ์จากผู้รับ {n} รายแรก",
         "keyword_groups": "กลุ่มคำสำคัญ",
         "new_keyword_group": "กลุ่มคำสำคัญใหม่",
         "no_keyword_groups": "ยังไม่มีกลุ่มคำสำคัญ",
@@ -572,7 +582,7 @@ WORDS: dict[str, dict[str, str]] = {
         "expected_cost": "ค่าใช้จ่ายโดยประมาณหากส่งถึงทั้งหมด: {cost}",
         "batch_warning": "เกิน 80% ของโควตารายวันของเบอร์ ({limit}): ส่งเป็น {batches} ชุด "
         "ชุดละ {size} ทุก {hours} ชม.",
-        "one_batch": "อยู่ในโควตารายวันของเบอร์ ({limit}): ส่งครั้งเดียว",
+        "one_batch": "อยู่ในโควตารายวันของเบอร์ ({limit}): ส่งเป็นชุดเดียว",
         "progress": "ความคืบหน้า",
         "outcomes": "ผลลัพธ์",
         "reasons": "เหตุที่ข้ามหรือเลื่อน",
@@ -672,6 +682,11 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "ภาษา",
     },
     "zh-Hant": {
+        "forecast_queued": "{n} 則按排定時間送出",
+        "forecast_deferred": "{n} 則需等待：{reason}",
+        "forecast_skipped": "{n} 則不會送出：{reason}",
+        "forecast_window": "訊息將於 {first} 至 {last} 之間送出",
+        "forecast_sample": "依前 {n} 位收件人推估",
         "keyword_groups": "關鍵字群組",
         "new_keyword_group": "新關鍵字群組",
         "no_keyword_groups": "尚無關鍵字群組。",
@@ -898,7 +913,7 @@ WORDS: dict[str, dict[str, str]] = {
         "expected_cost": "全部送達時的預估費用：{cost}",
         "batch_warning": "超過號碼每日上限（{limit}）的 80%："
         "分 {batches} 批，每批 {size}，每 {hours} 小時一批。",
-        "one_batch": "在號碼每日上限（{limit}）之內：一次送出。",
+        "one_batch": "在號碼每日上限（{limit}）之內：一個批次。",
         "progress": "進度",
         "outcomes": "結果",
         "reasons": "略過或延後的原因",

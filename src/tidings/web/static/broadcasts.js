@@ -81,8 +81,31 @@ function request(dryRun) {
   };
 }
 
+// What the sending policy will decide, as planning will: sent as scheduled, held (quiet hours,
+// caps) with the reason, not sent (consent, do-not-contact), and from when to when.
+function drawForecast(forecast, recipients) {
+  const target = $("estimate-forecast");
+  target.replaceChildren();
+  const line = (kind, text) => {
+    const item = element("li", `forecast-${kind}`, text);
+    item.dataset.kind = kind;
+    target.append(item);
+  };
+  if (forecast.outcomes.queued) line("queued", T.forecast_queued.replace("{n}", number(forecast.outcomes.queued)));
+  for (const [status, kind] of [["deferred", "forecast_deferred"], ["skipped", "forecast_skipped"]]) {
+    for (const [reason, count] of Object.entries(forecast.reasons[status] || {})) {
+      line(status, T[kind].replace("{n}", number(count)).replace("{reason}", reason));
+    }
+  }
+  if (forecast.first_send_at) {
+    line("window", T.forecast_window.replace("{first}", when(forecast.first_send_at)).replace("{last}", when(forecast.last_send_at)));
+  }
+  if (forecast.decided < recipients) line("sample", T.forecast_sample.replace("{n}", number(forecast.decided)));
+}
+
 function drawEstimate(estimate) {
   $("estimate").hidden = false;
+  drawForecast(estimate.forecast, estimate.recipients);
   $("estimate-recipients").textContent = T.recipients.replace("{n}", number(estimate.recipients));
   const cost = new Intl.NumberFormat(LANG, { style: "currency", currency: estimate.currency }).format(estimate.expected_cost);
   $("estimate-cost").textContent = T.expected_cost.replace("{cost}", cost);
