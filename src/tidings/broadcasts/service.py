@@ -52,7 +52,7 @@ from tidings.workspaces.domain import WorkspacePolicy
 from tidings.workspaces.orm import Workspace
 
 PURPOSES = (Purpose.MARKETING, Purpose.UTILITY)
-FORECAST_LIMIT = 100_000  # recipients an estimate decides one by one (about a second's work)
+FORECAST_LIMIT = 50_000  # recipients an estimate decides one by one (about a second here)
 FORECAST_PAGE = 5_000
 
 
