@@ -204,7 +204,10 @@ def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
     page.click("#new-broadcast")
     page.fill("#name", "Winter tea week")
     page.select_option("#template", label="weekly_promo · en · marketing")
-    page.fill("#parameters", '[{"type": "text", "text": "20% off oolong"}]')
+    # One row per placeholder of the template's body: here the offer's own words.
+    parameter = page.locator("#parameters .parameter")
+    expect(parameter).to_have_count(1)
+    parameter.locator("input").fill("20% off oolong")
     page.fill("#tags", "vip")
 
     # The estimate first: three recipients, well inside the daily limit.
@@ -216,7 +219,8 @@ def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
         "3 go out as scheduled"
     )
     expect(page.locator("#estimate-forecast [data-kind='deferred']")).to_have_count(0)
-    # A condition that is not the condition language is refused, naming the field.
+    # The advanced condition: one that is not the condition language is refused by name.
+    page.click("#broadcast-form summary")
     page.fill("#condition", '{"has_tog": "vip"}')
     page.click("#estimate-button")
     expect(page.locator("#form-error")).to_contain_text("audience.condition")
@@ -224,7 +228,11 @@ def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
 
     # Customers read a while after delivery: the broadcast has finished by then.
     httpx.patch(f"{stack.simulator.url}/_simulator/config", json={"read_delay": 10.0})
-    page.click("text=Send the broadcast")
+    # Sending asks to confirm the very request estimated; nothing goes before that.
+    page.click("#send-button")
+    expect(page.locator("#send-button")).to_have_text("Confirm: send to 3 recipients")
+    assert stack.api.get("/api/v1/broadcasts").json() == []
+    page.click("#send-button")
     expect(page.locator("#broadcast-name")).to_have_text("Winter tea week")
     # The worker plans and sends; the simulator delivers and reads; the page follows.
     expect(page.locator("#broadcast-status")).to_have_attribute(
@@ -236,6 +244,42 @@ def test_a_marketer_creates_a_small_broadcast_and_watches_it_finish(
     expect(page.locator("#cancel")).to_be_hidden()
     shot(page, "broadcasts", tmp_path)
     expect(page.locator("#broadcast-list")).to_contain_text("finished")
+
+
+def test_a_broadcast_at_a_local_time_in_quiet_hours_is_announced_as_waiting_before_it_is_sent(
+    browser: Browser, stack: Stack, tidings: Tidings, tenant: Tenant
+) -> None:
+    """23:00 in each contact's zone is inside quiet hours: the confirmation says the messages
+    will wait, and why, before anything is scheduled."""
+    synced = stack.api.post(f"/api/v1/whatsapp-numbers/{stack.number_id}/templates/sync")
+    assert synced.status_code == 200, synced.text
+    for index in range(2):
+        stack.api.post(
+            "/api/v1/contacts", json={"name": f"Night {index}", "phone": f"+88691200070{index}"}
+        ).raise_for_status()
+    page = signed_in_page(browser, stack, tenant, add_marketer(tidings, tenant))
+    page.goto(f"{stack.app_url}/app/broadcasts")
+    page.click("#new-broadcast")
+    page.fill("#name", "Late offer")
+    page.select_option("#template", label="weekly_promo · en · marketing")
+    row = page.locator("#parameters .parameter")
+    row.locator("select").select_option(label="First name")
+    row.locator("input").fill("friend")
+    page.check("input[name=when][value=local]")
+    page.fill("#local-date", "2026-11-24")
+    page.fill("#local-time", "23:00")
+    page.click("#send-button")
+    expect(page.locator("#send-button")).to_have_text("Confirm: send to 2 recipients")
+    waiting = page.locator("#estimate-forecast [data-kind='deferred']")
+    expect(waiting).to_contain_text("2 wait:")
+    expect(waiting).to_contain_text("quiet hours")
+    expect(page.locator("#estimate-forecast [data-kind='queued']")).to_have_count(0)
+    page.click("#send-button")
+    expect(page.locator("#broadcast-status")).to_have_attribute("data-status", "scheduled")
+    (created,) = stack.api.get("/api/v1/broadcasts").json()
+    assert (created["local_date"], created["local_time"][:5]) == ("2026-11-24", "23:00")
+    parameter = created["template"]["components"][0]["parameters"][0]
+    assert parameter == {"type": "text", "field": "first_name", "fallback": "friend"}
 
 
 def test_a_marketer_makes_a_thai_keyword_group_tries_a_message_and_cannot_drop_it_in_use(

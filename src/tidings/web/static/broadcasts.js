@@ -42,47 +42,120 @@ function showPane(name) {
   $("broadcasts").dataset.view = name === "pick" ? "list" : "thread";
 }
 
+const STANDARD_FIELDS = ["first_name", "name", "last_name", "phone", "country"];
+let confirming = null; // the request the estimate shown was made for, awaiting confirmation
+let customFields = []; // the workspace's own contact fields, for template parameters
+
 async function startCreating() {
   clearTimeout(polling);
   current = null;
+  confirming = null;
   showPane("creating");
   $("estimate").hidden = true;
   $("form-error").hidden = true;
-  const templates = (await api("GET", "/templates")).filter((t) => t.status === "approved" || t.status === "local");
+  $("send-button").textContent = T.create_broadcast;
+  const [templates, fields, segments] = await Promise.all([
+    api("GET", "/templates"),
+    api("GET", "/custom-fields"),
+    api("GET", "/segments"),
+  ]);
   const select = $("template");
   select.replaceChildren();
-  for (const template of templates) {
+  for (const template of templates.filter((t) => t.status === "approved" || t.status === "local")) {
     const option = element("option", "", `${template.name} · ${template.language} · ${template.category.toLowerCase()}`);
-    option.value = JSON.stringify({ name: template.name, language: template.language, number_id: template.number_id });
+    option.value = JSON.stringify({ name: template.name, language: template.language, number_id: template.number_id, body: bodyText(template) });
     select.append(option);
   }
+  customFields = fields;
+  const segment = $("segment");
+  segment.replaceChildren(element("option", "", T.anyone));
+  segment.options[0].value = "";
+  for (const found of segments) {
+    const option = element("option", "", found.name);
+    option.value = found.name;
+    segment.append(option);
+  }
+  drawParameters();
   await list();
+}
+
+function bodyText(template) {
+  const body = (template.components || []).find((c) => String(c.type).toUpperCase() === "BODY");
+  return body ? body.text || "" : "";
+}
+
+// One row per {{n}} of the template's body: a text of its own, or a field of the contact with
+// the words to use when the contact has none.
+function drawParameters() {
+  const box = $("parameters");
+  box.replaceChildren();
+  const chosen = $("template").value ? JSON.parse($("template").value) : { body: "" };
+  const count = new Set((chosen.body.match(/\{\{\s*(\d+)\s*\}\}/g) || []).map((p) => p.replace(/\D/g, ""))).size;
+  $("parameters-box").hidden = count === 0;
+  $("template-body").textContent = chosen.body;
+  for (let n = 1; n <= count; n += 1) {
+    const row = element("div", "row parameter");
+    row.dataset.n = n;
+    const source = element("select");
+    source.setAttribute("aria-label", T.param_source.replace("{n}", `{{${n}}}`));
+    source.append(new Option(T.param_text, ""));
+    for (const key of STANDARD_FIELDS) source.append(new Option(T["field_" + key], key));
+    for (const field of customFields) source.append(new Option(field.label, field.key));
+    const value = element("input");
+    value.required = true;
+    const label = () => {
+      value.placeholder = source.value ? T.param_fallback : T.param_text;
+      value.setAttribute("aria-label", `${T.param_source.replace("{n}", `{{${n}}}`)}: ${value.placeholder}`);
+    };
+    source.addEventListener("change", label);
+    label();
+    row.append(source, value);
+    box.append(row);
+  }
+}
+
+function parameters() {
+  return [...$("parameters").querySelectorAll(".parameter")].map((row) => {
+    const [source, value] = row.querySelectorAll("select, input");
+    return source.value
+      ? { type: "text", field: source.value, fallback: value.value.trim() }
+      : { type: "text", text: value.value.trim() };
+  });
+}
+
+function schedule() {
+  const when = document.querySelector("input[name=when]:checked").value;
+  if (when === "at" && $("send-at").value) return { send_at: new Date($("send-at").value).toISOString() };
+  if (when === "local" && $("local-date").value && $("local-time").value) {
+    return { local_date: $("local-date").value, local_time: $("local-time").value };
+  }
+  return {};
 }
 
 function request(dryRun) {
   const chosen = JSON.parse($("template").value || "{}");
   const template = { name: chosen.name, language: { code: chosen.language } };
-  const parameters = $("parameters").value.trim();
-  if (parameters) {
-    template.components = [{ type: "body", parameters: JSON.parse(parameters) }];
-  }
+  const values = parameters();
+  if (values.length) template.components = [{ type: "body", parameters: values }];
   const audience = {};
   const tags = $("tags").value.split(",").map((tag) => tag.trim()).filter(Boolean);
   if (tags.length) audience.tags = tags;
+  const conditions = [];
+  if ($("segment").value) conditions.push({ in_segment: $("segment").value });
   const condition = $("condition").value.trim();
-  if (condition) audience.condition = JSON.parse(condition);
+  if (condition) conditions.push(JSON.parse(condition));
+  if (conditions.length) audience.condition = conditions.length === 1 ? conditions[0] : { all: conditions };
   return {
     name: $("name").value.trim() || "—",
     purpose: $("purpose").value,
     number_id: chosen.number_id,
     template,
     audience,
+    ...schedule(),
     dry_run: dryRun,
   };
 }
 
-// What the sending policy will decide, as planning will: sent as scheduled, held (quiet hours,
-// caps) with the reason, not sent (consent, do-not-contact), and from when to when.
 function drawForecast(forecast, recipients) {
   const target = $("estimate-forecast");
   target.replaceChildren();
@@ -123,22 +196,42 @@ function drawEstimate(estimate) {
   }
 }
 
+// The estimate first, always: sending asks for a confirmation of the very request estimated.
 async function submit(dryRun) {
   $("form-error").hidden = true;
   let body;
   try {
-    body = request(dryRun);
+    body = request(true);
   } catch {
-    showError($("form-error"), { message: T.not_json });
+    showError($("form-error"), { field: "condition", message: T.not_json });
     return;
   }
+  const same = confirming !== null && confirming === JSON.stringify(body);
   try {
-    const created = await api("POST", "/broadcasts", body);
-    drawEstimate(created.estimate);
-    if (!dryRun && created.broadcast) await open(created.broadcast.id);
+    if (dryRun || !same) {
+      const estimated = await api("POST", "/broadcasts", body);
+      drawEstimate(estimated.estimate);
+      if (dryRun) return;
+      confirming = JSON.stringify(body);
+      $("confirm-note").hidden = false;
+      $("send-button").textContent = T.confirm_send.replace("{n}", number(estimated.estimate.recipients));
+      $("send-button").focus();
+      return;
+    }
+    const created = await api("POST", "/broadcasts", { ...body, dry_run: false });
+    confirming = null;
+    if (created.broadcast) await open(created.broadcast.id);
   } catch (error) {
     showError($("form-error"), error);
   }
+}
+
+// Any change to the form asks for a new estimate before sending.
+function unconfirm() {
+  if (confirming === null) return;
+  confirming = null;
+  $("confirm-note").hidden = true;
+  $("send-button").textContent = T.create_broadcast;
 }
 
 async function open(id) {
@@ -225,6 +318,16 @@ function start() {
     submit(false);
   });
   $("cancel").addEventListener("click", cancel);
+  $("template").addEventListener("change", drawParameters);
+  $("broadcast-form").addEventListener("input", unconfirm);
+  $("broadcast-form").addEventListener("change", unconfirm);
+  for (const choice of document.querySelectorAll("input[name=when]")) {
+    choice.addEventListener("change", () => {
+      const when = document.querySelector("input[name=when]:checked").value;
+      $("send-at").hidden = when !== "at";
+      $("local-when").hidden = when !== "local";
+    });
+  }
   for (const back of document.querySelectorAll("[data-back]")) {
     back.addEventListener("click", () => ($("broadcasts").dataset.view = "list"));
   }
