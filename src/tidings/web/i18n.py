@@ -10,6 +10,7 @@ DEFAULT = "en"
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
+        "filter_conversations": "Filter conversations",
         "param_source": "What {n} says",
         "param_text": "This text",
         "param_fallback": "If the contact has none",
@@ -367,6 +368,7 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "Language",
     },
     "th": {
+        "filter_conversations": "กรองบทสนทนา",
         "param_source": "ข้อความที่ {n} คือ",
         "param_text": "ข้อความนี้",
         "param_fallback": "หากผู้ติดต่อไม่มีข้อมูล",
@@ -716,6 +718,7 @@ WORDS: dict[str, dict[str, str]] = {
         "language": "ภาษา",
     },
     "zh-Hant": {
+        "filter_conversations": "篩選對話",
         "param_source": "第 {n} 個參數的內容",
         "param_text": "這段文字",
         "param_fallback": "聯絡人沒有資料時",

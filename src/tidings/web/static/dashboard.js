@@ -24,13 +24,22 @@ async function heatmap(days) {
   box.replaceChildren();
   const head = element("div", "heat-row", "");
   head.setAttribute("role", "row");
-  head.append(element("span", "heat-label"));
-  for (let hour = 0; hour < 24; hour += 1) head.append(element("span", "heat-hour", hour % 3 === 0 ? String(hour) : ""));
+  const corner = element("span", "heat-label");
+  corner.setAttribute("role", "columnheader");
+  head.append(corner);
+  for (let hour = 0; hour < 24; hour += 1) {
+    const label = element("span", "heat-hour", hour % 3 === 0 ? String(hour) : "");
+    label.setAttribute("role", "columnheader");
+    label.setAttribute("aria-label", `${String(hour).padStart(2, "0")}:00`);
+    head.append(label);
+  }
   box.append(head);
   weekdayNames().forEach((name, day) => {
     const row = element("div", "heat-row");
     row.setAttribute("role", "row");
-    row.append(element("span", "heat-label", name));
+    const label = element("span", "heat-label", name);
+    label.setAttribute("role", "rowheader");
+    row.append(label);
     report.grid[day].forEach((count, hour) => {
       const cell = element("span", "heat-cell");
       cell.setAttribute("role", "cell");

@@ -1,0 +1,84 @@
+"""axe-core on every page of the web app, as the demo serves it: in English, Thai and
+Traditional Chinese, at desk and phone width, each list's first item opened too. No critical
+and no serious violation (contrast, roles, names, focusable scroll regions…)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.serving import serve_demo, tidings_env
+
+ROOT = Path(__file__).resolve().parents[2]
+# From the npm registry, as Prism is: `npm install --prefix .tools/axe axe-core@4`.
+AXE = ROOT / ".tools" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+SECTIONS = ("dashboard", "inbox", "contacts", "sequences", "rules", "broadcasts", "settings")
+# The first item of a section's list, opened: its detail is a page of its own.
+FIRST_ITEM = {
+    "inbox": "#conversation-list li",
+    "contacts": "#contact-list li",
+    "sequences": "#sequence-list li",
+    "rules": "#rule-list li",
+    "broadcasts": "#broadcast-list li",
+}
+WIDTHS = (1280, 390)
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.exists():
+        how = "npm install --no-audit --no-fund --prefix .tools/axe axe-core@4"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs axe-core: {how}", pytrace=False)
+        pytest.skip(f"needs axe-core: {how}")
+    return AXE.read_text(encoding="utf-8")
+
+
+def violations(page: Page, axe: str) -> list[Any]:
+    """Critical and serious violations on the page as it is now."""
+    page.evaluate(axe)
+    found: list[Any] = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, { resultTypes: ["violations"] });
+            return result.violations
+                .filter((v) => v.impact === "critical" || v.impact === "serious")
+                .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                               nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+        }"""
+    )
+    return found
+
+
+@pytest.mark.parametrize("language", ["en", "th", "zh-Hant"])
+def test_every_page_has_no_critical_or_serious_accessibility_violation(
+    browser: Browser, database_url: str, tmp_path: Path, axe_source: str, language: str
+) -> None:
+    found: dict[str, list[Any]] = {}
+    with serve_demo(tidings_env(database_url, tmp_path), tmp_path) as (base, _):
+        for width in WIDTHS:
+            # axe runs as a script of the page: the app's policy (scripts of its own only)
+            # would refuse it, so this page alone sets the policy aside.
+            page = browser.new_page(viewport={"width": width, "height": 850}, bypass_csp=True)
+            page.goto(f"{base}/app/login?lang={language}")
+            found[f"{width} login"] = violations(page, axe_source)
+            page.fill("input[name=workspace]", "demo")
+            page.fill("input[name=email]", "owner@demo-shop.example")
+            page.fill("input[name=password]", "tidings-demo")
+            page.click("button[type=submit]")
+            page.wait_for_url("**/app/inbox")
+            for section in SECTIONS:
+                page.goto(f"{base}/app/{section}?lang={language}")
+                page.wait_for_load_state("networkidle")
+                found[f"{width} {section}"] = violations(page, axe_source)
+                if section in FIRST_ITEM:
+                    first = page.locator(FIRST_ITEM[section]).first
+                    first.click()
+                    page.wait_for_load_state("networkidle")
+                    found[f"{width} {section}, first opened"] = violations(page, axe_source)
+            page.close()
+    assert {where: seen for where, seen in found.items() if seen} == {}
+    assert len(found) == len(WIDTHS) * (1 + len(SECTIONS) + len(FIRST_ITEM))
