@@ -5,6 +5,7 @@ reloading the page."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,6 +52,23 @@ def test_an_agent_signs_in_sees_a_message_arrive_live_and_replies_with_a_quick_r
     expect(page.locator(".message.in .text")).to_have_text("請問寄到台中要幾天？")
     expect(page.locator("#window")).to_have_attribute("data-open", "true")
     expect(page.locator("#window")).to_contain_text("24-hour window open until")
+    expect(conversation.locator(".unread")).to_have_count(0)
+    # What the customer adds while the agent looks is read at once: no badge counts up.
+    httpx.post(
+        f"{stack.simulator.url}/_simulator/customers/886912345678/messages",
+        json={"text": "我住在西屯區", "name": "Chen Yi-jun"},
+    ).raise_for_status()
+    expect(page.locator(".message.in .text").last).to_have_text("我住在西屯區", timeout=20_000)
+
+    def unread() -> list[int]:
+        found = stack.api.get("/api/v1/conversations").json()["items"]
+        return [c["unread_count"] for c in found if c["contact_name"] == "Chen Yi-jun"]
+
+    deadline = time.monotonic() + 15
+    while unread() != [0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert unread() == [0]
+    expect(conversation.locator(".unread")).to_have_count(0)
 
     # "/" offers the quick replies; Enter takes the first, filled in for this contact.
     page.fill("#reply", "/sh")

@@ -513,9 +513,27 @@ function listen() {
     live.textContent = T.offline;
   });
   feed.addEventListener("change", async () => {
+    if (state.current !== null) {
+      await showConversation();
+      await seeOpenConversation();
+    }
     await loadList();
-    if (state.current !== null) await showConversation();
   });
+  // Messages that came while the tab was hidden are seen once the agent looks again.
+  document.addEventListener("visibilitychange", async () => {
+    if (await seeOpenConversation()) await loadList();
+  });
+}
+
+// The open conversation's new messages are read by the agent looking at it: its unread count
+// goes back to zero, as it does on opening, instead of counting up under their eyes.
+async function seeOpenConversation() {
+  const open = state.conversation;
+  if (document.visibilityState !== "visible" || !open || open.id !== state.current) return false;
+  if (!(open.unread_count > 0)) return false;
+  await api("POST", `/conversations/${open.id}/seen`, {});
+  open.unread_count = 0;
+  return true;
 }
 
 wire();
