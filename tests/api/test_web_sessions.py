@@ -272,3 +272,13 @@ def test_stopping_the_server_ends_an_open_live_feed_at_once(
     assert "event: change" in rest  # what it had to say before the end
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_the_app_has_an_icon_wherever_a_browser_looks_for_it(client: TestClient) -> None:
+    page = client.get("/app/login").text
+    assert '<link rel="icon" href="/app/static/favicon.svg"' in page
+    icon = client.get("/app/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
+    legacy = client.get("/favicon.ico", follow_redirects=False)
+    assert legacy.status_code == 308 and legacy.headers["location"] == "/app/static/favicon.svg"

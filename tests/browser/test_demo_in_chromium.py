@@ -56,7 +56,10 @@ def test_a_new_agent_handles_a_conversation_in_the_demo_and_sees_why(
         page.locator(".contact", has_text="Pim Test").click()
         expect(page.locator("#timeline .message.in")).to_contain_text("อยากสอบถามเรื่องสินค้า")
         expect(page.locator("#timeline .message.out").first).to_contain_text("สนใจสินค้าตัวไหนคะ")
-        expect(page.locator("#why li.send[data-outcome='queued']").first).to_be_visible()
+        queued = page.locator("#why li.send[data-outcome='queued']").first
+        expect(queued).to_be_visible()
+        # Only what went wrong or waits is coloured: a message queued is told in plain ink.
+        expect(queued.locator(".reason")).to_have_css("color", "rgb(29, 36, 48)")
         expect(page.locator("#why li").first).to_be_visible()
 
         page.click("text=繁體中文")

@@ -243,6 +243,12 @@ async def stream(request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on every page that names none (the API docs): the app's icon."""
+    return RedirectResponse("/app/static/favicon.svg", status_code=308)
+
+
 # Last, so that /app/login and the live feed are matched before it.
 @router.get("/app/{section}")
 def section_page(request: Request, section: str) -> Response:
