@@ -234,3 +234,67 @@ def test_quick_replies_fill_in_the_contact_and_go_out_as_text(
     gone = client.delete(f"{API}/quick-replies/{created.json()['id']}", headers=tenant.headers())
     assert gone.status_code == 204
     assert client.get(f"{API}/quick-replies", headers=tenant.headers()).json() == []
+
+
+def test_an_agents_reply_takes_an_unassigned_conversation_and_never_another_agents(
+    client: TestClient, tidings: Tidings, tenant: Tenant, webhook_path: str
+) -> None:
+    """Two agents in the inbox: the first to answer a customer nobody is assigned to takes the
+    conversation (the workspace may turn that off); an integration's API key takes nothing."""
+    from tidings.api.app import create_app
+
+    headers = tenant.headers()
+    customer_writes(client, tidings, webhook_path, "66812345678", "สมชาย", "สวัสดี")
+    customer_writes(client, tidings, webhook_path, "886912345678", "林怡君", "你好")
+    customer_writes(client, tidings, webhook_path, "85291234567", "陳大文", "你好")
+    by_name = {c["contact_name"]: c["id"] for c in inbox(client, tenant)}
+    agents = {}
+    for email, name in (("mei@teahouse.example", "Mei"), ("ploy@teahouse.example", "Ploy")):
+        created = client.post(
+            f"{API}/agents",
+            json={"email": email, "name": name, "role": "agent", "password": "a long password!"},
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        agents[name] = created.json()["id"]
+
+    def signed_in(email: str) -> tuple[TestClient, dict[str, str]]:
+        browser = TestClient(create_app(tidings))
+        answer = browser.post(
+            "/app/login",
+            data={"workspace": tenant.slug, "email": email, "password": "a long password!"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text
+        page = browser.get("/app/inbox").text
+        token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        return browser, {"X-CSRF-Token": token}
+
+    def reply(who: tuple[TestClient, dict[str, str]], conversation_id: int, text: str) -> None:
+        browser, csrf = who
+        answer = browser.post(
+            f"{API}/conversations/{conversation_id}/messages", json={"text": text}, headers=csrf
+        )
+        assert answer.status_code == 202, answer.text
+
+    def assignee(conversation_id: int) -> int | None:
+        found = client.get(f"{API}/conversations/{conversation_id}", headers=headers).json()
+        return found["assignee_id"]  # type: ignore[no-any-return]
+
+    mei, ploy = signed_in("mei@teahouse.example"), signed_in("ploy@teahouse.example")
+    reply(mei, by_name["สมชาย"], "สวัสดีค่ะ")
+    assert assignee(by_name["สมชาย"]) == agents["Mei"]
+    reply(ploy, by_name["สมชาย"], "ยินดีค่ะ")  # a second agent chips in: Mei keeps it
+    assert assignee(by_name["สมชาย"]) == agents["Mei"]
+    answer = client.post(
+        f"{API}/conversations/{by_name['林怡君']}/messages", json={"text": "您好"}, headers=headers
+    )
+    assert answer.status_code == 202 and assignee(by_name["林怡君"]) is None  # an API key
+    turned_off = client.patch(
+        f"{API}/workspace", json={"policy": {"reply_assigns_agent": False}}, headers=headers
+    )
+    assert turned_off.status_code == 200, turned_off.text
+    reply(ploy, by_name["陳大文"], "您好")
+    assert assignee(by_name["陳大文"]) is None
+    for browser, _ in (mei, ploy):
+        browser.close()

@@ -73,9 +73,18 @@ def test_an_admin_keeps_the_workspace_in_order(
     changed = page.locator("#policy tr[data-key='daily_quota_per_number']")
     expect(changed.locator(".badge")).to_have_text("changed")
     expect(changed.locator("input")).to_have_value("5000")
+    # A yes-or-no setting is a tick box: replies no longer take unassigned conversations.
+    assigns = page.locator("#policy tr[data-key='reply_assigns_agent'] input")
+    expect(assigns).to_be_checked()
+    assigns.uncheck()
+    page.click("#policy-form button[type=submit]")
+    expect(page.locator("#policy tr[data-key='reply_assigns_agent'] .badge")).to_have_text(
+        "changed"
+    )
     page.locator("#settings").evaluate("main => main.scrollTo(0, 0)")
     shot(page, "settings", tmp_path)
-    assert stack.api.get("/api/v1/workspace").json()["policy"]["daily_quota_per_number"] == 5000
+    policy = stack.api.get("/api/v1/workspace").json()["policy"]
+    assert (policy["daily_quota_per_number"], policy["reply_assigns_agent"]) == (5000, False)
 
 
 def test_on_a_phone_by_keyboard_an_admin_settles_uncertain_messages_and_replays_updates(

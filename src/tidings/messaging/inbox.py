@@ -512,6 +512,24 @@ def assign(
     return conversation
 
 
+def assign_replying_agent(
+    session: Session, *, workspace: Workspace, conversation_id: int, user_id: int, now: datetime
+) -> None:
+    """An agent's reply takes a conversation nobody is assigned to (when the workspace's
+    policy says so, as by default): the others see it is being answered."""
+    if not workspaces.policy_for(workspace).reply_assigns_agent:
+        return
+    conversation = get_conversation_or_404(session, workspace, conversation_id)
+    if conversation.assignee_id is None:
+        assign(
+            session,
+            workspace=workspace,
+            conversation_id=conversation_id,
+            changes={"assignee_id": user_id},
+            now=now,
+        )
+
+
 def mark_seen(
     session: Session, *, workspace: Workspace, conversation_id: int, now: datetime
 ) -> Conversation:

@@ -187,6 +187,14 @@ def reply(conversation_id: int, body: ReplyIn, ctx: Context) -> MessageRead:
         idempotency_key=body.idempotency_key,
         now=ctx.now,
     )
+    if ctx.principal.user_id is not None:  # a person, not an integration's API key
+        inbox.assign_replying_agent(
+            ctx.session,
+            workspace=ctx.workspace,
+            conversation_id=conversation_id,
+            user_id=ctx.principal.user_id,
+            now=ctx.now,
+        )
     return MessageRead.model_validate(message)
 
 

@@ -114,6 +114,11 @@ class WorkspacePolicy(BaseModel):
         "category (marketing, utility, authentication) → price",
     )
     human_reply_pause_hours: float = Field(12, ge=0, description="I3")
+    reply_assigns_agent: bool = Field(
+        True,
+        description="an agent's reply to a conversation nobody is assigned to assigns it to "
+        "them, so two agents do not answer the same customer",
+    )
     auto_answer_max_age_minutes: float = Field(
         60,
         gt=0,

@@ -55,6 +55,10 @@ function drawPolicy(found) {
     const nested = value !== null && typeof value === "object";
     const input = nested ? element("textarea", "code") : element("input");
     input.name = key;
+    if (typeof value === "boolean") {
+      input.type = "checkbox"; // a yes-or-no setting is ticked, not typed
+      input.checked = value;
+    }
     input.value = nested ? JSON.stringify(value) : value === null ? "" : String(value);
     input.dataset.original = input.value;
     input.dataset.kind = value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
@@ -76,7 +80,7 @@ function policyValue(input) {
     case "number":
       return text === "" ? null : Number(text);
     case "boolean":
-      return text === "true";
+      return input.checked;
     case "object":
     case "array":
       return JSON.parse(text);
@@ -91,7 +95,8 @@ async function savePolicy(event) {
   event.preventDefault();
   const policy = {};
   for (const input of $("policy").querySelectorAll("input, textarea")) {
-    if (input.value === input.dataset.original) continue;
+    const now = input.type === "checkbox" ? String(input.checked) : input.value;
+    if (now === input.dataset.original) continue;
     try {
       policy[input.name] = policyValue(input);
     } catch {
