@@ -1,6 +1,7 @@
 """axe-core on every page of the web app, as the demo serves it: in English, Thai and
 Traditional Chinese, at desk and phone width, each list's first item opened too. No critical
-and no serious violation (contrast, roles, names, focusable scroll regions…)."""
+and no serious violation (contrast, roles, names, focusable scroll regions…). And the layout
+keeps every section of the menu in view and every button on one line, at every width."""
 
 from __future__ import annotations
 
@@ -53,6 +54,30 @@ def violations(page: Page, axe: str) -> list[Any]:
     return found
 
 
+def layout_faults(page: Page) -> list[Any]:
+    """Menu sections out of view, and buttons whose words break onto several lines (Chinese
+    once broke one character per line), on the page as it is now."""
+    faults: list[Any] = page.evaluate(
+        """() => {
+            const out = [];
+            for (const link of document.querySelectorAll("nav.sections a")) {
+                const box = link.getBoundingClientRect();
+                if (box.width === 0 || box.right > window.innerWidth + 1 || box.left < -1) {
+                    out.push(["section out of view", link.textContent]);
+                }
+            }
+            for (const button of document.querySelectorAll("button")) {
+                const box = button.getBoundingClientRect();
+                const line = parseFloat(getComputedStyle(button).lineHeight) || 20;
+                const wraps = box.width > 0 && box.height > 2.5 * line;
+                if (wraps) out.push(["button wraps", button.textContent]);
+            }
+            return out;
+        }"""
+    )
+    return faults
+
+
 @pytest.mark.parametrize("language", ["en", "th", "zh-Hant"])
 def test_every_page_has_no_critical_or_serious_accessibility_violation(
     browser: Browser, database_url: str, tmp_path: Path, axe_source: str, language: str
@@ -70,6 +95,7 @@ def test_every_page_has_no_critical_or_serious_accessibility_violation(
             page.fill("input[name=password]", "tidings-demo")
             page.click("button[type=submit]")
             page.wait_for_url("**/app/inbox")
+            found[f"{width} layout"] = layout_faults(page)
             for section in SECTIONS:
                 page.goto(f"{base}/app/{section}?lang={language}")
                 page.wait_for_load_state("networkidle")
@@ -79,6 +105,9 @@ def test_every_page_has_no_critical_or_serious_accessibility_violation(
                     first.click()
                     page.wait_for_load_state("networkidle")
                     found[f"{width} {section}, first opened"] = violations(page, axe_source)
+            for narrower in (1440, 1024):  # the widths where long words once hid sections
+                page.set_viewport_size({"width": narrower, "height": 850})
+                found[f"{width}, then {narrower}: layout"] = layout_faults(page)
             page.close()
     assert {where: seen for where, seen in found.items() if seen} == {}
-    assert len(found) == len(WIDTHS) * (1 + len(SECTIONS) + len(FIRST_ITEM))
+    assert len(found) == len(WIDTHS) * (2 + len(SECTIONS) + len(FIRST_ITEM) + 2)
