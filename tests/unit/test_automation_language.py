@@ -162,3 +162,18 @@ def test_a_reply_text_is_picked_by_language_then_by_base_language() -> None:
     assert text_in("zh-Hans", "Hi", {"zh-hans": "简体", "zh": "你好"}) == "简体"
     assert text_in("en", "Hi", {"th": "สวัสดี"}) == "Hi"
     assert text_in("th", "Hi", {}) == "Hi"
+
+
+def test_another_workspaces_longer_term_does_not_hide_a_keyword() -> None:
+    """The word cutters are shared by the process: a term one workspace teaches ("ผ่อนได้ไหม",
+    kept whole from then on) must not change what another workspace's keywords find."""
+    ours = KeywordIndex.of([KeywordGroupTerms("instalment", ("ผ่อน", "分期"))])
+    assert ours.found_in("ผ่อนได้ไหม") == ["instalment"]
+    assert ours.found_in("可以分期吗") == ["instalment"]
+    KeywordIndex.of([KeywordGroupTerms("ask", ("ผ่อนได้ไหม", "可以分期吗"))])  # elsewhere
+    assert ours.found_in("ผ่อนได้ไหม") == ["instalment"]
+    assert ours.found_in("可以分期吗") == ["instalment"]
+    # And the hard negatives still hold after the teaching.
+    eye = KeywordIndex.of([KeywordGroupTerms("eye", ("ตา",))])
+    KeywordIndex.of([KeywordGroupTerms("laundry", ("ตากผ้าได้",))])
+    assert eye.found_in("วันนี้อากาศร้อนตากผ้าได้") == []

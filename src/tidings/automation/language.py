@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -92,6 +92,17 @@ def _cutters_ready() -> None:
 
 
 _taught: set[str] = set()
+# Runs the cutters keep whole only because a term taught them, not their own dictionary:
+# what one workspace taught, another's keywords must be able to see through (see
+# KeywordIndex.found_in).
+_compounds: set[str] = set()
+
+
+@cache
+def _thai_dictionary() -> frozenset[str]:
+    from pythainlp.corpus.common import thai_words
+
+    return frozenset(thai_words())
 
 
 def teach(terms: Iterable[str]) -> None:
@@ -106,9 +117,12 @@ def teach(terms: Iterable[str]) -> None:
             cutter = _chinese_cutter()
             for term in chinese:
                 for run in _HAN.findall(term):
+                    if not cutter.FREQ.get(run):
+                        _compounds.add(run)
                     cutter.add_word(run, freq=50_000)
                 _taught.add(term)
         if thai:
+            _compounds.update(thai - _thai_dictionary())
             _thai_terms.update(thai)
             _rebuild_thai()
 
@@ -134,6 +148,20 @@ def words(text: str) -> list[str]:
         else:
             found.append(match.group("word"))
     return found
+
+
+def _segment(token: str, vocabulary: Callable[[str], bool]) -> list[str] | None:
+    """``token`` cut into the fewest words that ``vocabulary`` knows (the maximal matching
+    the Thai cutter does), or None when it cannot be cut that way."""
+    longest = 30
+    best: list[list[str] | None] = [[]] + [None] * len(token)
+    for end in range(1, len(token) + 1):
+        for start in range(max(0, end - longest), end):
+            before, piece = best[start], token[start:end]
+            shorter = best[end] is None or len(before or ()) + 1 < len(best[end] or ())
+            if before is not None and shorter and vocabulary(piece):
+                best[end] = [*before, piece]
+    return best[len(token)]
 
 
 def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
@@ -175,28 +203,60 @@ class KeywordIndex:
     """The keyword groups of a workspace, each term cut into words once."""
 
     groups: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
+    own: frozenset[str] = frozenset()  # the words of its own terms
 
     @classmethod
     def of(cls, groups: Iterable[KeywordGroupTerms]) -> KeywordIndex:
         listed = list(groups)
         teach(term for group in listed for term in group.terms)
-        return cls(
-            tuple(
-                (group.name, tuple(tuple(words(term)) for term in group.terms if words(term)))
-                for group in listed
-            )
+        cut = tuple(
+            (group.name, tuple(tuple(words(term)) for term in group.terms if words(term)))
+            for group in listed
         )
+        own = frozenset(word for _, terms in cut for term in terms for word in term)
+        return cls(cut, own)
 
     def found_in(self, text: str | None) -> list[str]:
-        """The names of the groups one of whose terms the text contains."""
+        """The names of the groups one of whose terms the text contains.
+
+        The cutters are shared by the whole process, and a word another workspace taught
+        them ("ผ่อนได้ไหม") is kept whole: it is cut again here with the dictionary and this
+        index's own words only, so what others taught never hides this workspace's keywords.
+        """
         if not text:
             return []
         said = words(text)
+        readings = [said]
+        foreign = [w for w in said if w in _compounds and w not in self.own]
+        if foreign:
+            readings.append(self._see_through(said))
         return [
             name
             for name, terms in self.groups
-            if any(_contains_run(said, term) or _joined_chars(said, term) for term in terms)
+            if any(
+                _contains_run(reading, term) or _joined_chars(reading, term)
+                for reading in readings
+                for term in terms
+            )
         ]
+
+    def _see_through(self, said: list[str]) -> list[str]:
+        chinese = _chinese_cutter()
+
+        def known(piece: str) -> bool:
+            if piece in self.own:
+                return True
+            if piece in _compounds:
+                return False
+            if _HAN.fullmatch(piece):
+                return bool(chinese.FREQ.get(piece))
+            return piece in _thai_dictionary()
+
+        seen: list[str] = []
+        for word in said:
+            pieces = _segment(word, known) if word in _compounds and word not in self.own else None
+            seen.extend(pieces or [word])
+        return seen
 
 
 def check_terms(terms: Any) -> list[str]:
