@@ -24,8 +24,9 @@ from tidings.simulator.server import RunningSimulator, SimulatorConfig, start_si
 from tidings.workspaces import service as workspaces
 
 
-@contextmanager
-def serve_app(tidings: Tidings) -> Iterator[str]:
+def start_server(tidings: Tidings) -> tuple[GracefulServer, threading.Thread, str]:
+    """Tidings served on a free port in a thread, as `tidings serve` serves it; returns once
+    it listens: the server (set ``should_exit`` to stop it), its thread and its address."""
     server = GracefulServer(create_app(tidings), host="127.0.0.1", port=0, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -34,8 +35,14 @@ def serve_app(tidings: Tidings) -> Iterator[str]:
         assert time.monotonic() < deadline and thread.is_alive(), "Tidings did not start"
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def serve_app(tidings: Tidings) -> Iterator[str]:
+    server, thread, url = start_server(tidings)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=GRACEFUL_SHUTDOWN_SECONDS + 5)

@@ -3,16 +3,13 @@ needs the session's CSRF token, and signing out ends it at once."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import httpx
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
-from tidings.api.app import create_app
-from tidings.api.serving import GracefulServer
+from tests.live import start_server
 from tidings.bootstrap import Tidings
 from tidings.kernel.clock import VirtualClock
 from tidings.workspaces import service as workspaces
@@ -249,16 +246,9 @@ def test_stopping_the_server_ends_an_open_live_feed_at_once(
     """A browser's live feed never ends by itself; a restart or a deploy must not wait on it
     (uvicorn waits for every open response): the feed ends, and the browser reconnects."""
     agent(tidings, tenant)
-    server = GracefulServer(create_app(tidings), host="127.0.0.1", port=0, log_level="warning")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60  # a loaded machine starts slowly; the wait ends at once
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "Tidings did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    server, thread, url = start_server(tidings)
     # A read timeout well under the feed's 15 s keep-alive: a feed left open fails the test.
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as browser:
+    with httpx.Client(base_url=url, timeout=5) as browser:
         signed_in = browser.post(
             "/app/login",
             data={"workspace": tenant.slug, "email": "mei@teahouse.example", "password": PASSWORD},

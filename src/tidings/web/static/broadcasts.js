@@ -79,18 +79,13 @@ async function startCreating() {
   await list();
 }
 
-function bodyText(template) {
-  const body = (template.components || []).find((c) => String(c.type).toUpperCase() === "BODY");
-  return body ? body.text || "" : "";
-}
-
 // One row per {{n}} of the template's body: a text of its own, or a field of the contact with
 // the words to use when the contact has none.
 function drawParameters() {
   const box = $("parameters");
   box.replaceChildren();
   const chosen = $("template").value ? JSON.parse($("template").value) : { body: "" };
-  const count = new Set((chosen.body.match(/\{\{\s*(\d+)\s*\}\}/g) || []).map((p) => p.replace(/\D/g, ""))).size;
+  const count = placeholderCount(chosen.body);
   $("parameters-box").hidden = count === 0;
   $("template-body").textContent = chosen.body;
   for (let n = 1; n <= count; n += 1) {

@@ -97,3 +97,14 @@ function download(name, text, type) {
   link.click();
   link.remove();
 }
+
+// A WhatsApp template's body text, and how many {{n}} placeholders it has (each is one
+// parameter to give when sending it).
+function bodyText(template) {
+  const body = (template.components || []).find((c) => String(c.type).toUpperCase() === "BODY");
+  return body ? body.text || "" : "";
+}
+
+function placeholderCount(body) {
+  return new Set((body.match(/\{\{\s*(\d+)\s*\}\}/g) || []).map((p) => p.replace(/\D/g, ""))).size;
+}

@@ -183,18 +183,13 @@ async function loadTemplates(numberId) {
   else drawParameters();
 }
 
-function bodyText(template) {
-  const body = (template.components || []).find((c) => String(c.type).toUpperCase() === "BODY");
-  return body ? body.text || "" : "";
-}
-
 // One input per {{n}} of the template's body, shown with the body's words around it.
 function drawParameters() {
   const box = $("template-parameters");
   box.replaceChildren();
   if (!$("template-select").value) return;
   const { body } = JSON.parse($("template-select").value);
-  const count = new Set((body.match(/\{\{\s*(\d+)\s*\}\}/g) || []).map((p) => p.replace(/\D/g, ""))).size;
+  const count = placeholderCount(body);
   if (body) box.append(element("p", "muted template-body", body));
   for (let n = 1; n <= count; n += 1) {
     const input = element("input");
