@@ -81,7 +81,7 @@ class Forecast:
     outcomes: dict[str, int]  # queued, deferred, skipped
     reasons: dict[str, dict[str, int]]  # deferred and skipped, by the policy's reason
     first_send_at: datetime | None  # the earliest moment a message goes, deferred or not
-    last_send_at: datetime | None
+    last_send_at: datetime | None  # the latest, among the recipients decided
 
 
 def create_broadcast(
@@ -180,7 +180,8 @@ def forecast(
     """See :class:`Forecast`; ``broadcast`` need not be stored (nothing is written)."""
     outcomes: Counter[str] = Counter()
     reasons: dict[str, Counter[str]] = defaultdict(Counter)
-    moments: list[datetime] = []
+    first: datetime | None = None
+    last: datetime | None = None
     decided, after = 0, 0
     while decided < FORECAST_LIMIT:
         members = contacts.audience_page(
@@ -199,7 +200,8 @@ def forecast(
             if reason is not None:
                 reasons[status][reason] += 1
             if at is not None:
-                moments.append(at)
+                first = at if first is None else min(first, at)
+                last = at if last is None else max(last, at)
         decided, after = decided + len(members), members[-1].id
     broadcast.recipients = 0
     scale = recipients / decided if decided else 0.0
@@ -210,8 +212,8 @@ def forecast(
             status: {reason: round(n * scale) for reason, n in found.most_common(20)}
             for status, found in reasons.items()
         },
-        first_send_at=min(moments, default=None),
-        last_send_at=max(moments, default=None),
+        first_send_at=first,
+        last_send_at=last,
     )
 
 
