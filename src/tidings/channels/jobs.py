@@ -128,8 +128,13 @@ class InboundEventSource:
         rows = [
             Pending(*row)
             for row in session.execute(
-                select(pending.id, pending.workspace_id, pending.number_id, pending.kind)
-                .add_columns(pending.payload)
+                select(
+                    pending.id,
+                    pending.workspace_id,
+                    pending.number_id,
+                    pending.kind,
+                    pending.payload,
+                )
                 .where(
                     pending.processed_at.is_(None),
                     pending.quarantined_at.is_(None),
