@@ -100,22 +100,49 @@ def sent_templates(tidings: Tidings) -> dict[int, list[str]]:
     return found
 
 
-def mark(tidings: Tidings, contact_id: int, *, read: bool) -> None:
-    """What the dispatcher and the provider's status webhooks record for a message."""
-    now = tidings.clock.now()
+def deliver(
+    client: TestClient, tidings: Tidings, tenant: Tenant, path: str, *, read_by: set[int]
+) -> None:
+    """The queued messages go out — claimed and accepted as the dispatcher records them — and
+    WhatsApp reports each delivered, and read by the contacts in ``read_by``, through the
+    webhook; the worker takes the reports in."""
+    from tests.api.test_dispatch_rules import dispatcher
+    from tests.api.test_whatsapp_webhook_endpoint import batch, post
+    from tidings.channels.whatsapp.client import SendOutcome
+    from tidings.messaging import inbox
+    from tidings.messaging.dispatch import record_outcome
+    from tidings.workspaces import service as workspaces
+
+    reports: list[tuple[str, str]] = []
     with tidings.db.transaction() as session:
-        session.execute(
-            text(
-                "UPDATE messages SET status = :s, dispatched_at = :t, delivered_at = :t, "
-                "read_at = :r WHERE contact_id = :c AND origin = 'sequence'"
-            ),
-            {
-                "s": "read" if read else "delivered",
-                "t": now,
-                "r": now if read else None,
-                "c": contact_id,
-            },
-        )
+        claimed = dispatcher(tidings).claim(session, now=tidings.clock.now(), limit=100)
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None and claimed.jobs
+        for job in claimed.jobs:
+            row = inbox.get_message_or_404(session, workspace, job.message_id)
+            wamid = f"wamid.S{job.message_id}"
+            accepted = SendOutcome("accepted", message_id=wamid)
+            record_outcome(session, row, accepted, max_retries=2, now=tidings.clock.now())
+            reports.append((wamid, "delivered"))
+            if row.contact_id in read_by:
+                reports.append((wamid, "read"))
+    post(client, path, batch(statuses=tuple(reports)))
+    tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
+
+
+def customer_writes(client: TestClient, tidings: Tidings, path: str, phone: str) -> None:
+    """The contact with this phone writes to the shop, through the webhook."""
+    from tests.api.test_whatsapp_webhook_endpoint import batch, post
+
+    body = batch(f"wamid.in.{phone}")
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    wa_id = "886" + phone.lstrip("0")
+    body["entry"][0]["changes"][0]["value"]["contacts"] = [
+        {"profile": {"name": "A"}, "wa_id": wa_id}
+    ]
+    message |= {"from": wa_id, "timestamp": str(int(tidings.clock.now().timestamp()))}
+    post(client, path, body)
+    tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
 
 
 @pytest.mark.parametrize(
@@ -215,8 +242,7 @@ def test_a_branching_sequence_sends_each_contact_what_its_behaviour_calls_for(
 
     run_worker(tidings)
     assert sent_templates(tidings) == {reader: ["welcome"], ignorer: ["welcome"]}
-    mark(tidings, reader, read=True)
-    mark(tidings, ignorer, read=False)
+    deliver(client, tidings, tenant, webhook_path, read_by={reader})
     run_worker(tidings)  # nothing is due before the day has passed
     assert sent_templates(tidings) == {reader: ["welcome"], ignorer: ["welcome"]}
 
@@ -303,15 +329,7 @@ def test_a_tag_trigger_enrolls_and_a_reply_or_an_opt_out_ends_the_enrollment(
     run_worker(tidings)
     assert sent_templates(tidings) == {first: ["welcome"], second: ["welcome"]}
     clock.advance(timedelta(minutes=5))
-    with tidings.db.transaction() as session:  # the first writes back (inbound intake logs it)
-        session.execute(
-            text(
-                "INSERT INTO contact_events (workspace_id, contact_id, event_type, occurred_at, "
-                "received_at, source, properties) VALUES (:w, :c, 'message.received', :t, :t, "
-                "'whatsapp', '{}')"
-            ),
-            {"w": tenant.workspace_id, "c": first, "t": clock.now()},
-        )
+    customer_writes(client, tidings, webhook_path, "0912345601")  # the first writes back
     client.put(
         f"{API}/contacts/{second}/consents",
         json={"channel": "whatsapp", "purpose": "marketing", "status": "opted_out"},
