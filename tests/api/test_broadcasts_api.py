@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tests.api.test_dispatch_rules import send_and_report
 from tests.conftest import Tenant
 from tidings.bootstrap import Tidings
 from tidings.broadcasts.jobs import BroadcastPlanner
@@ -67,30 +68,6 @@ def outgoing(tidings: Tidings, broadcast_id: int) -> dict[int, dict[str, Any]]:
         if isinstance(row["content"], str):
             row["content"] = json.loads(row["content"])
     return found
-
-
-def deliver_all(tidings: Tidings, tenant: Tenant, client: TestClient, webhook_path: str) -> None:
-    """Every queued message claimed and accepted by WhatsApp (its answer recorded as the
-    dispatcher records it), then reported delivered through the webhook, and the report taken
-    in by the worker."""
-    from tests.api.test_dispatch_rules import dispatcher
-    from tests.api.test_whatsapp_webhook_endpoint import batch, post
-    from tidings.channels.whatsapp.client import SendOutcome
-    from tidings.messaging import inbox
-    from tidings.messaging.dispatch import record_outcome
-    from tidings.workspaces import service as workspaces
-
-    with tidings.db.transaction() as session:
-        claimed = dispatcher(tidings).claim(session, now=tidings.clock.now(), limit=100)
-        workspace = workspaces.get_workspace(session, tenant.workspace_id)
-        assert workspace is not None and claimed.jobs
-        for job in claimed.jobs:
-            row = inbox.get_message_or_404(session, workspace, job.message_id)
-            accepted = SendOutcome("accepted", message_id=f"wamid.B{job.message_id}")
-            record_outcome(session, row, accepted, max_retries=2, now=tidings.clock.now())
-    reports = tuple((f"wamid.B{job.message_id}", "delivered") for job in claimed.jobs)
-    post(client, webhook_path, batch(statuses=reports))
-    tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
 
 
 @pytest.fixture
@@ -297,7 +274,7 @@ def test_a_broadcast_waits_for_its_time_and_finishes_when_nothing_waits(
     plan(tidings)
     assert len(outgoing(tidings, later["id"])) == 1
     # It goes out and WhatsApp reports it delivered, as the dispatcher and the webhook do.
-    deliver_all(tidings, tenant, client, number)
+    send_and_report(client, tidings, tenant, number)
     assert [r["status"] for r in outgoing(tidings, later["id"]).values()] == ["delivered"]
     plan(tidings)
     read = client.get(f"{API}/broadcasts/{later['id']}", headers=tenant.headers()).json()

@@ -57,6 +57,40 @@ def dispatcher(tidings: Tidings) -> OutboundDispatcher:
     return OutboundDispatcher(box=tidings.secret_box, client=tidings.whatsapp)
 
 
+def send_and_report(
+    client: TestClient,
+    tidings: Tidings,
+    tenant: Tenant,
+    path: str,
+    *,
+    read_by: frozenset[int] = frozenset(),
+) -> None:
+    """The queued messages go out — claimed and accepted as the dispatcher records them — and
+    WhatsApp reports each delivered, and read by the contacts in ``read_by``, through the
+    webhook; the worker takes the reports in."""
+    from tests.api.test_whatsapp_webhook_endpoint import batch, post
+    from tidings.channels.whatsapp.client import SendOutcome
+    from tidings.messaging import inbox
+    from tidings.messaging.dispatch import record_outcome
+    from tidings.workspaces import service as workspaces
+
+    reports: list[tuple[str, str]] = []
+    with tidings.db.transaction() as session:
+        claimed = dispatcher(tidings).claim(session, now=tidings.clock.now(), limit=100)
+        workspace = workspaces.get_workspace(session, tenant.workspace_id)
+        assert workspace is not None and claimed.jobs
+        for job in claimed.jobs:
+            row = inbox.get_message_or_404(session, workspace, job.message_id)
+            wamid = f"wamid.OUT{job.message_id}"
+            accepted = SendOutcome("accepted", message_id=wamid)
+            record_outcome(session, row, accepted, max_retries=2, now=tidings.clock.now())
+            reports.append((wamid, "delivered"))
+            if row.contact_id in read_by:
+                reports.append((wamid, "read"))
+    post(client, path, batch(statuses=tuple(reports)))
+    tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
+
+
 def message(client: TestClient, tenant: Tenant, message_id: int) -> dict[str, Any]:
     body: dict[str, Any] = client.get(
         f"{API}/messages/{message_id}", headers=tenant.headers()

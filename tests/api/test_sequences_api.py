@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tests.api.test_dispatch_rules import send_and_report
 from tests.conftest import Tenant, make_tenant
 from tidings.bootstrap import Tidings
 from tidings.contacts.service import SETTLE_ON_POSTGRES
@@ -98,36 +99,6 @@ def sent_templates(tidings: Tidings) -> dict[int, list[str]]:
         body = content if isinstance(content, dict) else __import__("json").loads(content)
         found.setdefault(contact_id, []).append(body["template"]["name"])
     return found
-
-
-def deliver(
-    client: TestClient, tidings: Tidings, tenant: Tenant, path: str, *, read_by: set[int]
-) -> None:
-    """The queued messages go out — claimed and accepted as the dispatcher records them — and
-    WhatsApp reports each delivered, and read by the contacts in ``read_by``, through the
-    webhook; the worker takes the reports in."""
-    from tests.api.test_dispatch_rules import dispatcher
-    from tests.api.test_whatsapp_webhook_endpoint import batch, post
-    from tidings.channels.whatsapp.client import SendOutcome
-    from tidings.messaging import inbox
-    from tidings.messaging.dispatch import record_outcome
-    from tidings.workspaces import service as workspaces
-
-    reports: list[tuple[str, str]] = []
-    with tidings.db.transaction() as session:
-        claimed = dispatcher(tidings).claim(session, now=tidings.clock.now(), limit=100)
-        workspace = workspaces.get_workspace(session, tenant.workspace_id)
-        assert workspace is not None and claimed.jobs
-        for job in claimed.jobs:
-            row = inbox.get_message_or_404(session, workspace, job.message_id)
-            wamid = f"wamid.S{job.message_id}"
-            accepted = SendOutcome("accepted", message_id=wamid)
-            record_outcome(session, row, accepted, max_retries=2, now=tidings.clock.now())
-            reports.append((wamid, "delivered"))
-            if row.contact_id in read_by:
-                reports.append((wamid, "read"))
-    post(client, path, batch(statuses=tuple(reports)))
-    tidings.make_worker(sources=tidings.work_sources[:2]).run_once()
 
 
 def customer_writes(client: TestClient, tidings: Tidings, path: str, phone: str) -> None:
@@ -242,7 +213,7 @@ def test_a_branching_sequence_sends_each_contact_what_its_behaviour_calls_for(
 
     run_worker(tidings)
     assert sent_templates(tidings) == {reader: ["welcome"], ignorer: ["welcome"]}
-    deliver(client, tidings, tenant, webhook_path, read_by={reader})
+    send_and_report(client, tidings, tenant, webhook_path, read_by=frozenset({reader}))
     run_worker(tidings)  # nothing is due before the day has passed
     assert sent_templates(tidings) == {reader: ["welcome"], ignorer: ["welcome"]}
 
