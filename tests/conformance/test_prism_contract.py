@@ -64,16 +64,8 @@ def prism() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 90
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert process.poll() is None, "Prism exited"
-                assert time.monotonic() < deadline, "Prism did not start"
-                time.sleep(0.3)
+        _await_port(port, process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
